@@ -1,0 +1,197 @@
+/**
+ * JWT verification (jose) and the claims the service understands (valibot).
+ *
+ * Each key type has its own algorithm allow-list, so `alg: none` and HS/RS confusion cannot happen:
+ * a secret only ever verifies HS*, a public key or a JWKS only the asymmetric algorithms.
+ */
+import * as jose from "jose";
+import * as v from "valibot";
+import type { Config, KeySource } from "./config";
+import { HttpError } from "./errors";
+import { MAX_NAME_LENGTH, MAX_USER_ID_LENGTH, RoomIdSchema } from "./protocol";
+
+const HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"];
+const ASYMMETRIC_ALGORITHMS = [
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "ES256",
+  "ES384",
+  "EdDSA",
+  "Ed25519",
+];
+/** Algorithms tried, in order, to import a PEM public key; the one that fits is then the only one allowed. */
+const PEM_ALGORITHMS = ["RS256", "ES256", "ES384", "Ed25519"];
+
+export const ROLES = ["member", "readonly", "admin"] as const;
+export type Role = (typeof ROLES)[number];
+
+/** An entry of the `rooms` claim: a room id, or a prefix ending in `*`. */
+const RoomPatternSchema = v.union([
+  RoomIdSchema,
+  v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{0,63}\*$/, "a room pattern is a room id prefix followed by *")),
+]);
+
+export const ClaimsSchema = v.object({
+  sub: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_USER_ID_LENGTH)),
+  exp: v.pipe(v.number(), v.integer()),
+  name: v.optional(v.pipe(v.string(), v.maxLength(MAX_NAME_LENGTH))),
+  rooms: v.optional(v.pipe(v.array(RoomPatternSchema), v.maxLength(256))),
+  role: v.optional(v.picklist(ROLES), "member"),
+});
+export type Claims = v.InferOutput<typeof ClaimsSchema>;
+
+/** Who a verified token says the caller is. */
+export interface Identity {
+  userId: string;
+  name: string;
+  role: Role;
+  /** Token expiry, in ms since the epoch. */
+  exp: number;
+  /** `undefined` means every room. */
+  rooms: readonly string[] | undefined;
+}
+
+/** Whether a `rooms` claim covers `room`. No claim covers every room. */
+export function canAccessRoom(identity: Pick<Identity, "rooms">, room: string): boolean {
+  if (identity.rooms === undefined) return true;
+  return identity.rooms.some((p) => (p.endsWith("*") ? room.startsWith(p.slice(0, -1)) : p === room));
+}
+
+type Verifier = { key: jose.CryptoKey | Uint8Array | jose.JWTVerifyGetKey; algorithms: string[] };
+
+// Keys are imported once per isolate: importing a PEM or creating a JWKS cache per request would be
+// slow, and a per-isolate JWKS cache is what lets key rotation work without hammering the issuer.
+const verifiers = new Map<string, Promise<Verifier>>();
+
+async function makeVerifier(source: KeySource): Promise<Verifier> {
+  switch (source.kind) {
+    case "secret":
+      return { key: new TextEncoder().encode(source.secret), algorithms: HMAC_ALGORITHMS };
+    case "jwks":
+      return { key: jose.createRemoteJWKSet(new URL(source.url)), algorithms: ASYMMETRIC_ALGORITHMS };
+    case "public_key":
+      for (const alg of PEM_ALGORITHMS) {
+        try {
+          const key = await jose.importSPKI(source.pem, alg);
+          return { key, algorithms: alg === "Ed25519" ? ["Ed25519", "EdDSA"] : [alg] };
+        } catch {
+          // Not this key type; try the next.
+        }
+      }
+      throw new HttpError("server_misconfigured", "JWT_PUBLIC_KEY is not an RSA, P-256, P-384 or Ed25519 public key");
+  }
+}
+
+function verifierFor(source: KeySource): Promise<Verifier> {
+  const id =
+    source.kind === "secret"
+      ? `secret:${source.secret}`
+      : source.kind === "jwks"
+        ? `jwks:${source.url}`
+        : `pem:${source.pem}`;
+  let verifier = verifiers.get(id);
+  if (verifier === undefined) {
+    verifier = makeVerifier(source);
+    // A failed import is not cached, so fixing the setting takes effect without a restart.
+    verifier.catch(() => verifiers.delete(id));
+    verifiers.set(id, verifier);
+  }
+  return verifier;
+}
+
+const INVALID_TOKEN_HEADERS = { "WWW-Authenticate": 'Bearer error="invalid_token"' };
+
+/**
+ * Verifies `token` and returns the identity it carries.
+ * Throws `HttpError` `invalid_token` (401) for any token problem, `auth_unavailable` (503) when the
+ * key set cannot be fetched, and `server_misconfigured` when the configured key is unusable.
+ */
+export async function verifyToken(token: string, config: Config): Promise<Identity> {
+  const { key, algorithms } = await verifierFor(config.key);
+  let payload: jose.JWTPayload;
+  try {
+    const options: jose.JWTVerifyOptions = {
+      algorithms,
+      clockTolerance: config.clockToleranceSeconds,
+      requiredClaims: ["exp", "sub"],
+      issuer: config.issuer,
+      audience: config.audience,
+    };
+    // jose's overloads differ for a key and a key-set function; both are valid here.
+    payload =
+      typeof key === "function"
+        ? (await jose.jwtVerify(token, key, options)).payload
+        : (await jose.jwtVerify(token, key, options)).payload;
+  } catch (error) {
+    if (error instanceof jose.errors.JWKSTimeout || !(error instanceof jose.errors.JOSEError)) {
+      // The key set could not be fetched or a fetch failed: not the caller's fault.
+      throw new HttpError("auth_unavailable", "the token could not be verified right now; retry later", {
+        headers: { "Retry-After": "5" },
+        cause: error,
+      });
+    }
+    throw new HttpError("invalid_token", describeJoseError(error), { headers: INVALID_TOKEN_HEADERS, cause: error });
+  }
+  const claims = v.safeParse(ClaimsSchema, payload);
+  if (!claims.success) {
+    const issue = claims.issues[0];
+    throw new HttpError("invalid_token", `the token's ${v.getDotPath(issue) ?? "claims"} claim is invalid`, {
+      headers: INVALID_TOKEN_HEADERS,
+    });
+  }
+  const c = claims.output;
+  return { userId: c.sub, name: c.name ?? c.sub, role: c.role, exp: c.exp * 1000, rooms: c.rooms };
+}
+
+/** A short, key-free description of why jose refused a token. */
+function describeJoseError(error: jose.errors.JOSEError): string {
+  switch (error.code) {
+    case "ERR_JWT_EXPIRED":
+      return "the token has expired";
+    case "ERR_JWT_CLAIM_VALIDATION_FAILED":
+      return `the token's ${(error as jose.errors.JWTClaimValidationFailed).claim} claim is invalid`;
+    case "ERR_JOSE_ALG_NOT_ALLOWED":
+      return "the token's algorithm is not allowed";
+    case "ERR_JWS_SIGNATURE_VERIFICATION_FAILED":
+      return "the token's signature does not verify";
+    case "ERR_JWKS_NO_MATCHING_KEY":
+      return "no key matches the token";
+    default:
+      return "the token is malformed";
+  }
+}
+
+/** Where a request's token was found; `protocol` means the server must select `rooms.v1`. */
+export interface FoundToken {
+  token: string;
+  source: "header" | "protocol" | "query";
+}
+
+/**
+ * Finds the token: `Authorization: Bearer`, then the `bearer.<jwt>` subprotocol offer, then the
+ * `token` query parameter (when allowed). The first found wins.
+ */
+export function findToken(
+  request: Request,
+  offeredProtocols: readonly string[],
+  queryToken: string | undefined,
+  config: Config,
+): FoundToken | undefined {
+  const authorization = request.headers.get("Authorization");
+  if (authorization !== null) {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    if (match?.[1]) return { token: match[1], source: "header" };
+  }
+  const offered = offeredProtocols.find((p) => p.startsWith("bearer."));
+  if (offered !== undefined && offered.length > "bearer.".length) {
+    return { token: offered.slice("bearer.".length), source: "protocol" };
+  }
+  if (queryToken !== undefined && queryToken !== "" && config.allowQueryToken) {
+    return { token: queryToken, source: "query" };
+  }
+  return undefined;
+}

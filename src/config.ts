@@ -1,0 +1,181 @@
+/**
+ * Settings: every option is an env var (a `[vars]` entry or a secret) with a safe default, parsed
+ * once per isolate with valibot. A bad value is a `ConfigError` naming the setting; the Worker answers
+ * it as 500 `server_misconfigured` instead of crashing.
+ */
+import * as v from "valibot";
+
+/** A whole number written in decimal, within [min, max]. */
+function whole(min: number, max: number) {
+  return v.pipe(
+    v.string(),
+    v.trim(),
+    v.regex(/^\d+$/, "must be a whole number"),
+    v.transform(Number),
+    v.minValue(min, `must be at least ${min}`),
+    v.maxValue(max, `must be at most ${max}`),
+  );
+}
+
+function integer(fallback: number, min: number, max: number) {
+  return v.optional(whole(min, max), String(fallback));
+}
+
+function boolean(fallback: boolean) {
+  return v.optional(
+    v.pipe(v.string(), v.trim(), v.toLowerCase(), v.picklist(["true", "false"], "must be true or false")),
+    String(fallback),
+  );
+}
+
+function text() {
+  return v.optional(v.pipe(v.string(), v.trim(), v.minLength(1, "must not be empty")));
+}
+
+const EnvSchema = v.object({
+  JWT_SECRET: v.optional(
+    v.pipe(
+      v.string(),
+      v.check((s) => new TextEncoder().encode(s).length >= 32, "must be at least 32 bytes"),
+    ),
+  ),
+  JWKS_URL: v.optional(v.pipe(v.string(), v.url("must be a URL"), v.startsWith("https://", "must use https"))),
+  JWT_PUBLIC_KEY: v.optional(v.pipe(v.string(), v.includes("-----BEGIN PUBLIC KEY-----", "must be an SPKI PEM"))),
+  JWT_ISSUER: text(),
+  JWT_AUDIENCE: text(),
+  JWT_CLOCK_TOLERANCE_SECONDS: integer(30, 0, 300),
+  ALLOWED_ORIGINS: text(),
+  ALLOW_QUERY_TOKEN: boolean(true),
+  MAX_CONNECTIONS_PER_ROOM: integer(1000, 1, 32_768),
+  HISTORY_LIMIT: integer(1000, 0, 100_000),
+  HEARTBEAT_INTERVAL_MS: integer(30_000, 1000, 3_600_000),
+  HEARTBEAT_TIMEOUT_MS: v.optional(whole(1000, 36_000_000)),
+  MAX_TEXT_LENGTH: integer(4000, 1, 1_000_000),
+  MAX_MESSAGE_BYTES: integer(65_536, 64, 1_048_576),
+  RATE_LIMIT_PER_SECOND: integer(20, 1, 100_000),
+  RATE_LIMIT_BURST: integer(40, 1, 100_000),
+  RATE_LIMIT_STRIKES: integer(50, 1, 100_000),
+});
+
+export type KeySource =
+  | { kind: "secret"; secret: string }
+  | { kind: "jwks"; url: string }
+  | { kind: "public_key"; pem: string };
+
+export interface Config {
+  key: KeySource;
+  issuer: string | undefined;
+  audience: string | undefined;
+  clockToleranceSeconds: number;
+  /** `undefined` allows every origin. */
+  allowedOrigins: ReadonlySet<string> | undefined;
+  allowQueryToken: boolean;
+  maxConnectionsPerRoom: number;
+  historyLimit: number;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  maxTextLength: number;
+  maxMessageBytes: number;
+  rateLimitPerSecond: number;
+  rateLimitBurst: number;
+  rateLimitStrikes: number;
+}
+
+/** A setting with a bad value. `setting` names it; `message` says what is wrong, never the value. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  constructor(
+    readonly setting: string,
+    message: string,
+  ) {
+    super(`${setting} ${message}`);
+  }
+}
+
+export type ConfigResult = { ok: true; config: Config } | { ok: false; error: ConfigError };
+
+/** Parses raw env vars. Pure: use `loadConfig` for the cached version. */
+export function parseConfig(env: Record<string, unknown>): ConfigResult {
+  const raw: Record<string, unknown> = {};
+  // Wrangler passes an empty string for a var set to ""; treat it as unset.
+  for (const key of Object.keys(EnvSchema.entries)) {
+    const value = env[key];
+    if (value !== undefined && value !== "") raw[key] = typeof value === "string" ? value : String(value);
+  }
+  const parsed = v.safeParse(EnvSchema, raw);
+  if (!parsed.success) {
+    const issue = parsed.issues[0];
+    return { ok: false, error: new ConfigError(v.getDotPath(issue) ?? "config", issue.message) };
+  }
+  const e = parsed.output;
+  const keys = [
+    e.JWT_SECRET !== undefined && ({ kind: "secret", secret: e.JWT_SECRET } as const),
+    e.JWKS_URL !== undefined && ({ kind: "jwks", url: e.JWKS_URL } as const),
+    e.JWT_PUBLIC_KEY !== undefined && ({ kind: "public_key", pem: e.JWT_PUBLIC_KEY } as const),
+  ].filter((k) => k !== false);
+  const key = keys[0];
+  if (key === undefined) {
+    return {
+      ok: false,
+      error: new ConfigError("JWT_SECRET", "is not set (set one of JWT_SECRET, JWKS_URL or JWT_PUBLIC_KEY)"),
+    };
+  }
+  if (keys.length > 1) {
+    return {
+      ok: false,
+      error: new ConfigError("JWT_SECRET", "conflicts: set only one of JWT_SECRET, JWKS_URL or JWT_PUBLIC_KEY"),
+    };
+  }
+  const heartbeatTimeoutMs = e.HEARTBEAT_TIMEOUT_MS ?? Math.round(e.HEARTBEAT_INTERVAL_MS * 2.5);
+  if (heartbeatTimeoutMs < e.HEARTBEAT_INTERVAL_MS) {
+    return {
+      ok: false,
+      error: new ConfigError("HEARTBEAT_TIMEOUT_MS", "must be at least HEARTBEAT_INTERVAL_MS"),
+    };
+  }
+  const origins = e.ALLOWED_ORIGINS?.split(",")
+    .map((o) => o.trim())
+    .filter((o) => o.length > 0);
+  return {
+    ok: true,
+    config: {
+      key,
+      issuer: e.JWT_ISSUER,
+      audience: e.JWT_AUDIENCE,
+      clockToleranceSeconds: e.JWT_CLOCK_TOLERANCE_SECONDS,
+      allowedOrigins: origins && origins.length > 0 ? new Set(origins) : undefined,
+      allowQueryToken: e.ALLOW_QUERY_TOKEN === "true",
+      maxConnectionsPerRoom: e.MAX_CONNECTIONS_PER_ROOM,
+      historyLimit: e.HISTORY_LIMIT,
+      heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
+      heartbeatTimeoutMs,
+      maxTextLength: e.MAX_TEXT_LENGTH,
+      maxMessageBytes: e.MAX_MESSAGE_BYTES,
+      rateLimitPerSecond: e.RATE_LIMIT_PER_SECOND,
+      rateLimitBurst: e.RATE_LIMIT_BURST,
+      rateLimitStrikes: e.RATE_LIMIT_STRIKES,
+    },
+  };
+}
+
+const cache = new WeakMap<object, ConfigResult>();
+
+/** Parses `env` once per isolate (per env object); logs a misconfiguration once. */
+export function loadConfig(env: object): ConfigResult {
+  let result = cache.get(env);
+  if (result === undefined) {
+    result = parseConfig(env as Record<string, unknown>);
+    cache.set(env, result);
+    if (!result.ok) {
+      console.error(
+        JSON.stringify({
+          level: "error",
+          event: "config_invalid",
+          setting: result.error.setting,
+          message: result.error.message,
+        }),
+      );
+    }
+  }
+  return result;
+}

@@ -1,0 +1,23 @@
+/**
+ * How the Worker hands a verified connection to its room object. The Worker builds the request to
+ * the object from scratch (never forwarding the client's headers), so a client cannot forge the
+ * identity header; the object still validates it, since it is its only input.
+ */
+import * as v from "valibot";
+import { ROLES } from "./auth";
+import { RoomIdSchema } from "./protocol";
+
+export const HANDOFF_HEADER = "X-Edge-Rooms-Handoff";
+
+export const HandoffSchema = v.object({
+  room: RoomIdSchema,
+  user: v.object({ id: v.string(), name: v.string() }),
+  role: v.picklist(ROLES),
+  /** Token expiry, ms since the epoch. */
+  exp: v.number(),
+  ip: v.nullable(v.string()),
+  since: v.optional(v.number()),
+  /** Whether the client offered `rooms.v1`, which the answer must then select. */
+  selectProtocol: v.boolean(),
+});
+export type Handoff = v.InferOutput<typeof HandoffSchema>;

@@ -1,0 +1,59 @@
+/**
+ * The Worker entry: a Hono app that checks every upgrade (path, origin, token) and hands the good
+ * ones to the room's Durable Object.
+ */
+import { Hono } from "hono";
+import { loadConfig } from "./config";
+import { HttpError } from "./errors";
+import { admit } from "./gate";
+import { HANDOFF_HEADER } from "./handoff";
+import { describeError, log } from "./log";
+
+export { Room } from "./room";
+
+type AppEnv = { Bindings: Env };
+
+export const app = new Hono<AppEnv>();
+
+function configOrThrow(env: Env) {
+  const result = loadConfig(env);
+  if (!result.ok) {
+    throw new HttpError("server_misconfigured", `the server is misconfigured: ${result.error.setting}`, {
+      cause: result.error,
+    });
+  }
+  return result.config;
+}
+
+app.get("/healthz", (c) => {
+  configOrThrow(c.env);
+  return c.json({ ok: true });
+});
+
+app.get("/ws/chat/:room", async (c) => {
+  const config = configOrThrow(c.env);
+  const room = c.req.param("room");
+  const handoff = await admit(c.req.raw, room, config);
+  const stub = c.env.ROOMS.get(c.env.ROOMS.idFromName(room));
+  // A fresh request: none of the client's headers reach the object, so none can be forged.
+  return stub.fetch("https://room.internal/connect", {
+    headers: { Upgrade: "websocket", [HANDOFF_HEADER]: JSON.stringify(handoff) },
+  });
+});
+
+app.notFound(() => new HttpError("not_found", "no such route").toResponse());
+
+app.onError((error, c) => {
+  const ip = c.req.header("CF-Connecting-IP") ?? null;
+  const path = new URL(c.req.url).pathname;
+  if (error instanceof HttpError) {
+    const level = error.status >= 500 ? "error" : "info";
+    const cause = error.cause === undefined ? {} : { cause: describeError(error.cause).error };
+    log(level, "gate_refused", { path, status: error.status, code: error.code, ip, ...cause });
+    return error.toResponse();
+  }
+  log("error", "unhandled_error", { path, ip, ...describeError(error) });
+  return new HttpError("internal_error", "internal error").toResponse();
+});
+
+export default app satisfies ExportedHandler<Env>;

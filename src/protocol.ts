@@ -1,0 +1,168 @@
+/**
+ * Wire protocol v1: the frames both sides exchange, as valibot schemas, and the close codes.
+ *
+ * This module imports only valibot so that the Worker and the browser client share one source of
+ * truth for the wire format. Server-to-client schemas exist for the client (types and validation);
+ * the server builds those frames as typed objects and never re-validates its own output.
+ */
+import * as v from "valibot";
+
+/** The subprotocol a client offers (with `bearer.<jwt>`) and the server selects. */
+export const SUBPROTOCOL = "rooms.v1";
+/** Prefix of the subprotocol entry that carries the token in browsers. */
+export const BEARER_PROTOCOL_PREFIX = "bearer.";
+
+/** The exact text the runtime answers without waking the room, and its answer. */
+export const PING_FRAME = '{"type":"ping"}';
+export const PONG_FRAME = '{"type":"pong"}';
+
+/** Room ids: letters, digits, `_` and `-`, 1 to 64 characters. */
+export const ROOM_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export const RoomIdSchema = v.pipe(v.string(), v.regex(ROOM_ID_PATTERN, "room must match ^[A-Za-z0-9_-]{1,64}$"));
+
+/** Client message ids, echoed in `ack`. */
+export const MAX_CLIENT_ID_LENGTH = 64;
+/** User ids (the token's `sub`). */
+export const MAX_USER_ID_LENGTH = 128;
+/** Display names (the token's `name`). */
+export const MAX_NAME_LENGTH = 64;
+/** `data` may nest at most this deep; deeper payloads are refused as `invalid_message`. */
+export const MAX_DATA_DEPTH = 32;
+
+/** Close codes the server uses. 1000/1009/1011 are standard; 4xxx mirror the HTTP meaning. */
+export const CLOSE_CODES = {
+  normal: 1000,
+  messageTooBig: 1009,
+  internalError: 1011,
+  tokenExpired: 4401,
+  heartbeatTimeout: 4408,
+  rateLimited: 4429,
+} as const satisfies Record<string, number>;
+export type CloseCode = (typeof CLOSE_CODES)[keyof typeof CLOSE_CODES];
+
+/** Codes of `error` frames. None of them closes the socket by itself. */
+export const FRAME_ERROR_CODES = [
+  "invalid_json",
+  "invalid_message",
+  "forbidden",
+  "unknown_recipient",
+  "rate_limited",
+] as const;
+export type FrameErrorCode = (typeof FRAME_ERROR_CODES)[number];
+
+// ---------------------------------------------------------------------------------------------
+// Client to server
+
+const ClientIdSchema = v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_CLIENT_ID_LENGTH));
+
+/** Depth of a parsed JSON value, counted without recursion so hostile nesting cannot overflow. */
+export function jsonDepth(value: unknown): number {
+  let max = 0;
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop() as [unknown, number];
+    if (node === null || typeof node !== "object") continue;
+    if (depth > max) max = depth;
+    if (max > MAX_DATA_DEPTH) return max;
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
+  return max;
+}
+
+/** Builds the schema of a client frame for a room whose `text` limit is `maxTextLength`. */
+export function clientFrameSchema(maxTextLength: number) {
+  return v.variant("type", [
+    v.pipe(
+      v.object({
+        type: v.literal("message"),
+        text: v.optional(
+          v.pipe(v.string(), v.maxLength(maxTextLength, `text is longer than ${maxTextLength} characters`)),
+        ),
+        data: v.optional(
+          v.pipe(
+            v.unknown(),
+            v.check((d) => jsonDepth(d) <= MAX_DATA_DEPTH, `data nests deeper than ${MAX_DATA_DEPTH} levels`),
+          ),
+        ),
+        id: v.optional(ClientIdSchema),
+        to: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_USER_ID_LENGTH))),
+      }),
+      v.check((f) => f.text !== undefined || f.data !== undefined, "a message needs text or data"),
+    ),
+    v.object({ type: v.literal("ping") }),
+  ]);
+}
+export type ClientFrame = v.InferOutput<ReturnType<typeof clientFrameSchema>>;
+export type ClientMessageFrame = Extract<ClientFrame, { type: "message" }>;
+
+// ---------------------------------------------------------------------------------------------
+// Server to client
+
+export const UserSchema = v.object({ id: v.string(), name: v.string() });
+export type User = v.InferOutput<typeof UserSchema>;
+
+export const PresenceEntrySchema = v.object({ id: v.string(), name: v.string(), connections: v.number() });
+export type PresenceEntry = v.InferOutput<typeof PresenceEntrySchema>;
+
+export const WelcomeFrameSchema = v.object({
+  type: v.literal("welcome"),
+  room: v.string(),
+  connectionId: v.string(),
+  user: UserSchema,
+  seq: v.number(),
+  presence: v.array(PresenceEntrySchema),
+  heartbeatInterval: v.number(),
+  recovered: v.optional(v.boolean()),
+});
+
+export const MessageFrameSchema = v.object({
+  type: v.literal("message"),
+  /** Absent on direct messages, which take no room sequence number. */
+  seq: v.optional(v.number()),
+  id: v.optional(v.string()),
+  room: v.string(),
+  from: UserSchema,
+  /** Present on direct messages: the recipient's user id. */
+  to: v.optional(v.string()),
+  text: v.optional(v.string()),
+  data: v.optional(v.unknown()),
+  ts: v.number(),
+});
+
+export const AckFrameSchema = v.object({ type: v.literal("ack"), id: v.string(), seq: v.optional(v.number()) });
+
+export const PresenceFrameSchema = v.object({
+  type: v.literal("presence"),
+  event: v.picklist(["join", "leave"]),
+  user: UserSchema,
+  online: v.number(),
+});
+
+export const HeartbeatFrameSchema = v.object({ type: v.literal("heartbeat"), timestamp: v.number() });
+
+export const PongFrameSchema = v.object({ type: v.literal("pong") });
+
+export const ErrorFrameSchema = v.object({
+  type: v.literal("error"),
+  code: v.picklist(FRAME_ERROR_CODES),
+  message: v.string(),
+  id: v.optional(v.string()),
+});
+
+export const ServerFrameSchema = v.variant("type", [
+  WelcomeFrameSchema,
+  MessageFrameSchema,
+  AckFrameSchema,
+  PresenceFrameSchema,
+  HeartbeatFrameSchema,
+  PongFrameSchema,
+  ErrorFrameSchema,
+]);
+
+export type WelcomeFrame = v.InferOutput<typeof WelcomeFrameSchema>;
+export type MessageFrame = v.InferOutput<typeof MessageFrameSchema>;
+export type AckFrame = v.InferOutput<typeof AckFrameSchema>;
+export type PresenceFrame = v.InferOutput<typeof PresenceFrameSchema>;
+export type HeartbeatFrame = v.InferOutput<typeof HeartbeatFrameSchema>;
+export type ErrorFrame = v.InferOutput<typeof ErrorFrameSchema>;
+export type ServerFrame = v.InferOutput<typeof ServerFrameSchema>;

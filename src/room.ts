@@ -1,0 +1,446 @@
+/**
+ * The room: one Durable Object per room id. It accepts connections with the WebSocket Hibernation
+ * API, relays and stores messages, tracks presence, and runs the heartbeat alarm. Decisions that can
+ * be pure live elsewhere (rate-limit, heartbeat, history, presence); this class orchestrates.
+ */
+import { DurableObject } from "cloudflare:workers";
+import * as v from "valibot";
+import type { Config } from "./config";
+import { loadConfig } from "./config";
+import { type Attachment, type Connection, restoreConnection, tagForUser } from "./connection";
+import { HttpError } from "./errors";
+import { HANDOFF_HEADER, type Handoff, HandoffSchema } from "./handoff";
+import { judgeConnection } from "./heartbeat";
+import { History } from "./history";
+import { describeError, log } from "./log";
+import { Presence } from "./presence";
+import {
+  type AckFrame,
+  CLOSE_CODES,
+  type ClientMessageFrame,
+  clientFrameSchema,
+  type ErrorFrame,
+  type FrameErrorCode,
+  type HeartbeatFrame,
+  MAX_CLIENT_ID_LENGTH,
+  type MessageFrame,
+  PING_FRAME,
+  PONG_FRAME,
+  type PresenceFrame,
+  SUBPROTOCOL,
+  type User,
+  type WelcomeFrame,
+} from "./protocol";
+import { take } from "./rate-limit";
+
+const encoder = new TextEncoder();
+
+export class Room extends DurableObject<Env> {
+  readonly #config: Config | undefined;
+  readonly #history: History;
+  readonly #frameSchema: ReturnType<typeof clientFrameSchema>;
+  /** Cache of the sockets' state, rebuilt from their attachments on the first event after a wake. */
+  #connections: Map<WebSocket, Connection> | undefined;
+  #presence = new Presence();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    const result = loadConfig(env);
+    this.#config = result.ok ? result.config : undefined;
+    this.#frameSchema = clientFrameSchema(this.#config?.maxTextLength ?? 0);
+    this.#history = new History(ctx.storage.sql);
+    // Answered by the runtime without waking the object.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
+  }
+
+  // -- runtime entry points ------------------------------------------------------------------
+
+  override async fetch(request: Request): Promise<Response> {
+    try {
+      const config = this.#config;
+      if (!config) return new HttpError("server_misconfigured", "the server is misconfigured").toResponse();
+      const handoff = v.safeParse(HandoffSchema, JSON.parse(request.headers.get(HANDOFF_HEADER) ?? "null"));
+      if (!handoff.success || request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
+        return new HttpError("invalid_request", "not a room connect request").toResponse();
+      }
+      const connections = this.#restore(config);
+      if (this.#liveCount(connections) >= config.maxConnectionsPerRoom) {
+        log("info", "room_full", { room: handoff.output.room, user: handoff.output.user.id, ip: handoff.output.ip });
+        return new HttpError("room_full", "the room is full; retry later", {
+          headers: { "Retry-After": "10" },
+        }).toResponse();
+      }
+      if ((await this.ctx.storage.getAlarm()) === null) {
+        await this.ctx.storage.setAlarm(Date.now() + config.heartbeatIntervalMs);
+      }
+      return this.#accept(handoff.output, config, connections);
+    } catch (error) {
+      log("error", "connect_failed", describeError(error));
+      return new HttpError("internal_error", "internal error").toResponse();
+    }
+  }
+
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    const config = this.#config;
+    if (!config) {
+      this.#closeMisconfigured(ws);
+      return;
+    }
+    const conn = this.#restore(config).get(ws);
+    if (!conn || conn.isGone) return;
+    try {
+      this.#onFrame(conn, message, config);
+    } catch (error) {
+      log("error", "frame_failed", { ...this.#logFields(conn), ...describeError(error) });
+      this.#close(conn, CLOSE_CODES.internalError, "internal error");
+    }
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    // Answer the peer's close frame. Newer compatibility dates make the runtime do it (and ignore
+    // this call), but wrangler 4.86's local runtime leaves hibernatable sockets half-closed without it.
+    safeClose(ws, isReservedCloseCode(code) ? CLOSE_CODES.normal : code, reason);
+    this.#onGone(ws, code, reason);
+  }
+
+  override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
+    const conn = this.#connections?.get(ws);
+    log("warn", "socket_error", { ...(conn ? this.#logFields(conn) : {}), ...describeError(error) });
+    this.#onGone(ws, 1006, "socket error");
+  }
+
+  override async alarm(): Promise<void> {
+    // At-least-once and retried: running twice only sends one more heartbeat.
+    const config = this.#config;
+    if (!config) return;
+    const connections = this.#restore(config);
+    const now = Date.now();
+    const heartbeat = JSON.stringify({ type: "heartbeat", timestamp: now } satisfies HeartbeatFrame);
+    for (const conn of connections.values()) {
+      if (conn.isGone) continue;
+      const pinged = this.ctx.getWebSocketAutoResponseTimestamp(conn.ws)?.getTime() ?? 0;
+      const verdict = judgeConnection({
+        now,
+        exp: conn.attachment.exp,
+        lastActivity: Math.max(conn.lastFrameAt, conn.attachment.connectedAt, pinged),
+        timeoutMs: config.heartbeatTimeoutMs,
+      });
+      if (verdict.action === "close") {
+        this.#close(conn, verdict.code, verdict.reason);
+        continue;
+      }
+      this.#send(conn, heartbeat);
+      if (conn.lastFrameAt > conn.attachment.seenAt) this.#saveSeenAt(conn);
+    }
+    if (this.#liveCount(connections) > 0) {
+      await this.ctx.storage.setAlarm(now + config.heartbeatIntervalMs);
+    }
+  }
+
+  // -- connect -------------------------------------------------------------------------------
+
+  #accept(handoff: Handoff, config: Config, connections: Map<WebSocket, Connection>): Response {
+    const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    this.ctx.acceptWebSocket(server, [tagForUser(handoff.user.id)]);
+    const now = Date.now();
+    const attachment: Attachment = {
+      id: crypto.randomUUID(),
+      room: handoff.room,
+      user: handoff.user,
+      role: handoff.role,
+      exp: handoff.exp,
+      ip: handoff.ip,
+      connectedAt: now,
+      seenAt: now,
+    };
+    server.serializeAttachment(attachment);
+    const conn: Connection = {
+      ws: server,
+      attachment,
+      lastFrameAt: now,
+      bucket: { tokens: config.rateLimitBurst, updatedAt: now, strikes: 0 },
+      isGone: false,
+    };
+    connections.set(server, conn);
+    const isFirst = this.#presence.add(handoff.user);
+
+    const replay = handoff.since === undefined ? undefined : this.#history.after(handoff.since);
+    const welcome: WelcomeFrame = {
+      type: "welcome",
+      room: handoff.room,
+      connectionId: attachment.id,
+      user: handoff.user,
+      seq: this.#history.latestSeq,
+      presence: this.#presence.list(),
+      heartbeatInterval: config.heartbeatIntervalMs,
+      ...(replay ? { recovered: replay.recovered } : {}),
+    };
+    server.send(JSON.stringify(welcome));
+    for (const frame of replay?.frames ?? []) server.send(frame);
+    if (isFirst) this.#broadcastPresence("join", handoff.user, server);
+    log("info", "connection_open", {
+      ...this.#logFields(conn),
+      since: handoff.since,
+      recovered: replay?.recovered,
+      replayed: replay?.frames.length,
+    });
+    const headers = handoff.selectProtocol ? { "Sec-WebSocket-Protocol": SUBPROTOCOL } : undefined;
+    return new Response(null, { status: 101, webSocket: client, headers });
+  }
+
+  // -- frames --------------------------------------------------------------------------------
+
+  #onFrame(conn: Connection, message: string | ArrayBuffer, config: Config): void {
+    const now = Date.now();
+    const size = typeof message === "string" ? utf8Length(message, config.maxMessageBytes) : message.byteLength;
+    if (size > config.maxMessageBytes) {
+      this.#close(conn, CLOSE_CODES.messageTooBig, `frame over ${config.maxMessageBytes} bytes`);
+      return;
+    }
+    conn.lastFrameAt = now;
+    if (now - conn.attachment.seenAt >= config.heartbeatIntervalMs / 2) this.#saveSeenAt(conn);
+    if (now >= conn.attachment.exp) {
+      this.#close(conn, CLOSE_CODES.tokenExpired, "token expired");
+      return;
+    }
+
+    const limits = {
+      perSecond: config.rateLimitPerSecond,
+      burst: config.rateLimitBurst,
+      maxStrikes: config.rateLimitStrikes,
+    };
+    const taken = take(conn.bucket, now, limits);
+    if (taken === "exhausted") {
+      this.#close(conn, CLOSE_CODES.rateLimited, "rate limit exceeded");
+      return;
+    }
+    if (taken === "refused") {
+      this.#sendError(conn, "rate_limited", "too many frames; slow down");
+      return;
+    }
+
+    if (typeof message !== "string") {
+      if (conn.attachment.role === "readonly") {
+        this.#sendError(conn, "forbidden", "this connection is read-only");
+      } else {
+        this.#broadcast(message, conn.ws);
+      }
+      return;
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(message);
+    } catch {
+      this.#sendError(conn, "invalid_json", "the frame is not valid JSON");
+      return;
+    }
+    const parsed = v.safeParse(this.#frameSchema, raw);
+    if (!parsed.success) {
+      const issue = parsed.issues[0];
+      const path = v.getDotPath(issue);
+      const text = `${path ? `${path}: ` : ""}${issue.message}`.slice(0, 200);
+      this.#sendError(conn, "invalid_message", text, clientIdOf(raw));
+      return;
+    }
+    const frame = parsed.output;
+    if (frame.type === "ping") {
+      this.#send(conn, PONG_FRAME);
+      return;
+    }
+    if (conn.attachment.role === "readonly") {
+      this.#sendError(conn, "forbidden", "this connection is read-only", frame.id);
+      return;
+    }
+    if (frame.to !== undefined) {
+      this.#directMessage(conn, frame, frame.to, now);
+      return;
+    }
+    this.#publish(conn, frame, now, config);
+  }
+
+  #publish(conn: Connection, frame: ClientMessageFrame, now: number, config: Config): void {
+    const seq = this.#history.latestSeq + 1;
+    const out: MessageFrame = {
+      type: "message",
+      seq,
+      id: frame.id,
+      room: conn.attachment.room,
+      from: conn.attachment.user,
+      text: frame.text,
+      data: frame.data,
+      ts: now,
+    };
+    const text = JSON.stringify(out);
+    this.#history.append(seq, now, text, config.historyLimit);
+    this.#broadcast(text);
+    if (frame.id !== undefined) this.#send(conn, JSON.stringify({ type: "ack", id: frame.id, seq } satisfies AckFrame));
+  }
+
+  #directMessage(conn: Connection, frame: ClientMessageFrame, to: string, now: number): void {
+    const recipients = this.#liveSockets(tagForUser(to));
+    if (recipients.length === 0) {
+      this.#sendError(conn, "unknown_recipient", "that user has no connection in this room", frame.id);
+      return;
+    }
+    const out: MessageFrame = {
+      type: "message",
+      id: frame.id,
+      room: conn.attachment.room,
+      from: conn.attachment.user,
+      to,
+      text: frame.text,
+      data: frame.data,
+      ts: now,
+    };
+    const text = JSON.stringify(out);
+    const targets = new Set([...recipients, ...this.#liveSockets(tagForUser(conn.attachment.user.id))]);
+    targets.delete(conn.ws);
+    for (const ws of targets) trySend(ws, text);
+    if (frame.id !== undefined) this.#send(conn, JSON.stringify({ type: "ack", id: frame.id } satisfies AckFrame));
+  }
+
+  // -- connection bookkeeping ----------------------------------------------------------------
+
+  /** The connection cache, rebuilt from the sockets' attachments after a wake. */
+  #restore(config: Config): Map<WebSocket, Connection> {
+    if (this.#connections) return this.#connections;
+    const connections = new Map<WebSocket, Connection>();
+    const now = Date.now();
+    for (const ws of this.ctx.getWebSockets()) {
+      const conn = restoreConnection(ws, config.rateLimitBurst, now);
+      if (!conn) {
+        log("error", "attachment_invalid", { attachment: "unreadable" });
+        safeClose(ws, CLOSE_CODES.internalError, "internal error");
+        continue;
+      }
+      connections.set(ws, conn);
+      if (!conn.isGone) this.#presence.add(conn.attachment.user);
+    }
+    this.#connections = connections;
+    return connections;
+  }
+
+  #liveCount(connections: Map<WebSocket, Connection>): number {
+    let n = 0;
+    for (const conn of connections.values()) if (!conn.isGone) n++;
+    return n;
+  }
+
+  /** Open, counted-in sockets, optionally those of one tag. */
+  #liveSockets(tag?: string): WebSocket[] {
+    const connections = this.#connections;
+    if (!connections) return [];
+    return this.ctx.getWebSockets(tag).filter((ws) => {
+      const conn = connections.get(ws);
+      return conn !== undefined && !conn.isGone && ws.readyState === WebSocket.OPEN;
+    });
+  }
+
+  /** Closes a connection from our side and counts it out. */
+  #close(conn: Connection, code: number, reason: string): void {
+    if (conn.isGone) return;
+    conn.attachment.closing = true;
+    try {
+      conn.ws.serializeAttachment(conn.attachment);
+    } catch {
+      // The socket is already gone; counting it out below is all that is left.
+    }
+    safeClose(conn.ws, code, reason);
+    this.#countOut(conn, code, reason, "server");
+  }
+
+  /** The peer closed, or the socket failed. */
+  #onGone(ws: WebSocket, code: number, reason: string): void {
+    if (!this.#config) return;
+    const connections = this.#restore(this.#config);
+    const conn = connections.get(ws);
+    if (conn && !conn.isGone) this.#countOut(conn, code, reason, "client");
+    connections.delete(ws);
+    if (this.#liveCount(connections) === 0) {
+      // An empty room keeps no alarm.
+      this.ctx.storage.deleteAlarm().catch((error) => log("error", "alarm_delete_failed", describeError(error)));
+    }
+  }
+
+  #countOut(conn: Connection, code: number, reason: string, by: "server" | "client"): void {
+    conn.isGone = true;
+    log("info", "connection_close", {
+      ...this.#logFields(conn),
+      code,
+      reason,
+      by,
+      durationMs: Date.now() - conn.attachment.connectedAt,
+    });
+    if (this.#presence.remove(conn.attachment.user.id)) this.#broadcastPresence("leave", conn.attachment.user);
+  }
+
+  #saveSeenAt(conn: Connection): void {
+    conn.attachment.seenAt = conn.lastFrameAt;
+    conn.ws.serializeAttachment(conn.attachment);
+  }
+
+  #closeMisconfigured(ws: WebSocket): void {
+    log("error", "room_misconfigured", {});
+    safeClose(ws, CLOSE_CODES.internalError, "server misconfigured");
+  }
+
+  // -- sending -------------------------------------------------------------------------------
+
+  #broadcast(frame: string | ArrayBuffer, except?: WebSocket): void {
+    for (const ws of this.#liveSockets()) if (ws !== except) trySend(ws, frame);
+  }
+
+  #broadcastPresence(event: PresenceFrame["event"], user: User, except?: WebSocket): void {
+    const frame: PresenceFrame = { type: "presence", event, user, online: this.#presence.online };
+    this.#broadcast(JSON.stringify(frame), except);
+  }
+
+  #send(conn: Connection, frame: string): void {
+    trySend(conn.ws, frame);
+  }
+
+  #sendError(conn: Connection, code: FrameErrorCode, message: string, id?: string): void {
+    const frame: ErrorFrame = { type: "error", code, message, ...(id === undefined ? {} : { id }) };
+    this.#send(conn, JSON.stringify(frame));
+  }
+
+  #logFields(conn: Connection): Record<string, unknown> {
+    const a = conn.attachment;
+    return { room: a.room, connectionId: a.id, user: a.user.id, role: a.role, ip: a.ip };
+  }
+}
+
+function trySend(ws: WebSocket, frame: string | ArrayBuffer): void {
+  try {
+    ws.send(frame);
+  } catch {
+    // The peer went away between the check and the send; its close event will count it out.
+  }
+}
+
+function safeClose(ws: WebSocket, code: number, reason: string): void {
+  try {
+    ws.close(code, reason.slice(0, 123));
+  } catch {
+    // Already closing or closed.
+  }
+}
+
+/** Codes that may be received but never sent in a close frame. */
+function isReservedCloseCode(code: number): boolean {
+  return code === 1005 || code === 1006 || code === 1015;
+}
+
+/** UTF-8 byte length of `s`, computed only when it could exceed `limit`. */
+function utf8Length(s: string, limit: number): number {
+  if (s.length * 3 <= limit) return s.length;
+  if (s.length > limit) return s.length;
+  return encoder.encode(s).byteLength;
+}
+
+/** The client's message id, when a frame that failed validation still carried a usable one. */
+function clientIdOf(raw: unknown): string | undefined {
+  if (typeof raw !== "object" || raw === null || !Object.hasOwn(raw, "id")) return undefined;
+  const id = (raw as { id: unknown }).id;
+  return typeof id === "string" && id.length > 0 && id.length <= MAX_CLIENT_ID_LENGTH ? id : undefined;
+}
