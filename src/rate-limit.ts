@@ -5,7 +5,7 @@
 export interface TokenBucket {
   tokens: number;
   updatedAt: number;
-  /** Refused frames in a row. */
+  /** Refused frames since the client last slowed down. */
   strikes: number;
 }
 
@@ -17,7 +17,11 @@ export type TakeResult = "ok" | "refused" | "exhausted";
 
 /**
  * Takes one token. `refused` when the bucket is empty; `exhausted` when that makes `maxStrikes`
- * refusals in a row (the caller then closes the connection).
+ * refusals (the caller then closes the connection).
+ *
+ * Strikes are forgiven only once the client slows down enough for its bucket to hold two tokens:
+ * a flood that squeezes in a frame at each refill keeps its strikes, since it is still sending
+ * past its limit; a client that backs off starts clean.
  */
 export function take(
   bucket: TokenBucket,
@@ -28,8 +32,8 @@ export function take(
   bucket.tokens = Math.min(limits.burst, bucket.tokens + (elapsed * limits.perSecond) / 1000);
   bucket.updatedAt = now;
   if (bucket.tokens >= 1) {
+    if (bucket.tokens >= Math.min(2, limits.burst)) bucket.strikes = 0;
     bucket.tokens -= 1;
-    bucket.strikes = 0;
     return "ok";
   }
   bucket.strikes += 1;

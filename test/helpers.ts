@@ -1,0 +1,250 @@
+/** Test helpers: tokens, sockets and frame queues, each wait with a message saying what was awaited. */
+import { env, runDurableObjectAlarm, SELF } from "cloudflare:test";
+import { SignJWT } from "jose";
+import { vi } from "vitest";
+import type { ServerFrame } from "../src/protocol";
+
+export const TEST_JWT_SECRET = "edge-rooms-test-secret-0123456789-abcdefghij";
+export const secretKey = new TextEncoder().encode(TEST_JWT_SECRET);
+
+let counter = 0;
+/** A room id no other test uses. */
+export function uniqueRoom(prefix = "room"): string {
+  counter += 1;
+  return `${prefix}-${counter}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+export interface TokenOptions {
+  sub?: string;
+  name?: string;
+  role?: string;
+  rooms?: string[];
+  /** Seconds from now; negative for an expired token. */
+  ttl?: number;
+  exp?: number;
+  extra?: Record<string, unknown>;
+  alg?: "HS256" | "HS384" | "HS512";
+  key?: Uint8Array;
+}
+
+/** A token signed with the test secret (HS256, one hour) unless told otherwise. */
+export async function mintToken(options: TokenOptions = {}): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  const claims: Record<string, unknown> = { ...options.extra };
+  if (options.name !== undefined) claims.name = options.name;
+  if (options.role !== undefined) claims.role = options.role;
+  if (options.rooms !== undefined) claims.rooms = options.rooms;
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: options.alg ?? "HS256" })
+    .setSubject(options.sub ?? "alice")
+    .setIssuedAt(now)
+    .setExpirationTime(options.exp ?? now + (options.ttl ?? 3600))
+    .sign(options.key ?? secretKey);
+}
+
+export interface ConnectOptions {
+  token?: string;
+  /** How to send the token. */
+  via?: "header" | "protocol" | "query";
+  since?: number;
+  headers?: Record<string, string>;
+  query?: string;
+}
+
+/** Sends an upgrade request to the Worker (through its real fetch handler). */
+export function upgrade(room: string, options: ConnectOptions = {}): Promise<Response> {
+  const headers = new Headers({ Upgrade: "websocket", ...options.headers });
+  const params = new URLSearchParams(options.query ?? "");
+  if (options.since !== undefined) params.set("since", String(options.since));
+  if (options.token !== undefined) {
+    const via = options.via ?? "header";
+    if (via === "header") headers.set("Authorization", `Bearer ${options.token}`);
+    if (via === "protocol") headers.set("Sec-WebSocket-Protocol", `rooms.v1, bearer.${options.token}`);
+    if (via === "query") params.set("token", options.token);
+  }
+  const qs = params.toString();
+  return SELF.fetch(`https://rooms.test/ws/chat/${room}${qs ? `?${qs}` : ""}`, { headers });
+}
+
+export interface Closed {
+  code: number;
+  reason: string;
+}
+
+/** A client socket with a queue of what it received. */
+/** A binary frame as the test sees it. */
+export interface BinaryFrame {
+  type: "binary";
+  bytes: Uint8Array;
+}
+export type Received = ServerFrame | BinaryFrame;
+
+export class Client {
+  readonly frames: Received[] = [];
+  closed: Closed | undefined;
+  #waiters: Array<() => void> = [];
+  #cursor = 0;
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly response: Response,
+  ) {
+    // Newer compatibility dates deliver binary as Blob by default.
+    (ws as WebSocket & { binaryType: string }).binaryType = "arraybuffer";
+    ws.addEventListener("message", (event) => {
+      const data = event.data;
+      this.frames.push(
+        typeof data === "string"
+          ? (JSON.parse(data) as ServerFrame)
+          : { type: "binary", bytes: new Uint8Array(data as ArrayBuffer) },
+      );
+      this.#wake();
+    });
+    ws.addEventListener("close", (event) => {
+      this.closed = { code: event.code, reason: event.reason };
+      this.#wake();
+    });
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
+  }
+
+  async #until<T>(check: () => T | undefined, what: string, timeoutMs: number): Promise<T> {
+    // performance.now(), not Date.now(): tests may fake the Date clock.
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const value = check();
+      if (value !== undefined) return value;
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) {
+        const seen = JSON.stringify(this.frames.slice(-5)).slice(0, 600);
+        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last frames: ${seen}`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, remaining);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /**
+   * The next frame of `type` not yet taken, skipping frames of other types (heartbeats always, unless
+   * asked for). Use `pending()` to assert that nothing else arrived.
+   */
+  next<T extends Received["type"]>(type: T, timeoutMs = 3000): Promise<Extract<Received, { type: T }>> {
+    return this.#until(
+      () => {
+        while (this.#cursor < this.frames.length) {
+          const frame = this.frames[this.#cursor++];
+          if (frame?.type === type) return frame as Extract<Received, { type: T }>;
+        }
+        return undefined;
+      },
+      `a ${type} frame`,
+      timeoutMs,
+    );
+  }
+
+  /** Waits until `check` holds for what was received so far. */
+  async waitFor(check: (frames: Received[]) => boolean, what: string, timeoutMs = 3000): Promise<void> {
+    await this.#until(() => (check(this.frames) ? true : undefined), what, timeoutMs);
+  }
+
+  /** Frames received after the last one `next` took (heartbeats excluded). */
+  pending(): Received[] {
+    return this.frames.slice(this.#cursor).filter((f) => f.type !== "heartbeat");
+  }
+
+  /** All frames of `type` received so far. */
+  all<T extends Received["type"]>(type: T): Array<Extract<Received, { type: T }>> {
+    return this.frames.filter((f): f is Extract<Received, { type: T }> => f.type === type);
+  }
+
+  /** Waits for the server's close frame. */
+  nextClose(timeoutMs = 3000): Promise<Closed> {
+    return this.#until(() => this.closed, "the socket to close", timeoutMs);
+  }
+
+  send(frame: unknown): void {
+    this.ws.send(typeof frame === "string" ? frame : JSON.stringify(frame));
+  }
+
+  sendRaw(data: string | ArrayBuffer | Uint8Array): void {
+    this.ws.send(data);
+  }
+
+  close(code = 1000, reason = "bye"): void {
+    try {
+      this.ws.close(code, reason);
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/** Connects and fails the test unless the upgrade succeeds. */
+export async function connect(room: string, options: ConnectOptions & TokenOptions = {}): Promise<Client> {
+  const token = options.token ?? (await mintToken(options));
+  const response = await upgrade(room, { ...options, token });
+  const ws = response.webSocket;
+  if (response.status !== 101 || ws === null) {
+    throw new Error(`expected 101, got ${response.status}: ${await response.text()}`);
+  }
+  ws.accept();
+  return new Client(ws, response);
+}
+
+/** Connects and takes the welcome frame. */
+export async function join(room: string, options: ConnectOptions & TokenOptions = {}) {
+  const client = await connect(room, options);
+  const welcome = await client.next("welcome");
+  return { client, welcome };
+}
+
+/** Reads an HTTP error response: status, code and headers. */
+export async function errorOf(response: Response) {
+  const body = (await response.json()) as { error: { code: string; message: string; issues?: string[] } };
+  return { status: response.status, ...body.error, headers: response.headers };
+}
+
+/** The room object's stub. */
+export function roomStub(room: string) {
+  return env.ROOMS.get(env.ROOMS.idFromName(room));
+}
+
+/** Runs the room's alarm as if the clock read `Date.now() + advanceMs` (the object shares the test's clock). */
+export async function runAlarmAfter(room: string, advanceMs: number): Promise<boolean> {
+  vi.useFakeTimers({ toFake: ["Date"] });
+  try {
+    vi.setSystemTime(Date.now() + advanceMs);
+    return await runDurableObjectAlarm(roomStub(room));
+  } finally {
+    vi.useRealTimers();
+  }
+}
+
+/** Lets queued frames and close events arrive. */
+export function settle(ms = 50): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function base64url(data: string | Uint8Array): string {
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** Signs any header and payload with HS256 and the test secret, bypassing jose's own checks. */
+export async function signRaw(header: Record<string, unknown>, payload: Record<string, unknown>): Promise<string> {
+  const input = `${base64url(JSON.stringify(header))}.${base64url(JSON.stringify(payload))}`;
+  const key = await crypto.subtle.importKey("raw", secretKey, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const signature = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(input)));
+  return `${input}.${base64url(signature)}`;
+}
