@@ -1,0 +1,89 @@
+import { describe, expect, it } from "vitest";
+import { parseConfig } from "../src/config";
+
+const KEY = { JWT_SECRET: "k".repeat(32) };
+
+function settingOf(env: Record<string, unknown>): string {
+  const result = parseConfig(env);
+  if (result.ok) throw new Error("expected a misconfiguration");
+  return result.error.setting;
+}
+
+describe("configuration", () => {
+  it("gives every option its documented default", () => {
+    const result = parseConfig(KEY);
+    expect(result.ok && result.config).toMatchObject({
+      key: { kind: "secret" },
+      issuer: undefined,
+      audience: undefined,
+      clockToleranceSeconds: 30,
+      allowedOrigins: undefined,
+      allowQueryToken: true,
+      maxConnectionsPerRoom: 1000,
+      historyLimit: 1000,
+      heartbeatIntervalMs: 30_000,
+      heartbeatTimeoutMs: 75_000,
+      maxTextLength: 4000,
+      maxMessageBytes: 65_536,
+      rateLimitPerSecond: 20,
+      rateLimitBurst: 40,
+      rateLimitStrikes: 50,
+    });
+  });
+
+  it("derives the heartbeat timeout from the interval (2.5 intervals) unless set", () => {
+    const derived = parseConfig({ ...KEY, HEARTBEAT_INTERVAL_MS: "10000" });
+    expect(derived.ok && derived.config.heartbeatTimeoutMs).toBe(25_000);
+    const set = parseConfig({ ...KEY, HEARTBEAT_INTERVAL_MS: "10000", HEARTBEAT_TIMEOUT_MS: "12000" });
+    expect(set.ok && set.config.heartbeatTimeoutMs).toBe(12_000);
+  });
+
+  it("parses origins as a comma-separated list and booleans case-insensitively", () => {
+    const result = parseConfig({
+      ...KEY,
+      ALLOWED_ORIGINS: " https://a.example ,https://b.example,",
+      ALLOW_QUERY_TOKEN: "FALSE",
+    });
+    expect(result.ok && [...(result.config.allowedOrigins ?? [])]).toEqual(["https://a.example", "https://b.example"]);
+    expect(result.ok && result.config.allowQueryToken).toBe(false);
+  });
+
+  it("treats an empty string as unset", () => {
+    const result = parseConfig({ ...KEY, HISTORY_LIMIT: "", JWT_ISSUER: "" });
+    expect(result.ok && result.config.historyLimit).toBe(1000);
+  });
+
+  it.each([
+    [{ HISTORY_LIMIT: "lots" }, "HISTORY_LIMIT"],
+    [{ HISTORY_LIMIT: "-1" }, "HISTORY_LIMIT"],
+    [{ HISTORY_LIMIT: "1.5" }, "HISTORY_LIMIT"],
+    [{ MAX_CONNECTIONS_PER_ROOM: "0" }, "MAX_CONNECTIONS_PER_ROOM"],
+    [{ HEARTBEAT_INTERVAL_MS: "10" }, "HEARTBEAT_INTERVAL_MS"],
+    [{ HEARTBEAT_TIMEOUT_MS: "5000" }, "HEARTBEAT_TIMEOUT_MS"],
+    [{ MAX_MESSAGE_BYTES: "99999999" }, "MAX_MESSAGE_BYTES"],
+    [{ RATE_LIMIT_PER_SECOND: "fast" }, "RATE_LIMIT_PER_SECOND"],
+    [{ RATE_LIMIT_BURST: "0" }, "RATE_LIMIT_BURST"],
+    [{ RATE_LIMIT_STRIKES: "0" }, "RATE_LIMIT_STRIKES"],
+    [{ MAX_TEXT_LENGTH: "x" }, "MAX_TEXT_LENGTH"],
+    [{ ALLOW_QUERY_TOKEN: "yes" }, "ALLOW_QUERY_TOKEN"],
+    [{ JWT_CLOCK_TOLERANCE_SECONDS: "3600" }, "JWT_CLOCK_TOLERANCE_SECONDS"],
+    [{ JWKS_URL: "http://insecure.example/jwks" }, "JWKS_URL"],
+  ])("names the setting of a bad value: %o", (env, setting) => {
+    expect(settingOf({ ...KEY, ...env })).toBe(setting);
+  });
+
+  it("needs exactly one key source, and a secret of at least 32 bytes", () => {
+    expect(settingOf({})).toBe("JWT_SECRET");
+    expect(settingOf({ JWT_SECRET: "short" })).toBe("JWT_SECRET");
+    expect(settingOf({ ...KEY, JWKS_URL: "https://issuer.example/jwks" })).toBe("JWT_SECRET");
+    expect(settingOf({ JWT_PUBLIC_KEY: "not a pem" })).toBe("JWT_PUBLIC_KEY");
+    const jwks = parseConfig({ JWKS_URL: "https://issuer.example/.well-known/jwks.json" });
+    expect(jwks.ok && jwks.config.key).toEqual({ kind: "jwks", url: "https://issuer.example/.well-known/jwks.json" });
+  });
+
+  it("never puts a secret's value in the error message", () => {
+    const result = parseConfig({ JWT_SECRET: "tiny-secret" });
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.error.message).not.toContain("tiny-secret");
+  });
+});

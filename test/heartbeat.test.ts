@@ -1,0 +1,123 @@
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { join, mintToken, roomStub, runAlarmAfter, settle, uniqueRoom } from "./helpers";
+
+describe("the heartbeat alarm", () => {
+  it("is set when a room gets its first connection, for one heartbeat interval later", async () => {
+    const room = uniqueRoom();
+    const before = Date.now();
+    const { client } = await join(room);
+    const alarm = await runInDurableObject(roomStub(room), (_i, state) => state.storage.getAlarm());
+    expect(alarm).toBeGreaterThanOrEqual(before + 30_000);
+    expect(alarm).toBeLessThanOrEqual(Date.now() + 30_000);
+    client.close();
+  });
+
+  it("sends a heartbeat frame to every live connection and schedules the next one", async () => {
+    const room = uniqueRoom();
+    const a = await join(room, { sub: "a" });
+    const b = await join(room, { sub: "b" });
+    expect(await runDurableObjectAlarm(roomStub(room))).toBe(true);
+    for (const c of [a, b]) {
+      const beat = await c.client.next("heartbeat");
+      expect(typeof beat.timestamp).toBe("number");
+    }
+    const next = await runInDurableObject(roomStub(room), (_i, state) => state.storage.getAlarm());
+    expect(next).not.toBeNull();
+    a.client.close();
+    b.client.close();
+  });
+
+  it("is idempotent: running it twice only sends one more heartbeat", async () => {
+    const room = uniqueRoom();
+    const { client } = await join(room);
+    await runDurableObjectAlarm(roomStub(room));
+    await runDurableObjectAlarm(roomStub(room));
+    await client.next("heartbeat");
+    await client.next("heartbeat");
+    expect(client.closed).toBeUndefined();
+    expect(client.pending()).toEqual([]);
+    client.close();
+  });
+
+  // The room shares the test's Date clock, so the alarm can run "75.3 s after connect" at once. The
+  // runtime stamps auto-answered pings with its own clock, so activity happens 600 ms after connect
+  // for real: at the alarm, silent connections are 75.3 s idle (> 75 s) and active ones at most 74.7 s.
+  async function roomWithActivity(activity: (c: Awaited<ReturnType<typeof join>>) => Promise<void>) {
+    const room = uniqueRoom();
+    const t0 = Date.now();
+    const silent = await join(room, { sub: "silent" });
+    const active = await join(room, { sub: "active" });
+    await settle(600);
+    await activity(active);
+    expect(await runAlarmAfter(room, t0 + 75_300 - Date.now())).toBe(true);
+    return { silent, active };
+  }
+
+  it("closes with 4408 a connection silent for longer than HEARTBEAT_TIMEOUT_MS, and announces the leave", async () => {
+    const { silent, active } = await roomWithActivity(async (c) => {
+      c.client.send({ type: "message", text: "still here" });
+      await c.client.next("message");
+    });
+    expect(await silent.client.nextClose()).toEqual({ code: 4408, reason: "heartbeat timeout" });
+    expect(await active.client.next("presence")).toMatchObject({ event: "leave", user: { id: "silent" } });
+    await active.client.next("heartbeat");
+    expect(active.client.closed).toBeUndefined();
+    active.client.close();
+  });
+
+  it("counts an auto-answered ping as activity (the room does not even wake for it)", async () => {
+    const { silent, active } = await roomWithActivity(async (c) => {
+      c.client.send('{"type":"ping"}');
+      await c.client.next("pong");
+    });
+    expect((await silent.client.nextClose()).code).toBe(4408);
+    await active.client.next("heartbeat");
+    expect(active.client.closed).toBeUndefined();
+    active.client.close();
+  });
+
+  it("closes every connection with 4408 when all are silent, and then sets no next alarm", async () => {
+    const room = uniqueRoom();
+    const a = await join(room, { sub: "a" });
+    const b = await join(room, { sub: "b" });
+    expect(await runAlarmAfter(room, 76_000)).toBe(true);
+    expect((await a.client.nextClose()).code).toBe(4408);
+    expect((await b.client.nextClose()).code).toBe(4408);
+    expect(await runDurableObjectAlarm(roomStub(room))).toBe(false);
+  });
+
+  it("closes with 4401 a connection whose token expired, with no clock tolerance", async () => {
+    const room = uniqueRoom();
+    const now = Math.floor(Date.now() / 1000);
+    const short = await join(room, { sub: "short", token: await mintToken({ sub: "short", exp: now + 5 }) });
+    const long = await join(room, { sub: "long" });
+    // 6 s later: past exp (tolerance would have allowed 30 s more at verification).
+    await runAlarmAfter(room, 6_000);
+    expect(await short.client.nextClose()).toEqual({ code: 4401, reason: "token expired" });
+    expect(long.client.closed).toBeUndefined();
+    expect((await long.client.next("presence")).event).toBe("leave");
+    long.client.close();
+  });
+
+  it("closes with 4401 at the next frame a connection sends after its token expired", async () => {
+    const room = uniqueRoom();
+    const now = Math.floor(Date.now() / 1000);
+    // Accepted thanks to the 30 s verification tolerance, but already expired for the live check.
+    const { client } = await join(room, { token: await mintToken({ exp: now - 2 }) });
+    client.send({ type: "message", text: "late" });
+    expect((await client.nextClose()).code).toBe(4401);
+  });
+
+  it("sets no alarm for an empty room, and removes it when the last connection leaves", async () => {
+    const room = uniqueRoom();
+    expect(await runDurableObjectAlarm(roomStub(room))).toBe(false);
+    const { client } = await join(room);
+    client.close();
+    await client.nextClose();
+    await settle();
+    const alarm = await runInDurableObject(roomStub(room), (_i, state) => state.storage.getAlarm());
+    expect(alarm).toBeNull();
+    expect(await runDurableObjectAlarm(roomStub(room))).toBe(false);
+  });
+});

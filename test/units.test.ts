@@ -1,0 +1,85 @@
+import { describe, expect, it } from "vitest";
+import { judgeConnection } from "../src/heartbeat";
+import { Presence } from "../src/presence";
+import { jsonDepth, MAX_DATA_DEPTH } from "../src/protocol";
+import { createBucket, take } from "../src/rate-limit";
+
+const limits = { perSecond: 20, burst: 40, maxStrikes: 50 };
+
+describe("token bucket", () => {
+  it("allows a burst, then refuses until it refills at the rate", () => {
+    const bucket = createBucket(40, 0);
+    for (let i = 0; i < 40; i++) expect(take(bucket, 0, limits)).toBe("ok");
+    expect(take(bucket, 0, limits)).toBe("refused");
+    expect(take(bucket, 49, limits)).toBe("refused");
+    expect(take(bucket, 100, limits)).toBe("ok");
+  });
+
+  it("is exhausted after maxStrikes refusals while the client keeps flooding", () => {
+    const bucket = createBucket(40, 0);
+    for (let i = 0; i < 40; i++) take(bucket, 0, limits);
+    const results = [];
+    // One frame every 2 ms: a token comes back every 50 ms, yet the client stays over its limit.
+    for (let t = 2; results.at(-1) !== "exhausted" && t < 1000; t += 2) results.push(take(bucket, t, limits));
+    expect(results.filter((r) => r === "ok").length).toBeGreaterThan(0);
+    expect(results.filter((r) => r === "refused")).toHaveLength(49);
+    expect(results.at(-1)).toBe("exhausted");
+  });
+
+  it("forgives strikes once the client slows down", () => {
+    const bucket = createBucket(40, 0);
+    for (let i = 0; i < 40; i++) take(bucket, 0, limits);
+    for (let i = 0; i < 30; i++) take(bucket, 0, limits);
+    expect(bucket.strikes).toBe(30);
+    expect(take(bucket, 1000, limits)).toBe("ok");
+    expect(bucket.strikes).toBe(0);
+  });
+
+  it("never holds more than the burst", () => {
+    const bucket = createBucket(40, 0);
+    take(bucket, 1_000_000, limits);
+    expect(bucket.tokens).toBe(39);
+  });
+});
+
+describe("heartbeat verdicts", () => {
+  const base = { now: 100_000, exp: 200_000, lastActivity: 90_000, timeoutMs: 75_000 };
+  it("keeps an active connection with a valid token", () => {
+    expect(judgeConnection(base)).toEqual({ action: "keep" });
+  });
+  it("closes 4401 at exp exactly, before anything else", () => {
+    expect(judgeConnection({ ...base, exp: 100_000, lastActivity: 0 })).toMatchObject({ code: 4401 });
+  });
+  it("closes 4408 only past the timeout", () => {
+    expect(judgeConnection({ ...base, lastActivity: 25_000 })).toEqual({ action: "keep" });
+    expect(judgeConnection({ ...base, lastActivity: 24_999 })).toMatchObject({ code: 4408 });
+  });
+});
+
+describe("presence", () => {
+  it("counts connections per user and reports first and last", () => {
+    const p = new Presence();
+    expect(p.add({ id: "a", name: "A" })).toBe(true);
+    expect(p.add({ id: "a", name: "A2" })).toBe(false);
+    expect(p.add({ id: "b", name: "B" })).toBe(true);
+    expect(p.list()).toEqual([
+      { id: "a", name: "A2", connections: 2 },
+      { id: "b", name: "B", connections: 1 },
+    ]);
+    expect(p.remove("a")).toBe(false);
+    expect(p.remove("a")).toBe(true);
+    expect(p.remove("a")).toBe(false);
+    expect(p.online).toBe(1);
+  });
+});
+
+describe("jsonDepth", () => {
+  it("counts nesting without recursion, stopping early past the limit", () => {
+    expect(jsonDepth(1)).toBe(0);
+    expect(jsonDepth({})).toBe(1);
+    expect(jsonDepth({ a: [{ b: 1 }] })).toBe(3);
+    let deep: unknown = 0;
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    expect(jsonDepth(deep)).toBe(MAX_DATA_DEPTH + 1);
+  });
+});
