@@ -10,6 +10,8 @@ export const HTTP_ERRORS = {
   forbidden: 403,
   origin_not_allowed: 403,
   not_found: 404,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
   upgrade_required: 426,
   internal_error: 500,
   server_misconfigured: 500,

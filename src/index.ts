@@ -3,7 +3,8 @@
  * ones to the room's Durable Object.
  */
 import { Hono } from "hono";
-import { loadConfig } from "./config";
+import { api } from "./api";
+import { type Config, loadConfig } from "./config";
 import { HttpError } from "./errors";
 import { admit } from "./gate";
 import { HANDOFF_HEADER } from "./handoff";
@@ -11,7 +12,7 @@ import { describeError, log } from "./log";
 
 export { Room } from "./room";
 
-type AppEnv = { Bindings: Env };
+type AppEnv = { Bindings: Env; Variables: { config: Config } };
 
 export const app = new Hono<AppEnv>();
 
@@ -40,6 +41,12 @@ app.get("/ws/chat/:room", async (c) => {
     headers: { Upgrade: "websocket", [HANDOFF_HEADER]: JSON.stringify(handoff) },
   });
 });
+
+app.use("/api/*", async (c, next) => {
+  c.set("config", configOrThrow(c.env));
+  await next();
+});
+app.route("/api", api);
 
 app.notFound(() => new HttpError("not_found", "no such route").toResponse());
 

@@ -28,6 +28,11 @@ export const MAX_USER_ID_LENGTH = 128;
 export const MAX_NAME_LENGTH = 64;
 /** `data` may nest at most this deep; deeper payloads are refused as `invalid_message`. */
 export const MAX_DATA_DEPTH = 32;
+/** History pages over the socket hold 1..100 messages, 50 by default. */
+export const HISTORY_PAGE_DEFAULT = 50;
+export const HISTORY_PAGE_MAX = 100;
+/** Longest token accepted in an `auth` frame. */
+export const MAX_TOKEN_LENGTH = 16_384;
 
 /** Close codes the server uses. 1000/1009/1011 are standard; 4xxx mirror the HTTP meaning. */
 export const CLOSE_CODES = {
@@ -35,6 +40,8 @@ export const CLOSE_CODES = {
   messageTooBig: 1009,
   internalError: 1011,
   tokenExpired: 4401,
+  /** Kicked by an admin, or a refreshed token that no longer grants the room. */
+  forbidden: 4403,
   heartbeatTimeout: 4408,
   rateLimited: 4429,
 } as const satisfies Record<string, number>;
@@ -47,6 +54,7 @@ export const FRAME_ERROR_CODES = [
   "forbidden",
   "unknown_recipient",
   "rate_limited",
+  "invalid_token",
 ] as const;
 export type FrameErrorCode = (typeof FRAME_ERROR_CODES)[number];
 
@@ -69,27 +77,48 @@ export function jsonDepth(value: unknown): number {
   return max;
 }
 
+/** The content fields of a message, shared by the socket frame and the HTTP API's body. */
+export function messageContentEntries(maxTextLength: number) {
+  return {
+    text: v.optional(v.pipe(v.string(), v.maxLength(maxTextLength, `text is longer than ${maxTextLength} characters`))),
+    data: v.optional(
+      v.pipe(
+        v.unknown(),
+        v.check((d) => jsonDepth(d) <= MAX_DATA_DEPTH, `data nests deeper than ${MAX_DATA_DEPTH} levels`),
+      ),
+    ),
+    id: v.optional(ClientIdSchema),
+  };
+}
+
+/** A message needs `text` or `data`. */
+export const hasContent = (m: { text?: string; data?: unknown }) => m.text !== undefined || m.data !== undefined;
+export const NO_CONTENT_MESSAGE = "a message needs text or data";
+
 /** Builds the schema of a client frame for a room whose `text` limit is `maxTextLength`. */
 export function clientFrameSchema(maxTextLength: number) {
   return v.variant("type", [
     v.pipe(
       v.object({
         type: v.literal("message"),
-        text: v.optional(
-          v.pipe(v.string(), v.maxLength(maxTextLength, `text is longer than ${maxTextLength} characters`)),
-        ),
-        data: v.optional(
-          v.pipe(
-            v.unknown(),
-            v.check((d) => jsonDepth(d) <= MAX_DATA_DEPTH, `data nests deeper than ${MAX_DATA_DEPTH} levels`),
-          ),
-        ),
-        id: v.optional(ClientIdSchema),
+        ...messageContentEntries(maxTextLength),
         to: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_USER_ID_LENGTH))),
       }),
-      v.check((f) => f.text !== undefined || f.data !== undefined, "a message needs text or data"),
+      v.check((m) => hasContent(m), NO_CONTENT_MESSAGE),
     ),
     v.object({ type: v.literal("ping") }),
+    v.object({
+      type: v.literal("auth"),
+      token: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_TOKEN_LENGTH)),
+    }),
+    v.object({
+      type: v.literal("history"),
+      before: v.optional(v.pipe(v.number(), v.safeInteger(), v.minValue(1))),
+      limit: v.optional(
+        v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(HISTORY_PAGE_MAX)),
+        HISTORY_PAGE_DEFAULT,
+      ),
+    }),
   ]);
 }
 export type ClientFrame = v.InferOutput<ReturnType<typeof clientFrameSchema>>;
@@ -142,6 +171,16 @@ export const HeartbeatFrameSchema = v.object({ type: v.literal("heartbeat"), tim
 
 export const PongFrameSchema = v.object({ type: v.literal("pong") });
 
+/** Answer to a successful in-band token refresh: the connection's new expiry (ms). */
+export const AuthFrameSchema = v.object({ type: v.literal("auth"), exp: v.number() });
+
+/** A page of stored messages, in seq order. */
+export const HistoryFrameSchema = v.object({
+  type: v.literal("history"),
+  messages: v.array(MessageFrameSchema),
+  hasMore: v.boolean(),
+});
+
 export const ErrorFrameSchema = v.object({
   type: v.literal("error"),
   code: v.picklist(FRAME_ERROR_CODES),
@@ -156,6 +195,8 @@ export const ServerFrameSchema = v.variant("type", [
   PresenceFrameSchema,
   HeartbeatFrameSchema,
   PongFrameSchema,
+  AuthFrameSchema,
+  HistoryFrameSchema,
   ErrorFrameSchema,
 ]);
 
@@ -165,4 +206,6 @@ export type AckFrame = v.InferOutput<typeof AckFrameSchema>;
 export type PresenceFrame = v.InferOutput<typeof PresenceFrameSchema>;
 export type HeartbeatFrame = v.InferOutput<typeof HeartbeatFrameSchema>;
 export type ErrorFrame = v.InferOutput<typeof ErrorFrameSchema>;
+export type AuthFrame = v.InferOutput<typeof AuthFrameSchema>;
+export type HistoryFrame = v.InferOutput<typeof HistoryFrameSchema>;
 export type ServerFrame = v.InferOutput<typeof ServerFrameSchema>;

@@ -5,17 +5,19 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import * as v from "valibot";
+import { canAccessRoom, type Identity, verifyToken } from "./auth";
 import type { Config } from "./config";
 import { loadConfig } from "./config";
 import { type Attachment, type Connection, restoreConnection, tagForUser } from "./connection";
 import { HttpError } from "./errors";
 import { HANDOFF_HEADER, type Handoff, HandoffSchema } from "./handoff";
 import { judgeConnection } from "./heartbeat";
-import { History } from "./history";
+import { framesToJsonArray, History, type Page, type PageQuery } from "./history";
 import { describeError, log } from "./log";
 import { Presence } from "./presence";
 import {
   type AckFrame,
+  type AuthFrame,
   CLOSE_CODES,
   type ClientMessageFrame,
   clientFrameSchema,
@@ -26,6 +28,7 @@ import {
   type MessageFrame,
   PING_FRAME,
   PONG_FRAME,
+  type PresenceEntry,
   type PresenceFrame,
   SUBPROTOCOL,
   type User,
@@ -34,6 +37,26 @@ import {
 import { take } from "./rate-limit";
 
 const encoder = new TextEncoder();
+
+/** The content of a room message, from a socket frame or an HTTP body. */
+export interface MessageBody {
+  text?: string;
+  data?: unknown;
+  id?: string;
+}
+
+export interface Published {
+  seq: number;
+  ts: number;
+  /** True when the sender's id matched a stored message, which was not sent again. */
+  isDuplicate: boolean;
+}
+
+export interface RoomInfo {
+  seq: number;
+  connections: number;
+  users: PresenceEntry[];
+}
 
 export class Room extends DurableObject<Env> {
   readonly #config: Config | undefined;
@@ -89,7 +112,7 @@ export class Room extends DurableObject<Env> {
     const conn = this.#restore(config).get(ws);
     if (!conn || conn.isGone) return;
     try {
-      this.#onFrame(conn, message, config);
+      await this.#onFrame(conn, message, config);
     } catch (error) {
       log("error", "frame_failed", { ...this.#logFields(conn), ...describeError(error) });
       this.#close(conn, CLOSE_CODES.internalError, "internal error");
@@ -135,6 +158,46 @@ export class Room extends DurableObject<Env> {
     if (this.#liveCount(connections) > 0) {
       await this.ctx.storage.setAlarm(now + config.heartbeatIntervalMs);
     }
+  }
+
+  // -- RPC for the HTTP API (the Worker has already checked the token and the role) ------------
+
+  /** Publishes a message as `from`, exactly like one sent over a socket. */
+  async publish(room: string, from: User, body: MessageBody): Promise<Published> {
+    const config = this.#requireConfig();
+    this.#restore(config);
+    return this.#publish(room, from, body, Date.now(), config);
+  }
+
+  /** A page of stored messages. Reads only: a room that never existed stays without storage. */
+  async readMessages(query: PageQuery): Promise<Page> {
+    return this.#history.page(query);
+  }
+
+  /** Who is connected, and the latest seq. Reads only. */
+  async info(): Promise<RoomInfo> {
+    const config = this.#requireConfig();
+    const connections = this.#restore(config);
+    return { seq: this.#history.latestSeq, connections: this.#liveCount(connections), users: this.#presence.list() };
+  }
+
+  /** Closes every connection of `userId` with 4403; returns how many were closed. */
+  async kick(userId: string): Promise<number> {
+    const config = this.#requireConfig();
+    const connections = this.#restore(config);
+    let closed = 0;
+    for (const ws of this.#liveSockets(tagForUser(userId))) {
+      const conn = connections.get(ws);
+      if (!conn) continue;
+      this.#close(conn, CLOSE_CODES.forbidden, "kicked");
+      closed++;
+    }
+    return closed;
+  }
+
+  #requireConfig(): Config {
+    if (!this.#config) throw new Error("the room is misconfigured");
+    return this.#config;
   }
 
   // -- connect -------------------------------------------------------------------------------
@@ -190,7 +253,7 @@ export class Room extends DurableObject<Env> {
 
   // -- frames --------------------------------------------------------------------------------
 
-  #onFrame(conn: Connection, message: string | ArrayBuffer, config: Config): void {
+  #onFrame(conn: Connection, message: string | ArrayBuffer, config: Config): void | Promise<void> {
     const now = Date.now();
     const size = typeof message === "string" ? utf8Length(message, config.maxMessageBytes) : message.byteLength;
     if (size > config.maxMessageBytes) {
@@ -243,10 +306,22 @@ export class Room extends DurableObject<Env> {
       return;
     }
     const frame = parsed.output;
-    if (frame.type === "ping") {
-      this.#send(conn, PONG_FRAME);
-      return;
+    switch (frame.type) {
+      case "ping":
+        this.#send(conn, PONG_FRAME);
+        return;
+      case "auth":
+        return this.#refreshToken(conn, frame.token, config);
+      case "history":
+        this.#sendHistory(conn, frame.before, frame.limit);
+        return;
+      case "message":
+        this.#onMessage(conn, frame, now, config);
+        return;
     }
+  }
+
+  #onMessage(conn: Connection, frame: ClientMessageFrame, now: number, config: Config): void {
     if (conn.attachment.role === "readonly") {
       this.#sendError(conn, "forbidden", "this connection is read-only", frame.id);
       return;
@@ -255,25 +330,70 @@ export class Room extends DurableObject<Env> {
       this.#directMessage(conn, frame, frame.to, now);
       return;
     }
-    this.#publish(conn, frame, now, config);
+    const { seq } = this.#publish(conn.attachment.room, conn.attachment.user, frame, now, config);
+    if (frame.id !== undefined) this.#send(conn, JSON.stringify({ type: "ack", id: frame.id, seq } satisfies AckFrame));
   }
 
-  #publish(conn: Connection, frame: ClientMessageFrame, now: number, config: Config): void {
+  /**
+   * Sequences, stores and broadcasts a room message. A message whose id its sender already used
+   * while that message is still in the log is not stored or sent again: the first seq is returned
+   * (so a client or backend that retries after a lost ack creates no duplicate).
+   */
+  #publish(room: string, from: User, body: MessageBody, now: number, config: Config): Published {
+    if (body.id !== undefined) {
+      const first = this.#history.findById(from.id, body.id);
+      if (first) return { ...first, isDuplicate: true };
+    }
     const seq = this.#history.latestSeq + 1;
     const out: MessageFrame = {
       type: "message",
       seq,
-      id: frame.id,
-      room: conn.attachment.room,
-      from: conn.attachment.user,
-      text: frame.text,
-      data: frame.data,
+      id: body.id,
+      room,
+      from,
+      text: body.text,
+      data: body.data,
       ts: now,
     };
-    const text = JSON.stringify(out);
-    this.#history.append(seq, now, text, config.historyLimit);
-    this.#broadcast(text);
-    if (frame.id !== undefined) this.#send(conn, JSON.stringify({ type: "ack", id: frame.id, seq } satisfies AckFrame));
+    const frame = JSON.stringify(out);
+    this.#history.append({ seq, ts: now, userId: from.id, messageId: body.id, frame }, config.historyLimit);
+    this.#broadcast(frame);
+    return { seq, ts: now, isDuplicate: false };
+  }
+
+  // -- in-band token refresh and history -----------------------------------------------------
+
+  async #refreshToken(conn: Connection, token: string, config: Config): Promise<void> {
+    let identity: Identity;
+    try {
+      identity = await verifyToken(token, config);
+    } catch (error) {
+      const message =
+        error instanceof HttpError && error.code === "invalid_token"
+          ? error.message
+          : "the token could not be verified";
+      this.#sendError(conn, "invalid_token", message);
+      return;
+    }
+    // The socket may have closed while the key set was fetched.
+    if (conn.isGone) return;
+    const a = conn.attachment;
+    if (identity.userId !== a.user.id || !canAccessRoom(identity, a.room)) {
+      this.#sendError(conn, "forbidden", "the new token is for another user or does not grant this room");
+      this.#close(conn, CLOSE_CODES.forbidden, "forbidden");
+      return;
+    }
+    a.exp = identity.exp;
+    a.role = identity.role;
+    a.user = { id: a.user.id, name: identity.name };
+    conn.ws.serializeAttachment(a);
+    this.#send(conn, JSON.stringify({ type: "auth", exp: identity.exp } satisfies AuthFrame));
+    log("info", "token_refreshed", { ...this.#logFields(conn), exp: identity.exp });
+  }
+
+  #sendHistory(conn: Connection, before: number | undefined, limit: number): void {
+    const page = this.#history.page({ before, limit });
+    this.#send(conn, `{"type":"history","messages":${framesToJsonArray(page.frames)},"hasMore":${page.hasMore}}`);
   }
 
   #directMessage(conn: Connection, frame: ClientMessageFrame, to: string, now: number): void {
