@@ -211,7 +211,8 @@ describe("a room under random and hostile frames", () => {
           await client.nextClose();
         }
       }),
-      { numRuns: 400, seed: Number(process.env.FUZZ_SEED ?? 20261125) },
+      // A fixed seed keeps CI repeatable; change it locally to explore further.
+      { numRuns: 400, seed: 20261125 },
     );
     expect(totalFrames).toBeGreaterThan(2000);
 
