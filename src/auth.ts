@@ -8,7 +8,7 @@ import * as jose from "jose";
 import * as v from "valibot";
 import type { Config, KeySource } from "./config";
 import { HttpError } from "./errors";
-import { MAX_NAME_LENGTH, MAX_USER_ID_LENGTH, RoomIdSchema } from "./protocol";
+import { MAX_NAME_LENGTH, MAX_USER_ID_LENGTH, ROLES, type Role, RoomIdSchema } from "./protocol";
 
 const HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"];
 const ASYMMETRIC_ALGORITHMS = [
@@ -25,9 +25,6 @@ const ASYMMETRIC_ALGORITHMS = [
 ];
 /** Algorithms tried, in order, to import a PEM public key; the one that fits is then the only one allowed. */
 const PEM_ALGORITHMS = ["RS256", "ES256", "ES384", "Ed25519"];
-
-export const ROLES = ["member", "readonly", "admin"] as const;
-export type Role = (typeof ROLES)[number];
 
 /** An entry of the `rooms` claim: a room id, or a prefix ending in `*`. */
 const RoomPatternSchema = v.union([
@@ -121,19 +118,17 @@ export async function verifyToken(token: string, config: Config): Promise<Identi
       issuer: config.issuer,
       audience: config.audience,
     };
-    // jose's overloads differ for a key and a key-set function; both are valid here.
-    payload =
-      typeof key === "function"
-        ? (await jose.jwtVerify(token, key, options)).payload
-        : (await jose.jwtVerify(token, key, options)).payload;
+    // jose types a key and a key-set function through separate overloads.
+    payload = (await jose.jwtVerify(token, key as jose.JWTVerifyGetKey, options)).payload;
   } catch (error) {
-    if (error instanceof jose.errors.JWKSTimeout || !(error instanceof jose.errors.JOSEError)) {
-      // The key set could not be fetched or a fetch failed: not the caller's fault.
+    if (config.key.kind === "jwks" && isKeySetUnavailable(error)) {
+      // The key set could not be fetched or read: not the caller's fault, and worth a retry.
       throw new HttpError("auth_unavailable", "the token could not be verified right now; retry later", {
         headers: { "Retry-After": "5" },
         cause: error,
       });
     }
+    if (!(error instanceof jose.errors.JOSEError)) throw error;
     throw new HttpError("invalid_token", describeJoseError(error), { headers: INVALID_TOKEN_HEADERS, cause: error });
   }
   const claims = v.safeParse(ClaimsSchema, payload);
@@ -145,6 +140,24 @@ export async function verifyToken(token: string, config: Config): Promise<Identi
   }
   const c = claims.output;
   return { userId: c.sub, name: c.name ?? c.sub, role: c.role, exp: c.exp * 1000, rooms: c.rooms };
+}
+
+/**
+ * Whether a JWKS verification failed because the key set could not be had (timeout, a non-200
+ * answer, unreadable JSON, a network error) rather than because of the token.
+ */
+function isKeySetUnavailable(error: unknown): boolean {
+  if (!(error instanceof jose.errors.JOSEError)) return true;
+  return (
+    error instanceof jose.errors.JWKSTimeout ||
+    error instanceof jose.errors.JWKSInvalid ||
+    error.code === "ERR_JOSE_GENERIC"
+  );
+}
+
+/** Checks that the configured key can be used (imports a PEM once); throws `server_misconfigured`. */
+export async function checkKey(config: Config): Promise<void> {
+  await verifierFor(config.key);
 }
 
 /** A short, key-free description of why jose refused a token. */

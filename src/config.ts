@@ -4,6 +4,7 @@
  * it as 500 `server_misconfigured` instead of crashing.
  */
 import * as v from "valibot";
+import { log } from "./log";
 
 /** A whole number written in decimal, within [min, max]. */
 function whole(min: number, max: number) {
@@ -47,7 +48,7 @@ const EnvSchema = v.object({
   ALLOWED_ORIGINS: text(),
   ALLOW_QUERY_TOKEN: boolean(true),
   MAX_CONNECTIONS_PER_ROOM: integer(1000, 1, 32_768),
-  HISTORY_LIMIT: integer(1000, 0, 100_000),
+  HISTORY_LIMIT: integer(1000, 0, 10_000),
   HEARTBEAT_INTERVAL_MS: integer(30_000, 1000, 3_600_000),
   HEARTBEAT_TIMEOUT_MS: v.optional(whole(1000, 36_000_000)),
   MAX_TEXT_LENGTH: integer(4000, 1, 1_000_000),
@@ -133,9 +134,19 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       error: new ConfigError("HEARTBEAT_TIMEOUT_MS", "must be at least HEARTBEAT_INTERVAL_MS"),
     };
   }
-  const origins = e.ALLOWED_ORIGINS?.split(",")
-    .map((o) => o.trim())
-    .filter((o) => o.length > 0);
+  const origins: string[] = [];
+  for (const entry of e.ALLOWED_ORIGINS?.split(",") ?? []) {
+    const trimmed = entry.trim();
+    if (trimmed === "") continue;
+    const origin = originOf(trimmed);
+    if (origin === undefined) {
+      return {
+        ok: false,
+        error: new ConfigError("ALLOWED_ORIGINS", "must list origins such as https://app.example.com"),
+      };
+    }
+    origins.push(origin);
+  }
   return {
     ok: true,
     config: {
@@ -143,7 +154,7 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       issuer: e.JWT_ISSUER,
       audience: e.JWT_AUDIENCE,
       clockToleranceSeconds: e.JWT_CLOCK_TOLERANCE_SECONDS,
-      allowedOrigins: origins && origins.length > 0 ? new Set(origins) : undefined,
+      allowedOrigins: origins.length > 0 ? new Set(origins) : undefined,
       allowQueryToken: e.ALLOW_QUERY_TOKEN === "true",
       maxConnectionsPerRoom: e.MAX_CONNECTIONS_PER_ROOM,
       historyLimit: e.HISTORY_LIMIT,
@@ -158,6 +169,18 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
   };
 }
 
+/** The serialized origin of `url` (scheme, host, port; lower case, no trailing slash), if it is one. */
+function originOf(url: string): string | undefined {
+  try {
+    const parsed = new URL(url);
+    if (parsed.protocol !== "https:" && parsed.protocol !== "http:") return undefined;
+    if (parsed.pathname !== "/" || parsed.search !== "" || parsed.hash !== "") return undefined;
+    return parsed.origin;
+  } catch {
+    return undefined;
+  }
+}
+
 const cache = new WeakMap<object, ConfigResult>();
 
 /** Parses `env` once per isolate (per env object); logs a misconfiguration once. */
@@ -166,16 +189,7 @@ export function loadConfig(env: object): ConfigResult {
   if (result === undefined) {
     result = parseConfig(env as Record<string, unknown>);
     cache.set(env, result);
-    if (!result.ok) {
-      console.error(
-        JSON.stringify({
-          level: "error",
-          event: "config_invalid",
-          setting: result.error.setting,
-          message: result.error.message,
-        }),
-      );
-    }
+    if (!result.ok) log("error", "config_invalid", { setting: result.error.setting, message: result.error.message });
   }
   return result;
 }

@@ -3,7 +3,7 @@
  * eviction); the rest is a cache rebuilt from it on wake.
  */
 import * as v from "valibot";
-import { ROLES } from "./auth";
+import { ROLES } from "./protocol";
 import { createBucket, type TokenBucket } from "./rate-limit";
 
 /** What a socket's attachment holds: small (well under the 16 KiB limit), and never the token. */
@@ -19,7 +19,7 @@ export const AttachmentSchema = v.object({
   connectedAt: v.number(),
   /** Last frame received, ms; written at most once per heartbeat interval (not per frame). */
   seenAt: v.number(),
-  /** Set when the server closed the socket, so a wake does not count it in again. */
+  /** Set when the room counted the connection out, so a wake does not count it in again. */
   closing: v.optional(v.literal(true)),
 });
 export type Attachment = v.InferOutput<typeof AttachmentSchema>;
@@ -32,6 +32,11 @@ export interface Connection {
   bucket: TokenBucket;
   /** Set once the room has counted this connection out (our close or the peer's). */
   isGone: boolean;
+  /**
+   * Found closing at a wake without our own `closing` mark: the peer's close is on its way (or was
+   * handled before the wake). Never counted in; its close event still owes the room a `leave`.
+   */
+  isDying?: boolean;
 }
 
 export function tagForUser(userId: string): string {
@@ -42,11 +47,14 @@ export function tagForUser(userId: string): string {
 export function restoreConnection(ws: WebSocket, burst: number, now: number): Connection | undefined {
   const parsed = v.safeParse(AttachmentSchema, ws.deserializeAttachment());
   if (!parsed.success) return undefined;
+  const closedByUs = parsed.output.closing === true;
+  const isDying = !closedByUs && ws.readyState !== WebSocket.OPEN;
   return {
     ws,
     attachment: parsed.output,
     lastFrameAt: parsed.output.seenAt,
     bucket: createBucket(burst, now),
-    isGone: parsed.output.closing === true,
+    isGone: closedByUs || isDying,
+    isDying,
   };
 }

@@ -29,11 +29,21 @@ export interface StoredMessage {
   frame: string;
 }
 
+/**
+ * A resuming connection gets at most about this many bytes of replay (the newest messages), so a
+ * `?since=0` into a full history of large messages cannot pin tens of MiB per socket. Past it,
+ * `recovered` is false and the client pages the rest with `history` frames or the HTTP API.
+ */
+export const REPLAY_MAX_BYTES = 4 * 1024 * 1024;
+
 export class History {
   #hasSchema: boolean;
   #seq: number | undefined;
+  private readonly sql: SqlStorage;
 
-  constructor(private readonly sql: SqlStorage) {
+  constructor(private readonly storage: DurableObjectStorage) {
+    const sql = storage.sql;
+    this.sql = sql;
     this.#hasSchema =
       sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'room_meta'").toArray().length > 0;
   }
@@ -65,6 +75,13 @@ export class History {
   append(message: StoredMessage, limit: number): void {
     const { seq } = message;
     if (seq !== this.latestSeq + 1) throw new Error(`seq ${seq} does not follow ${this.latestSeq}`);
+    // All or nothing: a half-applied append would leave the counter and the log disagreeing.
+    this.storage.transactionSync(() => this.#write(message, limit));
+    this.#seq = seq;
+  }
+
+  #write(message: StoredMessage, limit: number): void {
+    const { seq } = message;
     this.#ensureSchema();
     if (limit > 0) {
       this.sql.exec(
@@ -82,15 +99,27 @@ export class History {
     );
     // A range, not one row, so that lowering HISTORY_LIMIT trims the surplus on the next message.
     this.sql.exec("DELETE FROM messages WHERE seq <= ?", seq - limit);
-    this.#seq = seq;
   }
 
-  /** The stored frames after `since`, in seq order, for a resuming connection. */
-  after(since: number): Replay {
+  /**
+   * The stored frames after `since`, in seq order, for a resuming connection: all of them, or the
+   * newest that fit in `maxBytes` (so any gap is at the start, where `history` paging can fill it).
+   */
+  after(since: number, maxBytes = REPLAY_MAX_BYTES): Replay {
     const latest = this.latestSeq;
     // A client ahead of the room saw messages this log never had (the room was reset): a gap.
     if (since >= latest) return { frames: [], recovered: since === latest };
-    const frames = this.#frames("SELECT frame FROM messages WHERE seq > ? ORDER BY seq", since);
+    const newestFirst: string[] = [];
+    let bytes = 0;
+    for (const row of this.sql.exec<{ frame: string }>(
+      "SELECT frame FROM messages WHERE seq > ? ORDER BY seq DESC",
+      since,
+    )) {
+      bytes += row.frame.length;
+      if (bytes > maxBytes) break;
+      newestFirst.push(row.frame);
+    }
+    const frames = newestFirst.reverse();
     return { frames, recovered: frames.length === latest - since };
   }
 

@@ -4,6 +4,7 @@
  */
 import { Hono } from "hono";
 import { api } from "./api";
+import { checkKey } from "./auth";
 import { type Config, loadConfig } from "./config";
 import { HttpError } from "./errors";
 import { admit } from "./gate";
@@ -26,8 +27,9 @@ function configOrThrow(env: Env) {
   return result.config;
 }
 
-app.get("/healthz", (c) => {
-  configOrThrow(c.env);
+app.get("/healthz", async (c) => {
+  // Ready only when every setting parses and the key is usable (a bad PEM is caught here too).
+  await checkKey(configOrThrow(c.env));
   return c.json({ ok: true });
 });
 

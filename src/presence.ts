@@ -26,6 +26,10 @@ export class Presence {
     return true;
   }
 
+  has(userId: string): boolean {
+    return this.#users.has(userId);
+  }
+
   get online(): number {
     return this.#users.size;
   }

@@ -20,6 +20,10 @@ export const PONG_FRAME = '{"type":"pong"}';
 export const ROOM_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export const RoomIdSchema = v.pipe(v.string(), v.regex(ROOM_ID_PATTERN, "room must match ^[A-Za-z0-9_-]{1,64}$"));
 
+/** What a token's `role` claim may say: `readonly` may not send; `admin` may use the HTTP API. */
+export const ROLES = ["member", "readonly", "admin"] as const;
+export type Role = (typeof ROLES)[number];
+
 /** Client message ids, echoed in `ack`. */
 export const MAX_CLIENT_ID_LENGTH = 64;
 /** User ids (the token's `sub`). */

@@ -1,6 +1,8 @@
 /**
- * A token bucket per connection. Kept in memory only: a room hibernates only after seconds without
- * frames, by which time every bucket has refilled, so a wake that starts it full changes nothing.
+ * A token bucket per connection, kept in memory only: writing it to the socket attachment on every
+ * frame would cost more than it protects. A room hibernates only after seconds without frames, by
+ * which time every bucket has refilled anyway; an eviction under load (rare: a deploy, a runtime
+ * restart) starts the room's buckets full and forgets strikes.
  */
 export interface TokenBucket {
   tokens: number;

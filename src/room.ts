@@ -71,7 +71,7 @@ export class Room extends DurableObject<Env> {
     const result = loadConfig(env);
     this.#config = result.ok ? result.config : undefined;
     this.#frameSchema = clientFrameSchema(this.#config?.maxTextLength ?? 0);
-    this.#history = new History(ctx.storage.sql);
+    this.#history = new History(ctx.storage);
     // Answered by the runtime without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
   }
@@ -88,7 +88,8 @@ export class Room extends DurableObject<Env> {
       }
       const connections = this.#restore(config);
       if (this.#liveCount(connections) >= config.maxConnectionsPerRoom) {
-        log("info", "room_full", { room: handoff.output.room, user: handoff.output.user.id, ip: handoff.output.ip });
+        const { room, user, ip } = handoff.output;
+        log("info", "gate_refused", { room, user: user.id, ip, status: 503, code: "room_full" });
         return new HttpError("room_full", "the room is full; retry later", {
           headers: { "Retry-After": "10" },
         }).toResponse();
@@ -139,25 +140,37 @@ export class Room extends DurableObject<Env> {
     const connections = this.#restore(config);
     const now = Date.now();
     const heartbeat = JSON.stringify({ type: "heartbeat", timestamp: now } satisfies HeartbeatFrame);
-    for (const conn of connections.values()) {
-      if (conn.isGone) continue;
-      const pinged = this.ctx.getWebSocketAutoResponseTimestamp(conn.ws)?.getTime() ?? 0;
-      const verdict = judgeConnection({
-        now,
-        exp: conn.attachment.exp,
-        lastActivity: Math.max(conn.lastFrameAt, conn.attachment.connectedAt, pinged),
-        timeoutMs: config.heartbeatTimeoutMs,
-      });
-      if (verdict.action === "close") {
-        this.#close(conn, verdict.code, verdict.reason);
-        continue;
+    try {
+      for (const conn of connections.values()) {
+        if (conn.isGone) continue;
+        // One connection's failure must not stop the heartbeat for the others.
+        try {
+          this.#heartbeat(conn, now, heartbeat, config);
+        } catch (error) {
+          log("error", "heartbeat_failed", { ...this.#logFields(conn), ...describeError(error) });
+          this.#close(conn, CLOSE_CODES.internalError, "internal error");
+        }
       }
-      this.#send(conn, heartbeat);
-      if (conn.lastFrameAt > conn.attachment.seenAt) this.#saveSeenAt(conn);
+    } finally {
+      // Rescheduled whatever happened above, or the room would keep live sockets with no alarm.
+      if (this.#liveCount(connections) > 0) await this.ctx.storage.setAlarm(now + config.heartbeatIntervalMs);
     }
-    if (this.#liveCount(connections) > 0) {
-      await this.ctx.storage.setAlarm(now + config.heartbeatIntervalMs);
+  }
+
+  #heartbeat(conn: Connection, now: number, heartbeat: string, config: Config): void {
+    const pinged = this.ctx.getWebSocketAutoResponseTimestamp(conn.ws)?.getTime() ?? 0;
+    const verdict = judgeConnection({
+      now,
+      exp: conn.attachment.exp,
+      lastActivity: Math.max(conn.lastFrameAt, conn.attachment.connectedAt, pinged),
+      timeoutMs: config.heartbeatTimeoutMs,
+    });
+    if (verdict.action === "close") {
+      this.#close(conn, verdict.code, verdict.reason);
+      return;
     }
+    this.#send(conn, heartbeat);
+    if (conn.lastFrameAt > conn.attachment.seenAt) this.#saveSeenAt(conn);
   }
 
   // -- RPC for the HTTP API (the Worker has already checked the token and the role) ------------
@@ -226,7 +239,20 @@ export class Room extends DurableObject<Env> {
     };
     connections.set(server, conn);
     const isFirst = this.#presence.add(handoff.user);
+    try {
+      this.#greet(conn, handoff, config, isFirst);
+    } catch (error) {
+      // Accepted but not greeted: close it and count it out rather than leave a ghost.
+      log("error", "connect_failed", { ...this.#logFields(conn), ...describeError(error) });
+      this.#close(conn, CLOSE_CODES.internalError, "internal error");
+    }
+    const headers = handoff.selectProtocol ? { "Sec-WebSocket-Protocol": SUBPROTOCOL } : undefined;
+    return new Response(null, { status: 101, webSocket: client, headers });
+  }
 
+  /** Welcome, resume replay, and the `join` for the others. */
+  #greet(conn: Connection, handoff: Handoff, config: Config, isFirst: boolean): void {
+    const { ws: server, attachment } = conn;
     const replay = handoff.since === undefined ? undefined : this.#history.after(handoff.since);
     const welcome: WelcomeFrame = {
       type: "welcome",
@@ -247,8 +273,6 @@ export class Room extends DurableObject<Env> {
       recovered: replay?.recovered,
       replayed: replay?.frames.length,
     });
-    const headers = handoff.selectProtocol ? { "Sec-WebSocket-Protocol": SUBPROTOCOL } : undefined;
-    return new Response(null, { status: 101, webSocket: client, headers });
   }
 
   // -- frames --------------------------------------------------------------------------------
@@ -459,12 +483,7 @@ export class Room extends DurableObject<Env> {
   /** Closes a connection from our side and counts it out. */
   #close(conn: Connection, code: number, reason: string): void {
     if (conn.isGone) return;
-    conn.attachment.closing = true;
-    try {
-      conn.ws.serializeAttachment(conn.attachment);
-    } catch {
-      // The socket is already gone; counting it out below is all that is left.
-    }
+    markClosing(conn); // before close(): a closed socket may refuse a new attachment
     safeClose(conn.ws, code, reason);
     this.#countOut(conn, code, reason, "server");
   }
@@ -476,6 +495,14 @@ export class Room extends DurableObject<Env> {
     const conn = connections.get(ws);
     if (conn && !conn.isGone) this.#countOut(conn, code, reason, "client");
     connections.delete(ws);
+    if (conn?.isDying) {
+      // Found closing at a wake, so never counted in: announce its user's leave if nobody is left.
+      conn.isDying = false;
+      const user = conn.attachment.user;
+      if (this.#liveSockets(tagForUser(user.id)).length === 0 && !this.#presence.has(user.id)) {
+        this.#broadcastPresence("leave", user);
+      }
+    }
     if (this.#liveCount(connections) === 0) {
       // An empty room keeps no alarm.
       this.ctx.storage.deleteAlarm().catch((error) => log("error", "alarm_delete_failed", describeError(error)));
@@ -484,6 +511,7 @@ export class Room extends DurableObject<Env> {
 
   #countOut(conn: Connection, code: number, reason: string, by: "server" | "client"): void {
     conn.isGone = true;
+    markClosing(conn);
     log("info", "connection_close", {
       ...this.#logFields(conn),
       code,
@@ -527,6 +555,17 @@ export class Room extends DurableObject<Env> {
   #logFields(conn: Connection): Record<string, unknown> {
     const a = conn.attachment;
     return { room: a.room, connectionId: a.id, user: a.user.id, role: a.role, ip: a.ip };
+  }
+}
+
+/** Marks a connection counted out in its attachment, so a wake that still lists the socket skips it. */
+function markClosing(conn: Connection): void {
+  if (conn.attachment.closing) return;
+  conn.attachment.closing = true;
+  try {
+    conn.ws.serializeAttachment(conn.attachment);
+  } catch {
+    // The socket is closed for good; a wake will not list it.
   }
 }
 

@@ -1,5 +1,5 @@
-import { exportSPKI, generateKeyPair, SignJWT, UnsecuredJWT } from "jose";
-import { describe, expect, it } from "vitest";
+import { exportJWK, exportSPKI, generateKeyPair, SignJWT, UnsecuredJWT } from "jose";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { canAccessRoom, verifyToken } from "../src/auth";
 import { type Config, parseConfig } from "../src/config";
 import { HttpError } from "../src/errors";
@@ -162,5 +162,72 @@ describe("room access", () => {
     expect(canAccessRoom({ rooms: ["team-*"] }, "team-a")).toBe(true);
     expect(canAccessRoom({ rooms: ["team-*"] }, "team")).toBe(false);
     expect(canAccessRoom({ rooms: ["*"] }, "x")).toBe(true);
+  });
+});
+
+describe("a remote key set (JWKS_URL)", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  let n = 0;
+  /** A key pair, a config pointing at a fresh JWKS URL, and a fetch mock serving the key set. */
+  async function jwksSetup(answer?: () => Response | Promise<Response>) {
+    const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
+    const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "ES256", use: "sig" };
+    n += 1;
+    const url = `https://issuer.example/${n}/jwks.json`;
+    const fetchMock = vi
+      .spyOn(globalThis, "fetch")
+      .mockImplementation(async () => (answer ? answer() : Response.json({ keys: [jwk] })));
+    const sign = (sub = "a") =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: "ES256", kid: "k1" })
+        .setSubject(sub)
+        .setExpirationTime("1h")
+        .sign(privateKey);
+    return { cfg: config({ JWKS_URL: url }), fetchMock, sign, url };
+  }
+
+  it("verifies a token signed by a key in the set, fetching the set once per isolate", async () => {
+    const { cfg, fetchMock, sign, url } = await jwksSetup();
+    expect(await verdict(await sign("a"), cfg)).toBe("ok");
+    expect(await verdict(await sign("b"), cfg)).toBe("ok");
+    expect(fetchMock).toHaveBeenCalledTimes(1);
+    expect(String(fetchMock.mock.calls[0]?.[0])).toBe(url);
+  });
+
+  it("refuses HS256 (even signed with the key set's text) and a kid it does not have", async () => {
+    const { cfg, sign } = await jwksSetup();
+    expect(await verdict(await mintToken(), cfg)).toBe("invalid_token");
+    const other = await generateKeyPair("ES256");
+    const stranger = await new SignJWT({})
+      .setProtectedHeader({ alg: "ES256", kid: "k2" })
+      .setSubject("a")
+      .setExpirationTime("1h")
+      .sign(other.privateKey);
+    expect(await verdict(stranger, cfg)).toBe("invalid_token");
+    expect(await verdict(await sign(), cfg)).toBe("ok");
+  });
+
+  it.each([
+    ["answers 500", () => new Response("down", { status: 500 })],
+    ["answers something that is not a key set", () => Response.json({ nope: true })],
+    ["answers text that is not JSON", () => new Response("<html>", { status: 200 })],
+    [
+      "cannot be reached",
+      () => {
+        throw new TypeError("network connection lost");
+      },
+    ],
+  ])("answers 503 auth_unavailable, not 401, when the key set %s", async (_what, answer) => {
+    const { cfg, sign } = await jwksSetup(answer);
+    const token = await sign();
+    try {
+      await verifyToken(token, cfg);
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(HttpError);
+      expect((error as HttpError).code).toBe("auth_unavailable");
+      expect((error as HttpError).status).toBe(503);
+    }
   });
 });

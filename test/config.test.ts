@@ -48,6 +48,17 @@ describe("configuration", () => {
     expect(result.ok && result.config.allowQueryToken).toBe(false);
   });
 
+  it("normalizes origins (case, default port, trailing slash) and refuses entries that are not origins", () => {
+    const result = parseConfig({ ...KEY, ALLOWED_ORIGINS: "HTTPS://App.Example.com/, http://localhost:80" });
+    expect(result.ok && [...(result.config.allowedOrigins ?? [])]).toEqual([
+      "https://app.example.com",
+      "http://localhost",
+    ]);
+    for (const bad of ["app.example.com", "https://app.example.com/path", "ftp://x.example", "*"]) {
+      expect(settingOf({ ...KEY, ALLOWED_ORIGINS: bad })).toBe("ALLOWED_ORIGINS");
+    }
+  });
+
   it("treats an empty string as unset", () => {
     const result = parseConfig({ ...KEY, HISTORY_LIMIT: "", JWT_ISSUER: "" });
     expect(result.ok && result.config.historyLimit).toBe(1000);
@@ -57,6 +68,7 @@ describe("configuration", () => {
     [{ HISTORY_LIMIT: "lots" }, "HISTORY_LIMIT"],
     [{ HISTORY_LIMIT: "-1" }, "HISTORY_LIMIT"],
     [{ HISTORY_LIMIT: "1.5" }, "HISTORY_LIMIT"],
+    [{ HISTORY_LIMIT: "100000" }, "HISTORY_LIMIT"],
     [{ MAX_CONNECTIONS_PER_ROOM: "0" }, "MAX_CONNECTIONS_PER_ROOM"],
     [{ HEARTBEAT_INTERVAL_MS: "10" }, "HEARTBEAT_INTERVAL_MS"],
     [{ HEARTBEAT_TIMEOUT_MS: "5000" }, "HEARTBEAT_TIMEOUT_MS"],

@@ -1,5 +1,5 @@
 import { env, runInDurableObject, SELF } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import worker from "../src/index";
 import { connect, errorOf, join, mintToken, roomStub, uniqueRoom, upgrade } from "./helpers";
 
@@ -205,5 +205,148 @@ describe("the upgrade gate", () => {
     const text = await short.text();
     expect(text).toContain("JWT_SECRET");
     expect(text).not.toContain("short-secret-value");
+  });
+});
+
+describe("the gate decides before touching a room object", () => {
+  /** An env whose room namespace fails the test if the Worker reaches for it. */
+  function envWithoutRooms(extra: Record<string, string> = {}): Env {
+    const untouchable = new Proxy(
+      {},
+      {
+        get() {
+          throw new Error("the room namespace was touched");
+        },
+      },
+    );
+    return { ...env, ...extra, ROOMS: untouchable } as unknown as Env;
+  }
+
+  it.each([
+    ["no upgrade", {}, "", 426],
+    ["a bad room id", { Upgrade: "websocket" }, "bad.room", 400],
+    ["a foreign origin", { Upgrade: "websocket", Origin: "https://evil.example" }, "", 403],
+    ["no token", { Upgrade: "websocket" }, "", 401],
+    ["a bad token", { Upgrade: "websocket", Authorization: "Bearer x.y.z" }, "", 401],
+  ])("refuses %s without touching the room namespace", async (_what, headers, room, status) => {
+    const res = await worker.fetch(
+      new Request(`https://rooms.test/ws/chat/${room || uniqueRoom()}`, { headers }),
+      envWithoutRooms(),
+      {} as ExecutionContext,
+    );
+    expect(res.status).toBe(status);
+  });
+
+  it("refuses a token whose rooms claim does not cover the room without touching the room namespace", async () => {
+    const token = await mintToken({ rooms: ["elsewhere"] });
+    const res = await worker.fetch(
+      new Request(`https://rooms.test/ws/chat/${uniqueRoom()}`, {
+        headers: { Upgrade: "websocket", Authorization: `Bearer ${token}` },
+      }),
+      envWithoutRooms(),
+      {} as ExecutionContext,
+    );
+    expect(res.status).toBe(403);
+  });
+
+  it("checks the room id before the origin (400 before 403), and the token before the rooms claim", async () => {
+    const badBoth = await upgrade("bad.room", { headers: { Origin: "https://evil.example" } });
+    expect(badBoth.status).toBe(400);
+    const noTokenForeignRoom = await upgrade(uniqueRoom());
+    expect(noTokenForeignRoom.status).toBe(401);
+  });
+
+  it("accepts any Origin when ALLOWED_ORIGINS is unset", async () => {
+    const { ALLOWED_ORIGINS: _unset, ...rest } = env as Env & { ALLOWED_ORIGINS?: string };
+    const token = await mintToken();
+    const res = await worker.fetch(
+      new Request(`https://rooms.test/ws/chat/${uniqueRoom()}`, {
+        headers: { Upgrade: "websocket", Origin: "https://anywhere.example", Authorization: `Bearer ${token}` },
+      }),
+      rest as Env,
+      {} as ExecutionContext,
+    );
+    expect(res.status).toBe(101);
+    res.webSocket?.accept();
+    res.webSocket?.close();
+  });
+
+  it("prefers the subprotocol token over the query token", async () => {
+    const viaProtocol = await mintToken({ sub: "from-protocol" });
+    const viaQuery = await mintToken({ sub: "from-query" });
+    const res = await upgrade(uniqueRoom(), { token: viaProtocol, via: "protocol", query: `token=${viaQuery}` });
+    const ws = res.webSocket as WebSocket;
+    ws.accept();
+    const welcome = await new Promise<{ user: { id: string } }>((resolve) =>
+      ws.addEventListener("message", (e) => resolve(JSON.parse(e.data as string))),
+    );
+    expect(welcome.user.id).toBe("from-protocol");
+    ws.close();
+  });
+
+  it("answers /healthz with 500 server_misconfigured for a JWT_PUBLIC_KEY that is not a usable key", async () => {
+    const { JWT_SECRET: _s, ...rest } = env as Env & { JWT_SECRET?: string };
+    const pem = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----";
+    const res = await worker.fetch(
+      new Request("https://rooms.test/healthz"),
+      { ...rest, JWT_PUBLIC_KEY: pem } as Env,
+      {} as ExecutionContext,
+    );
+    expect(await errorOf(res)).toMatchObject({ status: 500, code: "server_misconfigured" });
+  });
+});
+
+describe("logs", () => {
+  function captureLogs() {
+    const lines: Array<Record<string, unknown>> = [];
+    const grab = (...args: unknown[]) => {
+      try {
+        lines.push(JSON.parse(String(args[0])));
+      } catch {
+        // not one of ours
+      }
+    };
+    const spies = [
+      vi.spyOn(console, "log").mockImplementation(grab),
+      vi.spyOn(console, "error").mockImplementation(grab),
+    ];
+    const restore = () => {
+      for (const spy of spies) spy.mockRestore();
+    };
+    return { lines, restore };
+  }
+
+  it("logs a gate refusal as one JSON line with status, code and IP, never the token", async () => {
+    const logs = captureLogs();
+    const token = await mintToken({ ttl: -3600 });
+    await upgrade(uniqueRoom(), { token, via: "query", headers: { "CF-Connecting-IP": "198.51.100.4" } });
+    await upgrade(uniqueRoom(), { token, via: "protocol" });
+    logs.restore();
+    const refusals = logs.lines.filter((l) => l.event === "gate_refused");
+    expect(refusals).toHaveLength(2);
+    expect(refusals[0]).toMatchObject({ status: 401, code: "invalid_token", ip: "198.51.100.4" });
+    expect(JSON.stringify(logs.lines)).not.toContain(token.split(".")[2]);
+    expect(JSON.stringify(logs.lines)).not.toContain(token.split(".")[1]);
+  });
+
+  it("logs each connection's open and close with room, connection id, user, IP, close code, reason and duration", async () => {
+    const logs = captureLogs();
+    const room = uniqueRoom();
+    const { client, welcome } = await join(room, { sub: "logged", headers: { "CF-Connecting-IP": "192.0.2.9" } });
+    client.close(1000, "done");
+    await client.nextClose();
+    await new Promise((r) => setTimeout(r, 50));
+    logs.restore();
+    const open = logs.lines.find((l) => l.event === "connection_open" && l.room === room);
+    const close = logs.lines.find((l) => l.event === "connection_close" && l.room === room);
+    expect(open).toMatchObject({ room, connectionId: welcome.connectionId, user: "logged", ip: "192.0.2.9" });
+    expect(close).toMatchObject({
+      room,
+      connectionId: welcome.connectionId,
+      user: "logged",
+      code: 1000,
+      reason: "done",
+    });
+    expect(typeof close?.durationMs).toBe("number");
   });
 });

@@ -71,7 +71,6 @@ export interface Closed {
   reason: string;
 }
 
-/** A client socket with a queue of what it received. */
 /** A binary frame as the test sees it. */
 export interface BinaryFrame {
   type: "binary";
@@ -79,6 +78,7 @@ export interface BinaryFrame {
 }
 export type Received = ServerFrame | BinaryFrame;
 
+/** A client socket with a queue of what it received. */
 export class Client {
   readonly frames: Received[] = [];
   closed: Closed | undefined;

@@ -32,6 +32,23 @@ describe("eviction and hibernation", () => {
     carol.client.close();
   });
 
+  it("counts a user with two connections right after an eviction: leave only after the second closes", async () => {
+    const room = uniqueRoom();
+    const watcher = await join(room, { sub: "watcher" });
+    const b1 = await join(room, { sub: "bob" });
+    const b2 = await join(room, { sub: "bob" });
+    await watcher.client.next("presence");
+    await evictDurableObject(roomStub(room));
+    b1.client.close();
+    await b1.client.nextClose();
+    watcher.client.send('{ "type": "ping" }');
+    await watcher.client.next("pong");
+    expect(watcher.client.all("presence").filter((p) => p.event === "leave")).toEqual([]);
+    b2.client.close();
+    expect(await watcher.client.next("presence")).toMatchObject({ event: "leave", user: { id: "bob" }, online: 1 });
+    watcher.client.close();
+  });
+
   it("keeps direct messages working after an eviction (tags survive)", async () => {
     const room = uniqueRoom();
     const alice = await join(room, { sub: "alice" });
@@ -59,6 +76,11 @@ describe("eviction and hibernation", () => {
     big.client.sendRaw(new Uint8Array(70_000));
     expect((await big.client.nextClose()).code).toBe(1009);
     await watcher.client.next("presence");
+    // Whether or not the runtime still lists the closed socket, a wake must not count it in.
+    const listed = await runInDurableObject(roomStub(room), (_i, state) =>
+      state.getWebSockets("u:big").map((ws) => (ws.deserializeAttachment() as { closing?: boolean }).closing),
+    );
+    expect(listed.every((closing) => closing === true)).toBe(true);
     await evictDurableObject(roomStub(room));
     const late = await join(room, { sub: "late" });
     expect(late.welcome.presence.map((p) => p.id).sort()).toEqual(["late", "watcher"]);

@@ -1,5 +1,5 @@
-import { runInDurableObject } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it, vi } from "vitest";
 import { join, roomStub, settle, uniqueRoom } from "./helpers";
 
 describe("welcome and messages", () => {
@@ -337,5 +337,77 @@ describe("resume", () => {
     const { client, welcome } = await join(room, { since: 99 });
     expect(welcome).toMatchObject({ seq: 1, recovered: false });
     client.close();
+  });
+});
+
+describe("the runtime's own ping answer", () => {
+  it("is registered for the exact ping text, and stamps the socket without waking the room's handler", async () => {
+    const room = uniqueRoom();
+    const { client } = await join(room);
+    const before = await runInDurableObject(roomStub(room), (_i, state) => {
+      const pair = state.getWebSocketAutoResponse();
+      const ws = state.getWebSockets()[0] as WebSocket;
+      return {
+        request: pair?.request,
+        response: pair?.response,
+        stamp: state.getWebSocketAutoResponseTimestamp(ws),
+        attachment: JSON.stringify(ws.deserializeAttachment()),
+      };
+    });
+    expect(before).toMatchObject({ request: '{"type":"ping"}', response: '{"type":"pong"}', stamp: null });
+    client.send('{"type":"ping"}');
+    await client.next("pong");
+    const after = await runInDurableObject(roomStub(room), (_i, state) => {
+      const ws = state.getWebSockets()[0] as WebSocket;
+      return {
+        stamp: state.getWebSocketAutoResponseTimestamp(ws),
+        attachment: JSON.stringify(ws.deserializeAttachment()),
+      };
+    });
+    expect(after.stamp).toBeInstanceOf(Date);
+    expect(after.attachment).toBe(before.attachment);
+    client.close();
+  });
+});
+
+describe("binary rate limits", () => {
+  it("counts binary frames against the rate limit: rate_limited, then 4429", async () => {
+    const { client } = await join(uniqueRoom());
+    for (let i = 0; i < 200; i++) client.sendRaw(new Uint8Array([i]));
+    expect((await client.nextClose(5000)).code).toBe(4429);
+    expect(client.all("error").filter((e) => e.code === "rate_limited")).toHaveLength(49);
+  });
+});
+
+describe("unexpected failures", () => {
+  it("closes with 1011 a connection whose stored state is unreadable after a wake, and logs it", async () => {
+    const room = uniqueRoom();
+    const victim = await join(room, { sub: "victim" });
+    const other = await join(room, { sub: "other" });
+    await runInDurableObject(roomStub(room), (_i, state) => {
+      for (const ws of state.getWebSockets("u:victim")) ws.serializeAttachment({ garbage: true });
+    });
+    await evictDurableObject(roomStub(room));
+    const errors = vi.spyOn(console, "error");
+    other.client.send({ type: "message", text: "wake up" });
+    expect((await victim.client.nextClose()).code).toBe(1011);
+    expect((await other.client.next("message")).text).toBe("wake up");
+    expect(errors.mock.calls.some((c) => String(c[0]).includes("attachment_invalid"))).toBe(true);
+    errors.mockRestore();
+    other.client.close();
+    // Let the woken object finish before the file ends: it may still be loading modules.
+    await other.client.nextClose();
+    await settle(100);
+  });
+
+  it("closes with 1000 when the client closes normally, and the room goes on", async () => {
+    const room = uniqueRoom();
+    const a = await join(room, { sub: "a" });
+    const b = await join(room, { sub: "b" });
+    a.client.close(1000, "bye");
+    expect(await a.client.nextClose()).toEqual({ code: 1000, reason: "bye" });
+    b.client.send({ type: "message", text: "still on" });
+    expect((await b.client.next("message")).text).toBe("still on");
+    b.client.close();
   });
 });
