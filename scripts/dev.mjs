@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // `npm run dev`: `wrangler dev` on 127.0.0.1:8787 with the dev-only JWT secret, unless a key is
-// configured already (a --var JWT_SECRET/JWKS_URL/JWT_PUBLIC_KEY argument, or .dev.vars / .env).
+// configured already (a --var JWT_SECRET/JWKS_URL/JWT_PUBLIC_KEY argument, or .dev.vars / .env),
+// and with DEV_TOKENS=true, which turns on the dev-only token endpoint the demo page uses
+// (POST /dev/token). Neither ever goes into wrangler.toml, so `wrangler deploy` carries neither.
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { DEV_JWT_SECRET } from "./dev-secret.mjs";
@@ -8,7 +10,11 @@ import { DEV_JWT_SECRET } from "./dev-secret.mjs";
 const args = process.argv.slice(2);
 const KEY_SETTINGS = /^(JWT_SECRET|JWKS_URL|JWT_PUBLIC_KEY)\s*[:=]/m;
 const hasKeyArg = args.some((a) => KEY_SETTINGS.test(a));
-const hasKeyFile = [".dev.vars", ".env"].some((f) => existsSync(f) && KEY_SETTINGS.test(readFileSync(f, "utf8")));
+const DEV_TOKENS_SETTING = /^DEV_TOKENS\s*[:=]/m;
+const inEnvFile = (pattern) =>
+  [".dev.vars", ".env"].some((f) => existsSync(f) && pattern.test(readFileSync(f, "utf8")));
+const hasKeyFile = inEnvFile(KEY_SETTINGS);
+const hasDevTokens = args.some((a) => DEV_TOKENS_SETTING.test(a)) || inEnvFile(DEV_TOKENS_SETTING);
 const has = (flag) => args.some((a) => a === flag || a.startsWith(`${flag}=`));
 
 const wranglerArgs = ["dev"];
@@ -17,6 +23,12 @@ if (!has("--port")) wranglerArgs.push("--port", "8787");
 if (!hasKeyArg && !hasKeyFile) {
   wranglerArgs.push("--var", `JWT_SECRET:${DEV_JWT_SECRET}`);
   console.log("edge-rooms: using the dev-only JWT secret; mint a token with `npm run token -- --sub alice`");
+}
+if (!hasDevTokens) {
+  wranglerArgs.push("--var", "DEV_TOKENS:true");
+  const at = args.indexOf("--port");
+  const port = (at === -1 ? args.find((a) => a.startsWith("--port="))?.slice(7) : args[at + 1]) ?? "8787";
+  console.log(`edge-rooms: the demo chat is at http://127.0.0.1:${port}/ (dev tokens from POST /dev/token)`);
 }
 wranglerArgs.push(...args);
 

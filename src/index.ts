@@ -6,6 +6,7 @@ import { Hono } from "hono";
 import { api } from "./api";
 import { checkKey } from "./auth";
 import { type Config, loadConfig } from "./config";
+import { devTokens } from "./dev-tokens";
 import { HttpError } from "./errors";
 import { admit } from "./gate";
 import { HANDOFF_HEADER } from "./handoff";
@@ -49,6 +50,9 @@ app.use("/api/*", async (c, next) => {
   await next();
 });
 app.route("/api", api);
+
+// Dev only: answers 404 unless DEV_TOKENS is "true" (npm run dev) and the request is on loopback.
+app.route("/", devTokens);
 
 app.notFound(() => new HttpError("not_found", "no such route").toResponse());
 

@@ -1,0 +1,33 @@
+/**
+ * `edge-rooms/client`: the browser and Node client of edge-rooms. Frame types come from the same
+ * valibot schemas the server uses (`src/protocol.ts`).
+ */
+export type {
+  AckFrame,
+  ErrorFrame,
+  FrameErrorCode,
+  MessageFrame,
+  PresenceEntry,
+  PresenceFrame,
+  ServerFrame,
+  User,
+  WelcomeFrame,
+} from "../protocol";
+export { CLOSE_CODES, PING_FRAME, SUBPROTOCOL } from "../protocol";
+export { type BackoffOptions, backoffCeiling, backoffDelay, DEFAULT_BACKOFF, resolveBackoff } from "./backoff";
+export type { Listener } from "./emitter";
+export { RoomClientError, type SendErrorCode, type Stop, type StopCode } from "./errors";
+export type { SendResult } from "./outbox";
+export {
+  type ConnectionState,
+  type Gap,
+  type Retry,
+  type RetryReason,
+  RoomClient,
+  type RoomClientEvents,
+  type RoomClientOptions,
+  type SendOptions,
+  type StateChange,
+  type TokenSource,
+} from "./room-client";
+export type { FetchLike, WebSocketConstructor, WebSocketExtraOptions, WebSocketLike } from "./socket";

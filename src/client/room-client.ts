@@ -1,0 +1,705 @@
+/**
+ * `RoomClient`: one room over one WebSocket, kept connected. It authenticates with the subprotocol
+ * offer, reconnects with backoff, resumes with `?since=` without loss or duplicates, acknowledges
+ * sends, and keeps the connection alive with pings. See `src/client/README.md`.
+ */
+import * as v from "valibot";
+import {
+  BEARER_PROTOCOL_PREFIX,
+  CLOSE_CODES,
+  clientFrameSchema,
+  type ErrorFrame,
+  type MessageFrame,
+  PING_FRAME,
+  type PresenceFrame,
+  RoomIdSchema,
+  ServerFrameSchema,
+  SUBPROTOCOL,
+  type User,
+  type WelcomeFrame,
+} from "../protocol";
+import { type BackoffOptions, backoffDelay, resolveBackoff } from "./backoff";
+import { Emitter, type Listener } from "./emitter";
+import { RoomClientError, type Stop } from "./errors";
+import { Outbox, type SendResult } from "./outbox";
+import {
+  CLOSING,
+  connectUrl,
+  type FetchLike,
+  isReachable,
+  isTransientStatus,
+  OPEN,
+  probeUrl,
+  refusedStatus,
+  resolveWebSocket,
+  type SocketCloseEvent,
+  type SocketErrorEvent,
+  type SocketMessageEvent,
+  type WebSocketConstructor,
+  type WebSocketLike,
+} from "./socket";
+
+/** `connecting` (first attempt) → `open` (welcomed) → `reconnecting` (waiting or retrying) → … → `closed`. */
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
+
+export interface StateChange {
+  state: ConnectionState;
+  previous: ConnectionState;
+  /** Why the client stopped, when `state` is `closed`. */
+  stop?: Stop;
+}
+
+/** Why a reconnect was scheduled. */
+export type RetryReason =
+  /** An open connection closed (the close code says how). */
+  | "dropped"
+  /** Nothing answered at the server's address. */
+  | "unreachable"
+  /** The upgrade was refused with a status worth retrying (5xx, 408, 429). */
+  | "unavailable"
+  /** No `welcome` within `connectTimeoutMs`. */
+  | "timeout"
+  /** No frame from the server for two heartbeat intervals. */
+  | "heartbeat"
+  /** Closed with 4401: the next attempt gets a fresh token, at once. */
+  | "token_expired"
+  /** The token function threw or returned no token. */
+  | "token_error";
+
+export interface Retry {
+  /** Failed attempts in a row, this one included (1 for the first retry). */
+  attempt: number;
+  delayMs: number;
+  reason: RetryReason;
+  closeCode?: number;
+  status?: number;
+  message?: string;
+}
+
+/** Messages the client could not recover: `since` was trimmed from history, or the room was reset. */
+export interface Gap {
+  /** The last seq the client had seen. */
+  since: number;
+  /** The room's latest seq at the reconnect. */
+  seq: number;
+  reason: "trimmed" | "reset";
+}
+
+/** Every event, and what its listeners receive. */
+export interface RoomClientEvents {
+  state: StateChange;
+  /** Each connection's first frame (also after every reconnect). */
+  welcome: WelcomeFrame;
+  /** Room messages in `seq` order, each once; direct messages (no `seq`) as they come. */
+  message: MessageFrame;
+  presence: PresenceFrame;
+  /** Error frames not answered by a `send()` rejection (for example `rate_limited`). */
+  error: ErrorFrame;
+  gap: Gap;
+  retry: Retry;
+  /** Binary frames relayed from other connections. */
+  binary: ArrayBuffer;
+}
+
+/** A token, or a function called before every (re)connect to get a fresh one. */
+export type TokenSource = string | (() => string | Promise<string>);
+
+export interface RoomClientOptions {
+  /** The service's base URL, `https://…` or `wss://…` (`/ws/chat/<room>` is appended). */
+  url: string;
+  room: string;
+  token: TokenSource;
+  /** Resume from this seq on the first connect (`0`: the whole stored history). Default: only new messages. */
+  since?: number;
+  reconnect?: Partial<BackoffOptions>;
+  /** How long a written send waits for its `ack` before it is rejected. Default 10 000 ms. */
+  ackTimeoutMs?: number;
+  /** Sends kept while disconnected; more are rejected with `queue_full`. Default 100. */
+  maxQueue?: number;
+  /** How long an attempt may take to get its `welcome`. Default 10 000 ms. */
+  connectTimeoutMs?: number;
+  /** A WebSocket constructor (for example `ws` in Node 20). Default: the global `WebSocket`. */
+  WebSocket?: WebSocketConstructor;
+  /** Used to tell a refused upgrade from an unreachable server. Default: the global `fetch`. */
+  fetch?: FetchLike;
+  /**
+   * Connect right away (on the next microtask, so listeners added now see every event). Default
+   * true; with false the client starts `closed` and `connect()` starts it.
+   */
+  autoConnect?: boolean;
+}
+
+export interface SendOptions {
+  /** A user id: a direct message, not stored and without `seq`. */
+  to?: string;
+  /** The message id (≤ 64 characters). Default: a unique one. Reusing an id makes a retry idempotent. */
+  id?: string;
+}
+
+/** The close code the client uses when it abandons a connection it considers dead. */
+const ABANDON_CODE = 4000;
+const PROBE_TIMEOUT_MS = 5_000;
+const MIN_PING_INTERVAL_MS = 250;
+/** For `ws`: give up on the server's TCP close after this long, as browsers do. */
+const SOCKET_CLOSE_TIMEOUT_MS = 2_000;
+/**
+ * A socket whose closing handshake has begun gets this long for its `close` event (which carries
+ * the code that decides between stopping and reconnecting) before it is counted as dead.
+ */
+const CLOSING_GRACE_MS = 5_000;
+/** Validates outgoing frames; the text limit is the server's to enforce. */
+const OUTGOING_SCHEMA = clientFrameSchema(Number.MAX_SAFE_INTEGER);
+
+interface Attempt {
+  socket: WebSocketLike;
+  url: string;
+  since: number | undefined;
+  /** The token came from the token function just before this attempt. */
+  isTokenFresh: boolean;
+  isOpen: boolean;
+  status: number | undefined;
+}
+
+/**
+ * A connection to one room that stays up on its own.
+ *
+ * @example
+ * const client = new RoomClient({
+ *   url: "https://rooms.example.com",
+ *   room: "lobby",
+ *   token: () => fetch("/my-token").then((r) => r.text()),
+ * });
+ * client.on("message", (m) => console.log(m.seq, m.from.name, m.text));
+ * const { seq } = await client.send("hello");
+ */
+export class RoomClient {
+  readonly room: string;
+  readonly #options: RoomClientOptions;
+  readonly #backoff: BackoffOptions;
+  readonly #WebSocket: WebSocketConstructor;
+  readonly #events = new Emitter<RoomClientEvents>();
+  readonly #outbox: Outbox;
+  readonly #idPrefix = randomId();
+  #idCounter = 0;
+
+  #state: ConnectionState = "connecting";
+  /** Bumped whenever an attempt starts or the client stops: async continuations of older ones give up. */
+  #epoch = 0;
+  #current: Attempt | undefined;
+  #attempt = 0;
+  #lastSeq: number | undefined;
+  #user: User | undefined;
+  #users = new Map<string, User>();
+  #lastFrameAt = 0;
+  /** While set, the resume replay is still arriving; sends wait until it is done. */
+  #replayUntil: number | undefined;
+
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #connectTimer: ReturnType<typeof setTimeout> | undefined;
+  #heartbeatTimer: ReturnType<typeof setTimeout> | undefined;
+  #probe: AbortController | undefined;
+  #isListeningOnline = false;
+
+  constructor(options: RoomClientOptions) {
+    const room = v.safeParse(RoomIdSchema, options.room);
+    if (!room.success) throw new TypeError(`room: ${room.issues[0].message}`);
+    if (typeof options.token !== "string" && typeof options.token !== "function") {
+      throw new TypeError("token must be a string or a function returning one");
+    }
+    if (options.since !== undefined && !(Number.isSafeInteger(options.since) && options.since >= 0)) {
+      throw new TypeError("since must be a whole number ≥ 0");
+    }
+    connectUrl(options.url, room.output, undefined); // throws a TypeError on a bad url
+    this.room = room.output;
+    this.#options = options;
+    this.#backoff = resolveBackoff(options.reconnect);
+    this.#WebSocket = resolveWebSocket(options.WebSocket);
+    this.#outbox = new Outbox(
+      positive(options.maxQueue ?? 100, "maxQueue", true),
+      positive(options.ackTimeoutMs ?? 10_000, "ackTimeoutMs"),
+    );
+    if (options.autoConnect ?? true) queueMicrotask(() => void this.#connect());
+    else this.#state = "closed";
+  }
+
+  /** The connection state. */
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** The highest room `seq` seen (what the next connection resumes from). */
+  get lastSeq(): number | undefined {
+    return this.#lastSeq;
+  }
+
+  /** Who this connection is, from the latest `welcome`. */
+  get user(): User | undefined {
+    return this.#user;
+  }
+
+  /** Who is in the room, from `welcome` and `presence` frames. */
+  get users(): User[] {
+    return [...this.#users.values()];
+  }
+
+  /** Sends waiting for a connection. */
+  get queued(): number {
+    return this.#outbox.queued;
+  }
+
+  /** Listens to an event; returns the function that stops listening. */
+  on<K extends keyof RoomClientEvents>(type: K, listener: Listener<RoomClientEvents[K]>): () => void {
+    return this.#events.on(type, listener);
+  }
+
+  off<K extends keyof RoomClientEvents>(type: K, listener: Listener<RoomClientEvents[K]>): void {
+    this.#events.off(type, listener);
+  }
+
+  /**
+   * Connects (with `autoConnect: false`), or connects again after `close()` or after the client
+   * stopped. Does nothing while the client is connecting, open or reconnecting.
+   */
+  connect(): void {
+    if (this.#state !== "closed") return;
+    this.#attempt = 0;
+    this.#setState("connecting");
+    void this.#connect();
+  }
+
+  /** Closes the connection for good: stops every timer and rejects every unacknowledged send. */
+  close(): void {
+    if (this.#state === "closed") return;
+    this.#stop({ code: "closed_by_client", message: "closed by the client" }, CLOSE_CODES.normal);
+  }
+
+  /**
+   * Sends a message to the room: a string as `text`, anything else as `data` (JSON). Resolves with
+   * the `ack` (`seq` for a room message), rejects with a `RoomClientError`. While disconnected the
+   * send waits in a bounded queue and goes out, in order, once the client is back.
+   */
+  send(content: unknown, options: SendOptions = {}): Promise<SendResult> {
+    if (this.#state === "closed") {
+      return Promise.reject(new RoomClientError("closed", "the client is closed"));
+    }
+    const id = options.id ?? `${this.#idPrefix}${(++this.#idCounter).toString(36)}`;
+    if (this.#outbox.has(id)) {
+      return Promise.reject(new RoomClientError("invalid_message", `a send with id ${id} is already pending`));
+    }
+    const message = {
+      type: "message" as const,
+      id,
+      ...(typeof content === "string" ? { text: content } : { data: content }),
+      ...(options.to === undefined ? {} : { to: options.to }),
+    };
+    const checked = v.safeParse(OUTGOING_SCHEMA, message);
+    let frame: string | undefined;
+    try {
+      frame = checked.success ? JSON.stringify(message) : undefined;
+    } catch {
+      // Not JSON (a cycle, a BigInt): refused below.
+    }
+    if (frame === undefined) {
+      const why = checked.success ? "data is not JSON" : (checked.issues[0].message ?? "invalid message");
+      return Promise.reject(new RoomClientError("invalid_message", why));
+    }
+    const serialized = frame;
+    return new Promise<SendResult>((resolve, reject) => {
+      const pending = { id, frame: serialized, isDirect: options.to !== undefined, resolve, reject };
+      if (!this.#outbox.add(pending)) {
+        reject(new RoomClientError("queue_full", `${this.#outbox.maxQueue} sends are already waiting`));
+      }
+    });
+  }
+
+  // -- connecting ----------------------------------------------------------------------------
+
+  async #connect(): Promise<void> {
+    const epoch = ++this.#epoch;
+    const source = this.#options.token;
+    let token: unknown;
+    try {
+      token = typeof source === "string" ? source : await source();
+    } catch (error) {
+      if (epoch === this.#epoch) this.#retry({ reason: "token_error", message: describe(error) });
+      return;
+    }
+    if (epoch !== this.#epoch) return;
+    if (typeof token !== "string" || token.length === 0) {
+      this.#retry({ reason: "token_error", message: "the token function returned no token" });
+      return;
+    }
+    const since = this.#lastSeq ?? this.#options.since;
+    const url = connectUrl(this.#options.url, this.room, since);
+    let socket: WebSocketLike;
+    try {
+      socket = new this.#WebSocket(url, [SUBPROTOCOL, `${BEARER_PROTOCOL_PREFIX}${token}`], {
+        closeTimeout: SOCKET_CLOSE_TIMEOUT_MS,
+      });
+    } catch (error) {
+      // Browsers throw when the token is not a valid subprotocol value: no retry can fix that.
+      this.#stop({ code: "handshake_refused", message: `the token cannot be offered: ${describe(error)}` });
+      return;
+    }
+    const attempt: Attempt = {
+      socket,
+      url,
+      since,
+      isTokenFresh: typeof source !== "string",
+      isOpen: false,
+      status: undefined,
+    };
+    this.#current = attempt;
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => {
+      attempt.isOpen = true;
+    };
+    socket.onerror = (event: SocketErrorEvent) => {
+      attempt.status ??= refusedStatus(event);
+    };
+    socket.onclose = (event: SocketCloseEvent) => {
+      if (this.#current === attempt) this.#onClose(attempt, event.code, event.reason);
+    };
+    socket.onmessage = (event: SocketMessageEvent) => {
+      if (this.#current === attempt) this.#onData(attempt, event.data);
+    };
+    this.#connectTimer = setTimeout(() => {
+      this.#connectTimer = undefined;
+      if (this.#current !== attempt) return;
+      this.#abandon("handshake timeout");
+      this.#retry({ reason: "timeout", message: `no welcome within ${this.#connectTimeoutMs} ms` });
+    }, this.#connectTimeoutMs);
+  }
+
+  get #connectTimeoutMs(): number {
+    return this.#options.connectTimeoutMs ?? 10_000;
+  }
+
+  #onClose(attempt: Attempt, code: number, reason: string): void {
+    const wasWelcomed = this.#state === "open";
+    this.#detach();
+    if (!wasWelcomed) {
+      if (!attempt.isOpen) {
+        void this.#onRefused(attempt);
+        return;
+      }
+      this.#retry({ reason: "dropped", closeCode: code, message: reason });
+      return;
+    }
+    if (code === CLOSE_CODES.messageTooBig) {
+      this.#outbox.rejectNewestInFlight(new RoomClientError("message_too_big", "the server closed with 1009"));
+    }
+    this.#outbox.requeueInFlight();
+    if (code === CLOSE_CODES.forbidden) {
+      this.#stop({ code: "forbidden", closeCode: code, message: reason || "forbidden" });
+    } else if (code === POLICY_VIOLATION) {
+      this.#stop({ code: "policy_violation", closeCode: code, message: reason || "policy violation" });
+    } else if (code === CLOSE_CODES.tokenExpired) {
+      if (typeof this.#options.token === "string") {
+        this.#stop({ code: "token_expired", closeCode: code, message: "the token expired; give a token function" });
+      } else {
+        this.#retry({ reason: "token_expired", closeCode: code, message: reason }, { isImmediate: true });
+      }
+    } else {
+      this.#retry({ reason: "dropped", closeCode: code, message: reason });
+    }
+  }
+
+  /**
+   * The socket closed before it opened. `ws` says the HTTP status; browsers do not, so then the
+   * client asks whether the server answers HTTP at all: if it does, the upgrade was refused.
+   */
+  async #onRefused(attempt: Attempt): Promise<void> {
+    const { status } = attempt;
+    if (status !== undefined) {
+      if (isTransientStatus(status)) this.#retry({ reason: "unavailable", status });
+      else this.#stopRefused(attempt, status);
+      return;
+    }
+    const global = globalThis as { fetch?: FetchLike };
+    // Called as a method: a detached `window.fetch` throws "Illegal invocation" in browsers.
+    const fetchImpl: FetchLike | undefined =
+      this.#options.fetch ??
+      (global.fetch ? (input, init) => (global.fetch as FetchLike).call(globalThis, input, init) : undefined);
+    if (!fetchImpl) {
+      this.#retry({ reason: "unreachable", message: "the connection failed before it opened" });
+      return;
+    }
+    const epoch = this.#epoch;
+    const probe = new AbortController();
+    this.#probe = probe;
+    const timer = setTimeout(() => probe.abort(), PROBE_TIMEOUT_MS);
+    const isUp = await isReachable(probeUrl(attempt.url), fetchImpl, probe.signal);
+    clearTimeout(timer);
+    if (this.#probe === probe) this.#probe = undefined;
+    if (epoch !== this.#epoch || this.#state === "closed") return;
+    if (isUp) this.#stopRefused(attempt, undefined);
+    else this.#retry({ reason: "unreachable", message: "the server did not answer" });
+  }
+
+  #stopRefused(attempt: Attempt, status: number | undefined): void {
+    const what = status === undefined ? "refused the connection" : `refused the connection (HTTP ${status})`;
+    const token = attempt.isTokenFresh ? "a fresh token" : "the token";
+    this.#stop({
+      code: "handshake_refused",
+      message: `the server ${what} with ${token}`,
+      ...(status === undefined ? {} : { status }),
+    });
+  }
+
+  #retry(info: Omit<Retry, "attempt" | "delayMs">, { isImmediate = false } = {}): void {
+    this.#detach();
+    this.#attempt += 1;
+    if (this.#attempt > this.#backoff.maxAttempts) {
+      const { reason: _reason, ...rest } = info;
+      this.#stop({
+        ...rest,
+        code: "retries_exhausted",
+        message: `gave up after ${this.#backoff.maxAttempts} attempts (${info.message ?? info.reason})`,
+      });
+      return;
+    }
+    const delayMs = isImmediate ? 0 : backoffDelay(this.#attempt, this.#backoff);
+    this.#setState("reconnecting");
+    this.#events.emit("retry", { attempt: this.#attempt, delayMs, ...info });
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (this.#state !== "closed") void this.#connect();
+    }, delayMs);
+    this.#listenOnline(true);
+  }
+
+  /** In browsers, coming back online cuts the current backoff wait short. */
+  readonly #onOnline = () => {
+    if (this.#reconnectTimer === undefined || this.#state !== "reconnecting") return;
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    void this.#connect();
+  };
+
+  #listenOnline(on: boolean): void {
+    const target = globalThis as { addEventListener?: EventTarget["addEventListener"] } & Partial<EventTarget>;
+    if (typeof target.addEventListener !== "function" || on === this.#isListeningOnline) return;
+    if (on) target.addEventListener("online", this.#onOnline);
+    else target.removeEventListener?.("online", this.#onOnline);
+    this.#isListeningOnline = on;
+  }
+
+  /** Stops for good. `closeCode` closes a socket that is still up (the client's own `close()`). */
+  #stop(stop: Stop, closeCode?: number): void {
+    this.#epoch++;
+    const socket = this.#current?.socket;
+    this.#detach();
+    if (socket && closeCode !== undefined) safeClose(socket, closeCode, "closed by the client");
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    this.#probe?.abort();
+    this.#probe = undefined;
+    this.#listenOnline(false);
+    this.#outbox.rejectAll(new RoomClientError("closed", stop.message));
+    this.#users.clear();
+    this.#setState("closed", stop);
+  }
+
+  /** Forgets the current socket: its handlers and timers. The socket itself is left as it is. */
+  #detach(): void {
+    const attempt = this.#current;
+    this.#current = undefined;
+    this.#replayUntil = undefined;
+    clearTimeout(this.#connectTimer);
+    clearTimeout(this.#heartbeatTimer);
+    this.#connectTimer = undefined;
+    this.#heartbeatTimer = undefined;
+    this.#outbox.setWriter(undefined);
+    if (!attempt) return;
+    const { socket } = attempt;
+    socket.onopen = null;
+    socket.onmessage = null;
+    socket.onclose = null;
+    // Not null: `ws` throws an 'error' event that nobody listens to.
+    socket.onerror = () => {};
+  }
+
+  /** Drops a connection considered dead without waiting for its closing handshake. */
+  #abandon(reason: string): void {
+    const socket = this.#current?.socket;
+    this.#detach();
+    this.#outbox.requeueInFlight();
+    if (!socket) return;
+    safeClose(socket, ABANDON_CODE, reason);
+    // `ws` would wait up to 30 s for the peer's close frame; a dead peer never sends one.
+    (socket as { terminate?: () => void }).terminate?.();
+  }
+
+  #setState(state: ConnectionState, stop?: Stop): void {
+    const previous = this.#state;
+    if (previous === state) return;
+    this.#state = state;
+    this.#events.emit("state", stop ? { state, previous, stop } : { state, previous });
+  }
+
+  // -- frames --------------------------------------------------------------------------------
+
+  #onData(attempt: Attempt, data: unknown): void {
+    if (data instanceof ArrayBuffer) {
+      this.#lastFrameAt = Date.now();
+      this.#events.emit("binary", data);
+      return;
+    }
+    if (typeof data !== "string") return;
+    let json: unknown;
+    try {
+      json = JSON.parse(data);
+    } catch {
+      return;
+    }
+    // Frames this version does not know are skipped, so a newer server can add some.
+    const parsed = v.safeParse(ServerFrameSchema, json);
+    if (!parsed.success) return;
+    const frame = parsed.output;
+    if (frame.type !== "pong") this.#lastFrameAt = Date.now();
+    switch (frame.type) {
+      case "welcome":
+        this.#onWelcome(attempt, frame);
+        return;
+      case "message":
+        this.#onMessage(frame);
+        return;
+      case "ack":
+        this.#outbox.settle(frame.id, frame.seq);
+        return;
+      case "error":
+        if (frame.id === undefined || !this.#outbox.fail(frame.id, frame)) this.#events.emit("error", frame);
+        return;
+      case "presence":
+        if (frame.event === "join") this.#users.set(frame.user.id, frame.user);
+        else this.#users.delete(frame.user.id);
+        this.#events.emit("presence", frame);
+        return;
+      case "pong":
+        // The runtime answers our ping after every frame sent before it: the replay is over.
+        if (this.#replayUntil !== undefined) this.#ready();
+        return;
+      default:
+        return;
+    }
+  }
+
+  #onWelcome(attempt: Attempt, welcome: WelcomeFrame): void {
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = undefined;
+    this.#user = welcome.user;
+    this.#users = new Map(welcome.presence.map((p) => [p.id, { id: p.id, name: p.name }]));
+    const since = attempt.since;
+    let gap: Gap | undefined;
+    if (since === undefined) {
+      this.#lastSeq = welcome.seq;
+    } else if (welcome.seq < since) {
+      // The room's log restarted (its storage was reset): count from its seq again.
+      gap = { since, seq: welcome.seq, reason: "reset" };
+      this.#lastSeq = welcome.seq;
+    } else {
+      this.#lastSeq = since;
+      if (welcome.recovered === false) gap = { since, seq: welcome.seq, reason: "trimmed" };
+    }
+    this.#attempt = 0;
+    this.#setState("open");
+    this.#events.emit("welcome", welcome);
+    if (gap) this.#events.emit("gap", gap);
+    this.#startHeartbeat(attempt, welcome.heartbeatInterval);
+    if (since !== undefined && welcome.seq > (this.#lastSeq ?? 0)) {
+      this.#replayUntil = welcome.seq;
+      this.#write(PING_FRAME);
+    } else {
+      this.#ready();
+    }
+  }
+
+  #onMessage(message: MessageFrame): void {
+    if (message.seq !== undefined) {
+      if (this.#lastSeq !== undefined && message.seq <= this.#lastSeq) return;
+      this.#lastSeq = message.seq;
+    }
+    // Our own message came back (live, or in a replay after a drop): that settles its send.
+    if (message.id !== undefined && message.from.id === this.#user?.id) this.#outbox.settle(message.id, message.seq);
+    this.#events.emit("message", message);
+    if (this.#replayUntil !== undefined && (this.#lastSeq ?? 0) >= this.#replayUntil) this.#ready();
+  }
+
+  /** The connection is up and caught up: sends flow. */
+  #ready(): void {
+    this.#replayUntil = undefined;
+    this.#outbox.setWriter((frame) => this.#write(frame));
+  }
+
+  #write(frame: string): boolean {
+    const socket = this.#current?.socket;
+    if (!socket || socket.readyState !== OPEN) return false;
+    try {
+      socket.send(frame);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Pings at half the server's interval; no frame for two intervals means the connection is dead.
+   * A socket that is closing is not pinged: it gets `CLOSING_GRACE_MS` for its close event.
+   */
+  #startHeartbeat(attempt: Attempt, intervalMs: number): void {
+    const every = Math.max(MIN_PING_INTERVAL_MS, intervalMs / 2);
+    const deadAfter = 2 * Math.max(intervalMs, MIN_PING_INTERVAL_MS);
+    let closingSince: number | undefined;
+    const tick = () => {
+      this.#heartbeatTimer = undefined;
+      if (this.#current !== attempt) return;
+      const now = Date.now();
+      let isAlive: boolean;
+      if (attempt.socket.readyState >= CLOSING) {
+        closingSince ??= now;
+        isAlive = now - closingSince <= CLOSING_GRACE_MS;
+      } else {
+        isAlive = now - this.#lastFrameAt <= deadAfter;
+        if (isAlive) this.#write(PING_FRAME);
+      }
+      if (isAlive) {
+        this.#heartbeatTimer = setTimeout(tick, every);
+        return;
+      }
+      this.#abandon("heartbeat missed");
+      const why =
+        closingSince === undefined ? `no frame from the server for ${deadAfter} ms` : "the close never finished";
+      this.#retry({ reason: "heartbeat", message: why });
+    };
+    clearTimeout(this.#heartbeatTimer);
+    this.#heartbeatTimer = setTimeout(tick, every);
+  }
+}
+
+/** 1008: not in the server's table (it never sends it), but a proxy in front of it may. */
+const POLICY_VIOLATION = 1008;
+
+function safeClose(socket: WebSocketLike, code: number, reason: string): void {
+  try {
+    socket.close(code, reason);
+  } catch {
+    // Already closing or closed.
+  }
+}
+
+function positive(value: number, name: string, isCount = false): number {
+  if (!(value > 0) || (isCount && !Number.isInteger(value))) throw new TypeError(`${name} must be a positive number`);
+  return value;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** 12 random base-36 characters and a dash: unique per client, so ids never collide across tabs. */
+function randomId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return `${Array.from(bytes, (b) => (b % 36).toString(36)).join("")}-`;
+}

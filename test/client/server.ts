@@ -1,0 +1,248 @@
+/**
+ * A real `wrangler dev` for the client and browser tests, which (unlike test/e2e's global setup) can
+ * also be restarted on the same port with the same persisted state. It runs the project's Worker
+ * with DEV_TOKENS=true, so that the demo page can get tokens.
+ * Processes are started in their own group and stopped by that group's id only.
+ *
+ * Set CLIENT_WRANGLER_LOG=1 to echo wrangler's output (the Worker's logs included) to stderr.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const HOST = "127.0.0.1";
+export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const WRANGLER = join(REPO_ROOT, "node_modules", ".bin", "wrangler");
+
+const STARTUP_DEADLINE_MS = 60_000;
+const POLL_INTERVAL_MS = 200;
+const PROBE_TIMEOUT_MS = 2_000;
+const STOP_GRACE_MS = 4_000;
+const OUTPUT_LINES_KEPT = 200;
+const OUTPUT_LINES_SHOWN = 40;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Binds port 0 on 127.0.0.1, reads the port the OS chose, and releases it. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once("error", reject);
+    server.listen(0, HOST, () => {
+      const address = server.address();
+      const port = typeof address === "object" && address !== null ? address.port : undefined;
+      server.close((error) => {
+        if (error) reject(error);
+        else if (port === undefined) reject(new Error("could not read the port of a probe server"));
+        else resolve(port);
+      });
+    });
+  });
+}
+
+class OutputTail {
+  readonly #lines: string[] = [];
+  #partial = "";
+
+  push(chunk: Buffer): void {
+    const lines = (this.#partial + chunk.toString("utf8")).split(/\r?\n/);
+    this.#partial = lines.pop() ?? "";
+    this.#lines.push(...lines);
+    if (this.#lines.length > OUTPUT_LINES_KEPT) this.#lines.splice(0, this.#lines.length - OUTPUT_LINES_KEPT);
+  }
+
+  last(n: number): string {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: matching the ESC of colour codes is the point
+    const plain = (l: string) => l.replace(/\u001b\[[0-9;]*[A-Za-z]/g, "");
+    return [...this.#lines, ...(this.#partial ? [this.#partial] : [])].slice(-n).map(plain).join("\n");
+  }
+
+  includes(text: string): boolean {
+    return this.#lines.some((l) => l.includes(text)) || this.#partial.includes(text);
+  }
+}
+
+function groupAlive(pid: number): boolean {
+  try {
+    process.kill(-pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // The group is gone already.
+  }
+}
+
+async function waitGroupGone(pid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (!groupAlive(pid)) return true;
+    await sleep(100);
+  }
+  return !groupAlive(pid);
+}
+
+export interface ServerOptions {
+  /** Extra `--var NAME:value` settings (JWT_SECRET is always set). */
+  vars?: Record<string, string>;
+}
+
+/** A `wrangler dev` process group on a fixed port, with its own persistence dir and secret. */
+export class WranglerServer {
+  readonly secret = `client-test-only-${randomBytes(32).toString("hex")}`;
+  readonly baseUrl: string;
+  #child: ChildProcess | undefined;
+  #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  #output = new OutputTail();
+  readonly #onExit = () => this.kill();
+
+  private constructor(
+    readonly port: number,
+    readonly dir: string,
+    readonly options: ServerOptions,
+  ) {
+    this.baseUrl = `http://${HOST}:${port}`;
+  }
+
+  /** Starts a server on a free port and waits for `/healthz`; tries another port if it was taken. */
+  static async start(options: ServerOptions = {}): Promise<WranglerServer> {
+    const dir = await mkdtemp(join(tmpdir(), "edge-rooms-client-"));
+    await writeFile(join(dir, "empty.env"), "");
+    for (let attempt = 1; ; attempt++) {
+      const server = new WranglerServer(await freePort(), dir, options);
+      try {
+        await server.#startProcess();
+        return server;
+      } catch (error) {
+        await server.stop();
+        if (!server.#output.includes("EADDRINUSE") || attempt >= 3) {
+          await rm(dir, { recursive: true, force: true });
+          throw error;
+        }
+      }
+    }
+  }
+
+  /** The process group id (wrangler and the workerd it started). */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  /** Stops the server and starts it again on the same port with the same persisted state. */
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.#startProcess();
+  }
+
+  /** Stops wrangler and everything it started: SIGTERM, then SIGKILL. */
+  async stop(): Promise<void> {
+    const pid = this.#child?.pid;
+    this.#child = undefined;
+    process.removeListener("exit", this.#onExit);
+    if (pid === undefined) return;
+    signalGroup(pid, "SIGTERM");
+    if (await waitGroupGone(pid, STOP_GRACE_MS)) return;
+    signalGroup(pid, "SIGKILL");
+    await waitGroupGone(pid, 2_000);
+  }
+
+  /** Stops the server and removes its state. */
+  async dispose(): Promise<void> {
+    await this.stop();
+    await rm(this.dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+  }
+
+  /** Last resort, synchronous: for process exit. */
+  kill(): void {
+    const pid = this.#child?.pid;
+    if (pid !== undefined) signalGroup(pid, "SIGKILL");
+  }
+
+  async #startProcess(): Promise<void> {
+    const vars = { ...this.options.vars, JWT_SECRET: this.secret };
+    const args = [
+      "dev",
+      "--ip",
+      HOST,
+      "--port",
+      String(this.port),
+      "--persist-to",
+      join(this.dir, "state"),
+      // An empty env file: a developer's .dev.vars or .env must not change the server under test.
+      "--env-file",
+      join(this.dir, "empty.env"),
+      ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
+      "--show-interactive-dev-session=false",
+    ];
+    this.#output = new OutputTail();
+    this.#exit = undefined;
+    const child = spawn(WRANGLER, args, {
+      cwd: REPO_ROOT,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: {
+        ...process.env,
+        CI: "1",
+        NO_COLOR: "1",
+        WRANGLER_SEND_METRICS: "false",
+        WRANGLER_SEND_ERROR_REPORTS: "false",
+        CLOUDFLARE_CF_FETCH_ENABLED: "false",
+        WRANGLER_HIDE_BANNER: "true",
+        CLOUDFLARE_INCLUDE_PROCESS_ENV: "false",
+      },
+    });
+    this.#child = child;
+    process.once("exit", this.#onExit);
+    const echo = process.env.CLIENT_WRANGLER_LOG === "1" || process.env.CLIENT_WRANGLER_LOG === "true";
+    for (const stream of [child.stdout, child.stderr]) {
+      stream?.on("data", (chunk: Buffer) => {
+        this.#output.push(chunk);
+        if (echo) process.stderr.write(chunk);
+      });
+    }
+    child.once("exit", (code, signal) => {
+      this.#exit = { code, signal };
+    });
+    child.once("error", (error) => {
+      this.#output.push(Buffer.from(`\n[client tests] could not start ${WRANGLER}: ${error.message}\n`));
+      this.#exit = { code: null, signal: null };
+    });
+    await this.#waitHealthy();
+  }
+
+  async #waitHealthy(): Promise<void> {
+    const deadline = Date.now() + STARTUP_DEADLINE_MS;
+    let last = "no answer yet";
+    while (Date.now() < deadline && this.#exit === undefined) {
+      try {
+        const response = await fetch(`${this.baseUrl}/healthz`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+        const body = await response.text();
+        if (response.status === 200) return;
+        last = `HTTP ${response.status} ${body.slice(0, 300)}`;
+      } catch (error) {
+        const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+        last = cause?.code ?? cause?.message ?? (error as Error).message;
+      }
+      await sleep(POLL_INTERVAL_MS);
+    }
+    const state =
+      this.#exit === undefined
+        ? `still not healthy after ${STARTUP_DEADLINE_MS / 1000} s`
+        : `it exited (code ${this.#exit.code}, signal ${this.#exit.signal})`;
+    throw new Error(
+      `wrangler dev on ${this.baseUrl}: ${state}; last probe: ${last}.\n` +
+        `Last lines of its output:\n${this.#output.last(OUTPUT_LINES_SHOWN) || "(none)"}`,
+    );
+  }
+}
