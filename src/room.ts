@@ -302,7 +302,8 @@ export class Room extends DurableObject<Env> {
       return;
     }
     if (taken === "refused") {
-      this.#sendError(conn, "rate_limited", "too many frames; slow down");
+      // The id lets the client fail (or retry) that very send at once instead of at its ack timeout.
+      this.#sendError(conn, "rate_limited", "too many frames; slow down", idOfRefused(message));
       return;
     }
 
@@ -574,6 +575,16 @@ function trySend(ws: WebSocket, frame: string | ArrayBuffer): void {
     ws.send(frame);
   } catch {
     // The peer went away between the check and the send; its close event will count it out.
+  }
+}
+
+/** The id of a refused text frame, read without validating the rest (cheap enough for a refusal). */
+function idOfRefused(message: string | ArrayBuffer): string | undefined {
+  if (typeof message !== "string") return undefined;
+  try {
+    return clientIdOf(JSON.parse(message));
+  } catch {
+    return undefined;
   }
 }
 

@@ -258,17 +258,22 @@ describe("bad frames", () => {
 });
 
 describe("rate limits", () => {
-  it("answers rate_limited past the burst, then closes with 4429 after RATE_LIMIT_STRIKES refusals in a row", async () => {
+  it("answers rate_limited (with the frame's id) past the burst, then closes with 4429 after RATE_LIMIT_STRIKES refusals", async () => {
     const room = uniqueRoom();
     const { client } = await join(room);
     const other = await join(room, { sub: "other" });
-    for (let i = 0; i < 200; i++) client.send({ type: "message", text: `m${i}` });
+    for (let i = 0; i < 200; i++) client.send({ type: "message", text: `m${i}`, id: `id-${i}` });
     const closed = await client.nextClose(5000);
     expect(closed.code).toBe(4429);
     const limited = client.all("error").filter((f) => f.code === "rate_limited");
     const delivered = client.all("message");
     // The 50th refusal closes instead of answering.
     expect(limited.length).toBe(49);
+    const acked = new Set(client.all("ack").map((a) => a.id));
+    for (const error of limited) {
+      expect(error.id).toMatch(/^id-\d+$/);
+      expect(acked.has(error.id as string)).toBe(false);
+    }
     expect(delivered.length).toBeGreaterThanOrEqual(40);
     expect(delivered.length).toBeLessThan(60);
     // What was accepted is gapless, and the room goes on for the others.

@@ -13,7 +13,7 @@ import { SignJWT } from "jose";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type * as EdgeRooms from "../../src/client/index";
-import { freePort, HOST, REPO_ROOT, WranglerServer } from "./server";
+import { freePort, HOST, REPO_ROOT, WranglerServer } from "../support/wrangler-server";
 
 declare global {
   interface Window {

@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { jwtVerify } from "jose";
 import { describe, expect, it } from "vitest";
 import { devTokens } from "../../src/dev-tokens";
+import { REPO_ROOT } from "../support/wrangler-server";
 import { BASE_URL, closeClients, makeClient, uniqueRoom } from "./helpers";
-import { REPO_ROOT } from "./server";
 
 const SECRET = "dev-tokens-test-secret-0123456789abcdef";
 const ON = { DEV_TOKENS: "true", JWT_SECRET: SECRET };

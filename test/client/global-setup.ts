@@ -1,10 +1,10 @@
 /**
- * Vitest global setup of the client tests: one real `wrangler dev` (test/client/server.ts) with a
+ * Vitest global setup of the client tests: one real `wrangler dev` (test/support/wrangler-server.ts) with a
  * one-second heartbeat, so that expiry (4401) and heartbeats happen within a test, and the dev token
  * endpoint on. Hands the tests its URL and secret (`inject("clientBaseUrl")`, `inject("clientJwtSecret")`).
  */
 import type { TestProject } from "vitest/node";
-import { WranglerServer } from "./server";
+import { WranglerServer } from "../support/wrangler-server";
 
 declare module "vitest" {
   export interface ProvidedContext {

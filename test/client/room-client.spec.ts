@@ -7,9 +7,9 @@ import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
 import { RoomClientError, type RoomClientOptions } from "../../src/client/index";
+import { freePort, HOST } from "../support/wrangler-server";
 import { TEST_HEARTBEAT_INTERVAL_MS } from "./global-setup";
 import { BASE_URL, closeClients, makeClient, mintToken, SocketLab, sleep, uniqueRoom, until } from "./helpers";
-import { freePort, HOST } from "./server";
 
 const WS_BASE = BASE_URL.replace(/^http/, "ws");
 const inSeconds = (s: number) => Math.floor(Date.now() / 1000) + s;

@@ -10,7 +10,7 @@ export default defineConfig({
     include: ["test/e2e/**/*.e2e.ts"],
     environment: "node",
     globalSetup: ["test/e2e/wrangler-dev.ts"],
-    testTimeout: 60_000,
+    testTimeout: 300_000,
     hookTimeout: 90_000,
     // Covers stopping wrangler (SIGTERM, then SIGKILL after a few seconds) in the global teardown.
     teardownTimeout: 30_000,

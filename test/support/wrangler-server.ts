@@ -1,10 +1,10 @@
 /**
- * A real `wrangler dev` for the client and browser tests, which (unlike test/e2e's global setup) can
- * also be restarted on the same port with the same persisted state. It runs the project's Worker
- * with DEV_TOKENS=true, so that the demo page can get tokens.
- * Processes are started in their own group and stopped by that group's id only.
+ * A real `wrangler dev` for the Node-side suites (e2e, client, browser): on a free loopback port, with
+ * its own persistence dir, a random test-only secret and an empty env file; restartable (gently, or
+ * with SIGKILL to test crash recovery) on the same port with the same persisted state. Processes are
+ * started in their own group and stopped by that group's id only.
  *
- * Set CLIENT_WRANGLER_LOG=1 to echo wrangler's output (the Worker's logs included) to stderr.
+ * Set WRANGLER_LOG=1 to echo wrangler's output (the Worker's logs included) to stderr.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -100,7 +100,7 @@ export interface ServerOptions {
 
 /** A `wrangler dev` process group on a fixed port, with its own persistence dir and secret. */
 export class WranglerServer {
-  readonly secret = `client-test-only-${randomBytes(32).toString("hex")}`;
+  readonly secret = `test-only-${randomBytes(32).toString("hex")}`;
   readonly baseUrl: string;
   #child: ChildProcess | undefined;
   #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -143,6 +143,26 @@ export class WranglerServer {
   async restart(): Promise<void> {
     await this.stop();
     await this.#startProcess();
+  }
+
+  /**
+   * Kills wrangler and workerd at once with SIGKILL, as a crash would, then starts them again on the
+   * same port and persisted state.
+   */
+  async crashAndRestart(): Promise<void> {
+    const pid = this.#child?.pid;
+    this.#child = undefined;
+    process.removeListener("exit", this.#onExit);
+    if (pid !== undefined) {
+      signalGroup(pid, "SIGKILL");
+      await waitGroupGone(pid, 5_000);
+    }
+    await this.#startProcess();
+  }
+
+  /** The last lines wrangler printed (the Worker's logs included). */
+  output(lines = OUTPUT_LINES_SHOWN): string {
+    return this.#output.last(lines);
   }
 
   /** Stops wrangler and everything it started: SIGTERM, then SIGKILL. */
@@ -204,7 +224,7 @@ export class WranglerServer {
     });
     this.#child = child;
     process.once("exit", this.#onExit);
-    const echo = process.env.CLIENT_WRANGLER_LOG === "1" || process.env.CLIENT_WRANGLER_LOG === "true";
+    const echo = process.env.WRANGLER_LOG === "1" || process.env.WRANGLER_LOG === "true";
     for (const stream of [child.stdout, child.stderr]) {
       stream?.on("data", (chunk: Buffer) => {
         this.#output.push(chunk);
@@ -215,7 +235,7 @@ export class WranglerServer {
       this.#exit = { code, signal };
     });
     child.once("error", (error) => {
-      this.#output.push(Buffer.from(`\n[client tests] could not start ${WRANGLER}: ${error.message}\n`));
+      this.#output.push(Buffer.from(`\n[tests] could not start ${WRANGLER}: ${error.message}\n`));
       this.#exit = { code: null, signal: null };
     });
     await this.#waitHealthy();
