@@ -180,6 +180,47 @@ describe("under load", () => {
   });
 });
 
+describe("a slow consumer", () => {
+  const BASE_URL = inject("e2eBaseUrl");
+  const SECRET = inject("e2eJwtSecret");
+  const WS_BASE = BASE_URL.replace(/^http/, "ws");
+
+  it("does not stall the room for the others while it stops reading", async () => {
+    const room = `slow-${Date.now()}`;
+    const stalled = new Peer(WS_BASE, room, await token(SECRET, "stalled"));
+    await stalled.connect();
+    // Stop reading: the socket stays open, the kernel buffers fill, and the server's sends pile up.
+    (stalled.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const peers = await Promise.all(
+      ["a", "b", "c"].map(async (sub) => {
+        const peer = new Peer(WS_BASE, room, await token(SECRET, sub));
+        await peer.connect();
+        return peer;
+      }),
+    );
+    // 3 × 60 messages of ~16 KiB each: ~3 MiB owed to the stalled client, more than socket buffers hold.
+    const pad = "x".repeat(16_000);
+    await Promise.all(
+      peers.map(async (peer, p) => {
+        for (let n = 0; n < 60; n++) {
+          peer.ws?.send(JSON.stringify({ type: "message", id: `s${p}-${n}`, data: { pad } }));
+          await sleep(SEND_EVERY_MS);
+        }
+      }),
+    );
+    for (const peer of peers) {
+      await until(
+        () => peer.bySeq.size >= 180,
+        () => `180 messages (got ${peer.bySeq.size})`,
+      );
+      expect(peer.gaps).toEqual([]);
+      expect(peer.duplicates).toEqual([]);
+    }
+    expect(stalled.closeCode).toBeUndefined();
+    for (const peer of [...peers, stalled]) peer.ws?.terminate();
+  });
+});
+
 describe("a crash mid-traffic (SIGKILL)", () => {
   let server: WranglerServer;
   beforeAll(async () => {
