@@ -67,7 +67,7 @@ const verifiers = new Map<string, Promise<Verifier>>();
 async function makeVerifier(source: KeySource): Promise<Verifier> {
   switch (source.kind) {
     case "secret":
-      return { key: new TextEncoder().encode(source.secret), algorithms: HMAC_ALGORITHMS };
+      return { key: hmacKeys(new TextEncoder().encode(source.secret)), algorithms: HMAC_ALGORITHMS };
     case "jwks":
       return { key: jose.createRemoteJWKSet(new URL(source.url)), algorithms: ASYMMETRIC_ALGORITHMS };
     case "public_key":
@@ -81,6 +81,23 @@ async function makeVerifier(source: KeySource): Promise<Verifier> {
       }
       throw new HttpError("server_misconfigured", "JWT_PUBLIC_KEY is not an RSA, P-256, P-384 or Ed25519 public key");
   }
+}
+
+/**
+ * The secret as one imported HMAC key per algorithm, chosen by the token's (already allow-listed)
+ * `alg`: handing jose the raw bytes would import the key again on every verification.
+ */
+function hmacKeys(secret: Uint8Array): jose.JWTVerifyGetKey {
+  const keys = new Map<string, Promise<CryptoKey>>();
+  return ({ alg }) => {
+    let key = keys.get(alg);
+    if (key === undefined) {
+      const hash = `SHA-${alg.slice(2)}`;
+      key = crypto.subtle.importKey("raw", secret, { name: "HMAC", hash }, false, ["verify"]);
+      keys.set(alg, key);
+    }
+    return key;
+  };
 }
 
 function verifierFor(source: KeySource): Promise<Verifier> {

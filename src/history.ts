@@ -1,10 +1,10 @@
 /**
- * The room's message log in the object's SQLite storage: the sequence counter and the newest
- * `limit` messages, each stored as the exact frame text that was broadcast (replayed as is).
+ * The room's message log in the object's SQLite storage: the newest `limit` messages, each stored as
+ * the exact frame text that was broadcast (replayed as is), and the sequence counter.
  *
  * The schema is created on the first write, so reading a room that never existed writes nothing.
- * Writes made in one event are committed together, and the runtime's output gate holds every frame
- * sent in that event until the commit is durable: no client sees a `seq` that could be lost.
+ * The runtime's output gate holds every frame sent in an event until that event's writes are
+ * durable: no client sees a `seq` (or an ack) that could be lost.
  */
 export interface Replay {
   frames: string[];
@@ -36,33 +36,58 @@ export interface StoredMessage {
  */
 export const REPLAY_MAX_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Old rows are deleted every this many messages rather than on each one (a write saved per message);
+ * reads only ever see the newest `limit`, so the few extra rows are invisible.
+ */
+export const TRIM_EVERY = 16;
+
 export class History {
   #hasSchema: boolean;
   #seq: number | undefined;
-  private readonly sql: SqlStorage;
+  readonly #sql: SqlStorage;
 
-  constructor(private readonly storage: DurableObjectStorage) {
-    const sql = storage.sql;
-    this.sql = sql;
+  constructor(
+    storage: DurableObjectStorage,
+    /** How many of the newest messages the log keeps (HISTORY_LIMIT). */
+    readonly limit: number,
+  ) {
+    this.#sql = storage.sql;
     this.#hasSchema =
-      sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'room_meta'").toArray().length > 0;
+      this.#sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'room_meta'").toArray().length > 0;
   }
 
-  /** The latest seq handed out; 0 for a room that never had a message. */
+  /**
+   * The latest seq handed out; 0 for a room that never had a message. The log always keeps its
+   * newest message, so that is its seq; `room_meta` carries the counter only while the log is kept
+   * empty (HISTORY_LIMIT=0), which saves a write per message.
+   */
   get latestSeq(): number {
     if (this.#seq === undefined) {
       const row = this.#hasSchema
-        ? this.sql.exec<{ value: number }>("SELECT value FROM room_meta WHERE key = 'seq'").toArray()[0]
+        ? this.#sql
+            .exec<{ seq: number }>(
+              "SELECT MAX(COALESCE((SELECT MAX(seq) FROM messages), 0), COALESCE((SELECT value FROM room_meta WHERE key = 'seq'), 0)) AS seq",
+            )
+            .one()
         : undefined;
-      this.#seq = row?.value ?? 0;
+      this.#seq = row?.seq ?? 0;
     }
     return this.#seq;
   }
 
-  /** The stored message `userId` sent with `messageId`, if it is still in the log. */
+  /** The oldest seq still visible in the log. */
+  get #floor(): number {
+    return this.latestSeq - this.limit;
+  }
+
+  /**
+   * The stored message `userId` sent with `messageId`, if it is still stored. Rows past the window
+   * that await their trim count too: they still hold the id in the unique index.
+   */
   findById(userId: string, messageId: string): { seq: number; ts: number } | undefined {
     if (!this.#hasSchema) return undefined;
-    return this.sql
+    return this.#sql
       .exec<{ seq: number; ts: number }>(
         "SELECT seq, ts FROM messages WHERE user_id = ? AND msg_id = ?",
         userId,
@@ -71,20 +96,16 @@ export class History {
       .toArray()[0];
   }
 
-  /** Stores message `seq` (which must be `latestSeq + 1`) and trims the log to `limit`. */
-  append(message: StoredMessage, limit: number): void {
+  /**
+   * Stores message `seq`, which must be `latestSeq + 1`. The insert is the one write that matters
+   * and comes first: if it fails nothing changed; once it succeeded the counter moves on.
+   */
+  append(message: StoredMessage): void {
     const { seq } = message;
     if (seq !== this.latestSeq + 1) throw new Error(`seq ${seq} does not follow ${this.latestSeq}`);
-    // All or nothing: a half-applied append would leave the counter and the log disagreeing.
-    this.storage.transactionSync(() => this.#write(message, limit));
-    this.#seq = seq;
-  }
-
-  #write(message: StoredMessage, limit: number): void {
-    const { seq } = message;
     this.#ensureSchema();
-    if (limit > 0) {
-      this.sql.exec(
+    if (this.limit > 0) {
+      this.#sql.exec(
         "INSERT INTO messages (seq, ts, user_id, msg_id, frame) VALUES (?, ?, ?, ?, ?)",
         seq,
         message.ts,
@@ -92,13 +113,15 @@ export class History {
         message.messageId ?? null,
         message.frame,
       );
+    } else {
+      this.#sql.exec(
+        "INSERT INTO room_meta (key, value) VALUES ('seq', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        seq,
+      );
     }
-    this.sql.exec(
-      "INSERT INTO room_meta (key, value) VALUES ('seq', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-      seq,
-    );
-    // A range, not one row, so that lowering HISTORY_LIMIT trims the surplus on the next message.
-    this.sql.exec("DELETE FROM messages WHERE seq <= ?", seq - limit);
+    this.#seq = seq;
+    // A range, so that lowering HISTORY_LIMIT trims the surplus too.
+    if (this.limit === 0 || seq % TRIM_EVERY === 0) this.#sql.exec("DELETE FROM messages WHERE seq <= ?", this.#floor);
   }
 
   /**
@@ -110,14 +133,17 @@ export class History {
     // A client ahead of the room saw messages this log never had (the room was reset): a gap.
     if (since >= latest) return { frames: [], recovered: since === latest };
     const newestFirst: string[] = [];
-    let bytes = 0;
-    for (const row of this.sql.exec<{ frame: string }>(
-      "SELECT frame FROM messages WHERE seq > ? ORDER BY seq DESC",
-      since,
-    )) {
-      bytes += row.frame.length;
-      if (bytes > maxBytes) break;
-      newestFirst.push(row.frame);
+    if (this.#hasSchema) {
+      let bytes = 0;
+      const rows = this.#sql.exec<{ frame: string }>(
+        "SELECT frame FROM messages WHERE seq > ? ORDER BY seq DESC",
+        Math.max(since, this.#floor),
+      );
+      for (const row of rows) {
+        bytes += row.frame.length;
+        if (bytes > maxBytes) break;
+        newestFirst.push(row.frame);
+      }
     }
     const frames = newestFirst.reverse();
     return { frames, recovered: frames.length === latest - since };
@@ -130,27 +156,28 @@ export class History {
    */
   page(query: PageQuery): Page {
     if (!this.#hasSchema) return { frames: [], hasMore: false };
-    const { limit } = query;
+    const floor = this.#floor;
+    const n = query.limit;
     if ("since" in query) {
       const frames = this.#frames(
         "SELECT frame FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
-        query.since,
-        limit + 1,
+        Math.max(query.since, floor),
+        n + 1,
       );
-      return { frames: frames.slice(0, limit), hasMore: frames.length > limit };
+      return { frames: frames.slice(0, n), hasMore: frames.length > n };
     }
     const before = query.before ?? Number.MAX_SAFE_INTEGER;
     const frames = this.#frames(
-      "SELECT frame FROM messages WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+      "SELECT frame FROM messages WHERE seq < ? AND seq > ? ORDER BY seq DESC LIMIT ?",
       before,
-      limit + 1,
+      floor,
+      n + 1,
     );
-    return { frames: frames.slice(0, limit).reverse(), hasMore: frames.length > limit };
+    return { frames: frames.slice(0, n).reverse(), hasMore: frames.length > n };
   }
 
   #frames(query: string, ...bindings: number[]): string[] {
-    if (!this.#hasSchema) return [];
-    return this.sql
+    return this.#sql
       .exec<{ frame: string }>(query, ...bindings)
       .toArray()
       .map((r) => r.frame);
@@ -158,7 +185,7 @@ export class History {
 
   #ensureSchema(): void {
     if (this.#hasSchema) return;
-    this.sql.exec(`
+    this.#sql.exec(`
       CREATE TABLE IF NOT EXISTS messages (
         seq INTEGER PRIMARY KEY,
         ts INTEGER NOT NULL,

@@ -19,6 +19,7 @@ import {
   type AckFrame,
   type AuthFrame,
   CLOSE_CODES,
+  type ClientFrame,
   type ClientMessageFrame,
   clientFrameSchema,
   type ErrorFrame,
@@ -30,6 +31,7 @@ import {
   PONG_FRAME,
   type PresenceEntry,
   type PresenceFrame,
+  quickMessageFrame,
   SUBPROTOCOL,
   type User,
   type WelcomeFrame,
@@ -65,13 +67,17 @@ export class Room extends DurableObject<Env> {
   /** Cache of the sockets' state, rebuilt from their attachments on the first event after a wake. */
   #connections: Map<WebSocket, Connection> | undefined;
   #presence = new Presence();
+  /** Sockets a broadcast goes to; `undefined` when a connection came or went since it was built. */
+  #broadcastList: WebSocket[] | undefined;
+  /** Whether this object knows an alarm is set (read from storage once per wake). */
+  #hasAlarm = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     const result = loadConfig(env);
     this.#config = result.ok ? result.config : undefined;
     this.#frameSchema = clientFrameSchema(this.#config?.maxTextLength ?? 0);
-    this.#history = new History(ctx.storage);
+    this.#history = new History(ctx.storage, this.#config?.historyLimit ?? 0);
     // Answered by the runtime without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
   }
@@ -94,8 +100,12 @@ export class Room extends DurableObject<Env> {
           headers: { "Retry-After": "10" },
         }).toResponse();
       }
-      if ((await this.ctx.storage.getAlarm()) === null) {
-        await this.ctx.storage.setAlarm(Date.now() + config.heartbeatIntervalMs);
+      if (!this.#hasAlarm) {
+        // Read once per wake, not per connect: after that this object keeps track itself.
+        if ((await this.ctx.storage.getAlarm()) === null) {
+          await this.ctx.storage.setAlarm(Date.now() + config.heartbeatIntervalMs);
+        }
+        this.#hasAlarm = true;
       }
       return this.#accept(handoff.output, config, connections);
     } catch (error) {
@@ -153,7 +163,8 @@ export class Room extends DurableObject<Env> {
       }
     } finally {
       // Rescheduled whatever happened above, or the room would keep live sockets with no alarm.
-      if (this.#liveCount(connections) > 0) await this.ctx.storage.setAlarm(now + config.heartbeatIntervalMs);
+      this.#hasAlarm = this.#liveCount(connections) > 0;
+      if (this.#hasAlarm) await this.ctx.storage.setAlarm(now + config.heartbeatIntervalMs);
     }
   }
 
@@ -179,7 +190,7 @@ export class Room extends DurableObject<Env> {
   async publish(room: string, from: User, body: MessageBody): Promise<Published> {
     const config = this.#requireConfig();
     this.#restore(config);
-    return this.#publish(room, from, body, Date.now(), config);
+    return this.#publish(room, from, body, Date.now());
   }
 
   /** A page of stored messages. Reads only: a room that never existed stays without storage. */
@@ -238,6 +249,7 @@ export class Room extends DurableObject<Env> {
       isGone: false,
     };
     connections.set(server, conn);
+    this.#broadcastList = undefined;
     const isFirst = this.#presence.add(handoff.user);
     try {
       this.#greet(conn, handoff, config, isFirst);
@@ -322,15 +334,8 @@ export class Room extends DurableObject<Env> {
       this.#sendError(conn, "invalid_json", "the frame is not valid JSON");
       return;
     }
-    const parsed = v.safeParse(this.#frameSchema, raw);
-    if (!parsed.success) {
-      const issue = parsed.issues[0];
-      const path = v.getDotPath(issue);
-      const text = `${path ? `${path}: ` : ""}${issue.message}`.slice(0, 200);
-      this.#sendError(conn, "invalid_message", text, clientIdOf(raw));
-      return;
-    }
-    const frame = parsed.output;
+    const frame = quickMessageFrame(raw, config.maxTextLength) ?? this.#parseFrame(conn, raw);
+    if (frame === undefined) return;
     switch (frame.type) {
       case "ping":
         this.#send(conn, PONG_FRAME);
@@ -341,12 +346,23 @@ export class Room extends DurableObject<Env> {
         this.#sendHistory(conn, frame.before, frame.limit);
         return;
       case "message":
-        this.#onMessage(conn, frame, now, config);
+        this.#onMessage(conn, frame, now);
         return;
     }
   }
 
-  #onMessage(conn: Connection, frame: ClientMessageFrame, now: number, config: Config): void {
+  /** Validates a frame with the schema; answers `invalid_message` and returns nothing if it fails. */
+  #parseFrame(conn: Connection, raw: unknown): ClientFrame | undefined {
+    const parsed = v.safeParse(this.#frameSchema, raw);
+    if (parsed.success) return parsed.output;
+    const issue = parsed.issues[0];
+    const path = v.getDotPath(issue);
+    const text = `${path ? `${path}: ` : ""}${issue.message}`.slice(0, 200);
+    this.#sendError(conn, "invalid_message", text, clientIdOf(raw));
+    return undefined;
+  }
+
+  #onMessage(conn: Connection, frame: ClientMessageFrame, now: number): void {
     if (conn.attachment.role === "readonly") {
       this.#sendError(conn, "forbidden", "this connection is read-only", frame.id);
       return;
@@ -355,7 +371,7 @@ export class Room extends DurableObject<Env> {
       this.#directMessage(conn, frame, frame.to, now);
       return;
     }
-    const { seq } = this.#publish(conn.attachment.room, conn.attachment.user, frame, now, config);
+    const { seq } = this.#publish(conn.attachment.room, conn.attachment.user, frame, now);
     if (frame.id !== undefined) this.#send(conn, JSON.stringify({ type: "ack", id: frame.id, seq } satisfies AckFrame));
   }
 
@@ -364,7 +380,7 @@ export class Room extends DurableObject<Env> {
    * while that message is still in the log is not stored or sent again: the first seq is returned
    * (so a client or backend that retries after a lost ack creates no duplicate).
    */
-  #publish(room: string, from: User, body: MessageBody, now: number, config: Config): Published {
+  #publish(room: string, from: User, body: MessageBody, now: number): Published {
     if (body.id !== undefined) {
       const first = this.#history.findById(from.id, body.id);
       if (first) return { ...first, isDuplicate: true };
@@ -381,7 +397,7 @@ export class Room extends DurableObject<Env> {
       ts: now,
     };
     const frame = JSON.stringify(out);
-    this.#history.append({ seq, ts: now, userId: from.id, messageId: body.id, frame }, config.historyLimit);
+    this.#history.append({ seq, ts: now, userId: from.id, messageId: body.id, frame });
     this.#broadcast(frame);
     return { seq, ts: now, isDuplicate: false };
   }
@@ -506,12 +522,14 @@ export class Room extends DurableObject<Env> {
     }
     if (this.#liveCount(connections) === 0) {
       // An empty room keeps no alarm.
+      this.#hasAlarm = false;
       this.ctx.storage.deleteAlarm().catch((error) => log("error", "alarm_delete_failed", describeError(error)));
     }
   }
 
   #countOut(conn: Connection, code: number, reason: string, by: "server" | "client"): void {
     conn.isGone = true;
+    this.#broadcastList = undefined;
     markClosing(conn);
     log("info", "connection_close", {
       ...this.#logFields(conn),
@@ -535,8 +553,19 @@ export class Room extends DurableObject<Env> {
 
   // -- sending -------------------------------------------------------------------------------
 
+  /**
+   * Sends to every counted-in connection. The list is kept between messages and rebuilt only when a
+   * connection comes or goes: asking the runtime for every socket on every message is the costliest
+   * part of a broadcast in a large room.
+   */
   #broadcast(frame: string | ArrayBuffer, except?: WebSocket): void {
-    for (const ws of this.#liveSockets()) if (ws !== except) trySend(ws, frame);
+    if (this.#broadcastList === undefined) {
+      this.#broadcastList = [];
+      for (const conn of this.#connections?.values() ?? []) if (!conn.isGone) this.#broadcastList.push(conn.ws);
+    }
+    for (const ws of this.#broadcastList) {
+      if (ws !== except && ws.readyState === WebSocket.OPEN) trySend(ws, frame);
+    }
   }
 
   #broadcastPresence(event: PresenceFrame["event"], user: User, except?: WebSocket): void {

@@ -1,49 +1,84 @@
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { History } from "../src/history";
+import { History, TRIM_EVERY } from "../src/history";
 import { roomStub, uniqueRoom } from "./helpers";
 
-/** Runs `fn` with a History over a fresh room object's real storage. */
-function withHistory<T>(fn: (history: History, storage: DurableObjectStorage) => T): Promise<T> {
-  return runInDurableObject(roomStub(uniqueRoom("history")), (_i, state) =>
-    fn(new History(state.storage), state.storage),
-  );
+/** Runs `fn` over a fresh room object's real storage. */
+function withStorage<T>(fn: (storage: DurableObjectStorage) => T): Promise<T> {
+  return runInDurableObject(roomStub(uniqueRoom("history")), (_i, state) => fn(state.storage));
 }
 
-function fill(history: History, n: number, limit = 100, frameOf = (seq: number) => `{"seq":${seq}}`) {
+function fill(history: History, n: number, frameOf = (seq: number) => `{"seq":${seq}}`) {
   for (let seq = history.latestSeq + 1; seq <= n; seq++) {
-    history.append({ seq, ts: seq, userId: "u", messageId: undefined, frame: frameOf(seq) }, limit);
+    history.append({ seq, ts: seq, userId: "u", messageId: `m${seq}`, frame: frameOf(seq) });
   }
 }
 
+const seqsOf = (frames: string[]) => frames.map((f) => JSON.parse(f).seq);
+
 describe("history", () => {
   it("refuses an append that does not follow the latest seq, and changes nothing", async () => {
-    const result = await withHistory((history) => {
+    const result = await withStorage((storage) => {
+      const history = new History(storage, 100);
       fill(history, 3);
-      expect(() => history.append({ seq: 5, ts: 0, userId: "u", messageId: undefined, frame: "{}" }, 100)).toThrow();
+      expect(() => history.append({ seq: 5, ts: 0, userId: "u", messageId: undefined, frame: "{}" })).toThrow();
       return { latest: history.latestSeq, stored: history.page({ since: 0, limit: 10 }).frames.length };
     });
     expect(result).toEqual({ latest: 3, stored: 3 });
   });
 
-  it("rolls an append back whole when a write fails, so seq and log never disagree", async () => {
-    const result = await withHistory((history, storage) => {
+  it("leaves seq and log agreeing when a write fails", async () => {
+    const result = await withStorage((storage) => {
+      const history = new History(storage, 100);
       fill(history, 2);
-      // A duplicate (sender, id) breaks the unique index inside the transaction.
-      history.append({ seq: 3, ts: 3, userId: "u", messageId: "dup", frame: '{"seq":3}' }, 100);
-      expect(() => history.append({ seq: 4, ts: 4, userId: "u", messageId: "dup", frame: '{"seq":4}' }, 100)).toThrow();
-      const meta = storage.sql.exec<{ value: number }>("SELECT value FROM room_meta WHERE key = 'seq'").one();
+      history.append({ seq: 3, ts: 3, userId: "u", messageId: "dup", frame: '{"seq":3}' });
+      // A duplicate (sender, id) breaks the unique index: the insert fails, nothing moves.
+      expect(() => history.append({ seq: 4, ts: 4, userId: "u", messageId: "dup", frame: '{"seq":4}' })).toThrow();
+      return { latest: history.latestSeq, reread: new History(storage, 100).latestSeq };
+    });
+    expect(result).toEqual({ latest: 3, reread: 3 });
+  });
+
+  it("shows only the newest `limit` messages, trimming old rows in batches", async () => {
+    const result = await withStorage((storage) => {
+      const history = new History(storage, 20);
+      fill(history, 25);
+      const rows = storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM messages").one().n;
+      fill(history, 40);
+      const rowsLater = storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM messages").one().n;
       return {
-        latest: history.latestSeq,
-        meta: meta.value,
-        rows: storage.sql.exec("SELECT seq FROM messages").toArray().length,
+        rows,
+        rowsLater,
+        newest: seqsOf(history.page({ limit: 100 }).frames),
+        forward: history.page({ since: 0, limit: 3 }),
+        replay: history.after(0),
       };
     });
-    expect(result).toEqual({ latest: 3, meta: 3, rows: 3 });
+    expect(result.rows).toBeLessThanOrEqual(20 + TRIM_EVERY);
+    expect(result.rowsLater).toBeLessThanOrEqual(20 + TRIM_EVERY);
+    expect(result.newest).toEqual(Array.from({ length: 20 }, (_, i) => i + 21));
+    expect(seqsOf(result.forward.frames)).toEqual([21, 22, 23]);
+    expect(result.forward.hasMore).toBe(true);
+    expect(result.replay.recovered).toBe(false);
+    expect(seqsOf(result.replay.frames)[0]).toBe(21);
+  });
+
+  it("finds a sender's id among the stored messages", async () => {
+    const found = await withStorage((storage) => {
+      const history = new History(storage, 100);
+      fill(history, 5);
+      return {
+        hit: history.findById("u", "m3"),
+        otherUser: history.findById("v", "m3"),
+        miss: history.findById("u", "x"),
+      };
+    });
+    expect(found).toEqual({ hit: { seq: 3, ts: 3 }, otherUser: undefined, miss: undefined });
   });
 
   it("replays everything after since when it fits, and says recovered", async () => {
-    const replay = await withHistory((history) => {
+    const replay = await withStorage((storage) => {
+      const history = new History(storage, 100);
       fill(history, 5);
       return history.after(2);
     });
@@ -51,19 +86,23 @@ describe("history", () => {
   });
 
   it("replays only the newest messages that fit the byte budget, in order, and says not recovered", async () => {
-    const replay = await withHistory((history) => {
-      fill(history, 10, 100, (seq) => JSON.stringify({ seq, pad: "x".repeat(90) }));
+    const replay = await withStorage((storage) => {
+      const history = new History(storage, 100);
+      fill(history, 10, (seq) => JSON.stringify({ seq, pad: "x".repeat(90) }));
       return history.after(0, 350);
     });
     expect(replay.recovered).toBe(false);
-    expect(replay.frames.map((f) => JSON.parse(f).seq)).toEqual([8, 9, 10]);
+    expect(seqsOf(replay.frames)).toEqual([8, 9, 10]);
   });
 
-  it("keeps the counter when HISTORY_LIMIT is 0, storing nothing", async () => {
-    const result = await withHistory((history) => {
-      fill(history, 4, 0);
-      return { latest: history.latestSeq, replay: history.after(0) };
+  it("keeps the counter when HISTORY_LIMIT is 0, storing nothing, and across a change of limit", async () => {
+    const result = await withStorage((storage) => {
+      fill(new History(storage, 0), 4);
+      const atZero = { latest: new History(storage, 0).latestSeq, replay: new History(storage, 0).after(0) };
+      fill(new History(storage, 100), 6);
+      fill(new History(storage, 0), 7);
+      return { atZero, later: new History(storage, 100).latestSeq };
     });
-    expect(result).toEqual({ latest: 4, replay: { frames: [], recovered: false } });
+    expect(result).toEqual({ atZero: { latest: 4, replay: { frames: [], recovered: false } }, later: 7 });
   });
 });

@@ -1,7 +1,9 @@
+import * as fc from "fast-check";
+import * as v from "valibot";
 import { describe, expect, it } from "vitest";
 import { judgeConnection } from "../src/heartbeat";
 import { Presence } from "../src/presence";
-import { jsonDepth, MAX_DATA_DEPTH } from "../src/protocol";
+import { clientFrameSchema, jsonDepth, MAX_DATA_DEPTH, quickMessageFrame } from "../src/protocol";
 import { createBucket, take } from "../src/rate-limit";
 
 const limits = { perSecond: 20, burst: 40, maxStrikes: 50 };
@@ -81,5 +83,57 @@ describe("jsonDepth", () => {
     let deep: unknown = 0;
     for (let i = 0; i < 100_000; i++) deep = [deep];
     expect(jsonDepth(deep)).toBe(MAX_DATA_DEPTH + 1);
+  });
+});
+
+describe("the quick message check", () => {
+  const schema = clientFrameSchema(4000);
+  const messageLike = fc.record(
+    {
+      type: fc.constantFrom("message", "message", "ping", "Message"),
+      text: fc.oneof(fc.string({ maxLength: 30 }), fc.constant("t".repeat(4001)), fc.integer(), fc.constant(null)),
+      data: fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.constant(JSON.parse(`${"[".repeat(33)}${"]".repeat(33)}`))),
+      id: fc.oneof(fc.string({ maxLength: 70 }), fc.integer()),
+      to: fc.oneof(fc.string({ maxLength: 130 }), fc.constant(null)),
+      extra: fc.jsonValue({ maxDepth: 1 }),
+    },
+    { requiredKeys: [] },
+  );
+
+  it("accepts only what the schema accepts, and returns what the schema returns", () => {
+    let quick = 0;
+    fc.assert(
+      fc.property(fc.oneof(messageLike, fc.jsonValue({ maxDepth: 2 })), (raw) => {
+        const fast = quickMessageFrame(raw, 4000);
+        const slow = v.safeParse(schema, raw);
+        if (fast === undefined) return;
+        quick++;
+        expect(slow.success).toBe(true);
+        expect(fast).toEqual(slow.output);
+      }),
+      { numRuns: 5000, seed: 7 },
+    );
+    // The property was exercised on accepted frames, not only on refusals.
+    expect(quick).toBeGreaterThan(20);
+  });
+
+  it("takes every well-formed message frame", () => {
+    fc.assert(
+      fc.property(
+        fc.record(
+          {
+            text: fc.string({ maxLength: 50 }),
+            data: fc.jsonValue({ maxDepth: 4 }),
+            id: fc.string({ minLength: 1, maxLength: 64 }),
+          },
+          { requiredKeys: ["text"] },
+        ),
+        (fields) => {
+          const raw = { type: "message", ...fields };
+          expect(quickMessageFrame(raw, 4000)).toEqual(v.parse(schema, raw));
+        },
+      ),
+      { numRuns: 1000, seed: 11 },
+    );
   });
 });
