@@ -5,6 +5,7 @@
 // (POST /dev/token). Neither ever goes into wrangler.toml, so `wrangler deploy` carries neither.
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
+import { buildClient, DEMO_DIR, watchClient } from "./build-client.mjs";
 import { DEV_JWT_SECRET } from "./dev-secret.mjs";
 
 const args = process.argv.slice(2);
@@ -29,6 +30,12 @@ if (!hasDevTokens) {
   const at = args.indexOf("--port");
   const port = (at === -1 ? args.find((a) => a.startsWith("--port="))?.slice(7) : args[at + 1]) ?? "8787";
   console.log(`edge-rooms: the demo chat is at http://127.0.0.1:${port}/ (dev tokens from POST /dev/token)`);
+}
+if (!has("--assets")) {
+  // The demo page is dev-only: built here (and again on every change) and served as static assets.
+  await buildClient();
+  watchClient();
+  wranglerArgs.push("--assets", DEMO_DIR);
 }
 wranglerArgs.push(...args);
 

@@ -25,6 +25,15 @@ const STOP_GRACE_MS = 4_000;
 const OUTPUT_LINES_KEPT = 200;
 const OUTPUT_LINES_SHOWN = 40;
 
+/** Builds the demo page with the project's own build script. */
+function buildDemo(): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(REPO_ROOT, "scripts", "build-client.mjs")], { stdio: "inherit" });
+    child.once("error", reject);
+    child.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`build-client exited with ${code}`))));
+  });
+}
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Binds port 0 on 127.0.0.1, reads the port the OS chose, and releases it. */
@@ -96,6 +105,8 @@ async function waitGroupGone(pid: number, ms: number): Promise<boolean> {
 export interface ServerOptions {
   /** Extra `--var NAME:value` settings (JWT_SECRET is always set). */
   vars?: Record<string, string>;
+  /** Build the demo page and serve it as static assets, as `npm run dev` does. */
+  demo?: boolean;
 }
 
 /** A `wrangler dev` process group on a fixed port, with its own persistence dir and secret. */
@@ -191,6 +202,7 @@ export class WranglerServer {
 
   async #startProcess(): Promise<void> {
     const vars = { ...this.options.vars, JWT_SECRET: this.secret };
+    if (this.options.demo) await buildDemo();
     const args = [
       "dev",
       "--ip",
@@ -204,6 +216,7 @@ export class WranglerServer {
       join(this.dir, "empty.env"),
       ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
       "--show-interactive-dev-session=false",
+      ...(this.options.demo ? ["--assets", join(REPO_ROOT, "build", "public")] : []),
     ];
     this.#output = new OutputTail();
     this.#exit = undefined;
