@@ -19,6 +19,11 @@ export const AttachmentSchema = v.object({
   connectedAt: v.number(),
   /** Last frame received, ms; written at most once per heartbeat interval (not per frame). */
   seenAt: v.number(),
+  /**
+   * When the client last echoed a `heartbeat` frame, ms. Set only for clients that echo them: those
+   * are closed with 4408 when they stop, which is how a client that stopped reading is found.
+   */
+  readAt: v.optional(v.number()),
   /** Set when the room counted the connection out, so a wake does not count it in again. */
   closing: v.optional(v.literal(true)),
 });

@@ -11,11 +11,17 @@ export function judgeConnection(input: {
   exp: number;
   /** Latest of: connect, last frame, last auto-answered ping. */
   lastActivity: number;
+  /** When the client last echoed a heartbeat; `undefined` for clients that never do. */
+  lastRead?: number | undefined;
   timeoutMs: number;
 }): HeartbeatVerdict {
   if (input.now >= input.exp) return { action: "close", code: CLOSE_CODES.tokenExpired, reason: "token expired" };
   if (input.now - input.lastActivity > input.timeoutMs) {
     return { action: "close", code: CLOSE_CODES.heartbeatTimeout, reason: "heartbeat timeout" };
+  }
+  // It still sends, but no longer reads: what the room sends it only piles up.
+  if (input.lastRead !== undefined && input.now - input.lastRead > input.timeoutMs) {
+    return { action: "close", code: CLOSE_CODES.heartbeatTimeout, reason: "not reading" };
   }
   return { action: "keep" };
 }

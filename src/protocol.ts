@@ -111,6 +111,8 @@ export function clientFrameSchema(maxTextLength: number) {
       v.check((m) => hasContent(m), NO_CONTENT_MESSAGE),
     ),
     v.object({ type: v.literal("ping") }),
+    // A client echoing the server's `heartbeat` frames proves it reads what the room sends.
+    v.object({ type: v.literal("heartbeat"), timestamp: v.number() }),
     v.object({
       type: v.literal("auth"),
       token: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_TOKEN_LENGTH)),

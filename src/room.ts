@@ -174,6 +174,7 @@ export class Room extends DurableObject<Env> {
       now,
       exp: conn.attachment.exp,
       lastActivity: Math.max(conn.lastFrameAt, conn.attachment.connectedAt, pinged),
+      lastRead: conn.attachment.readAt,
       timeoutMs: config.heartbeatTimeoutMs,
     });
     if (verdict.action === "close") {
@@ -339,6 +340,11 @@ export class Room extends DurableObject<Env> {
     switch (frame.type) {
       case "ping":
         this.#send(conn, PONG_FRAME);
+        return;
+      case "heartbeat":
+        // One per heartbeat interval, so writing the attachment here is cheap.
+        conn.attachment.readAt = now;
+        conn.ws.serializeAttachment(conn.attachment);
         return;
       case "auth":
         return this.#refreshToken(conn, frame.token, config);

@@ -18,7 +18,7 @@ interface Case {
   code?: string;
 }
 
-const KNOWN_TYPES = new Set(["message", "ping", "auth", "history"]);
+const KNOWN_TYPES = new Set(["message", "ping", "auth", "history", "heartbeat"]);
 const isKnownFrame = (x: unknown) =>
   typeof x === "object" && x !== null && !Array.isArray(x) && KNOWN_TYPES.has((x as { type?: unknown }).type as string);
 

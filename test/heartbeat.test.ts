@@ -88,6 +88,43 @@ describe("the heartbeat alarm", () => {
     active.client.close();
   });
 
+  it("closes 4408 'not reading' a client that echoed heartbeats, then stopped while still pinging", async () => {
+    const room = uniqueRoom();
+    const reader = await join(room, { sub: "reader" });
+    const legacy = await join(room, { sub: "legacy" });
+    await runDurableObjectAlarm(roomStub(room));
+    const beat = await reader.client.next("heartbeat");
+    reader.client.send(beat); // echoed once: this client reads
+    await settle(100);
+    const readAt = Date.now();
+    await settle(600);
+    // Both stay active with the runtime-answered ping, but neither echoes again.
+    for (const c of [reader, legacy]) {
+      c.client.send('{"type":"ping"}');
+      await c.client.next("pong");
+    }
+    await runAlarmAfter(room, readAt + 75_300 - Date.now());
+    expect(await reader.client.nextClose()).toEqual({ code: 4408, reason: "not reading" });
+    // A client that never echoed is judged by its pings alone, as before.
+    await legacy.client.next("heartbeat");
+    expect(legacy.client.closed).toBeUndefined();
+    legacy.client.close();
+  });
+
+  it("keeps a client that echoes every heartbeat", async () => {
+    const room = uniqueRoom();
+    const { client } = await join(room);
+    for (let i = 0; i < 3; i++) {
+      await runDurableObjectAlarm(roomStub(room));
+      client.send(await client.next("heartbeat"));
+    }
+    await settle(100);
+    await runAlarmAfter(room, 60_000);
+    await client.next("heartbeat");
+    expect(client.closed).toBeUndefined();
+    client.close();
+  });
+
   it("closes every connection with 4408 when all are silent, and then sets no next alarm", async () => {
     const room = uniqueRoom();
     const a = await join(room, { sub: "a" });

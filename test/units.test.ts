@@ -52,6 +52,16 @@ describe("heartbeat verdicts", () => {
   it("closes 4401 at exp exactly, before anything else", () => {
     expect(judgeConnection({ ...base, exp: 100_000, lastActivity: 0 })).toMatchObject({ code: 4401 });
   });
+  it("closes 4408 'not reading' a client that echoed heartbeats and stopped, even while it still sends", () => {
+    expect(judgeConnection({ ...base, lastRead: 25_000 })).toEqual({ action: "keep" });
+    expect(judgeConnection({ ...base, lastRead: 24_999 })).toEqual({
+      action: "close",
+      code: 4408,
+      reason: "not reading",
+    });
+    expect(judgeConnection({ ...base, lastRead: undefined })).toEqual({ action: "keep" });
+  });
+
   it("closes 4408 only past the timeout", () => {
     expect(judgeConnection({ ...base, lastActivity: 25_000 })).toEqual({ action: "keep" });
     expect(judgeConnection({ ...base, lastActivity: 24_999 })).toMatchObject({ code: 4408 });

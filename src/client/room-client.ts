@@ -577,6 +577,10 @@ export class RoomClient {
         else this.#users.delete(frame.user.id);
         this.#events.emit("presence", frame);
         return;
+      case "heartbeat":
+        // Echoed, so the room can tell this client still reads (and close it if it stops).
+        this.#write(data);
+        return;
       case "pong":
         // The runtime answers our ping after every frame sent before it: the replay is over.
         if (this.#replayUntil !== undefined) this.#ready();

@@ -340,7 +340,7 @@ describe("RoomClient against wrangler dev", () => {
     }
   });
 
-  it("pings at half the heartbeat interval and reconnects when the server goes silent", async () => {
+  it("pings at half the heartbeat interval, echoes heartbeats, and reconnects when the server goes silent", async () => {
     const { lab, log } = makeClient({ room: uniqueRoom("silent"), token: await mintToken("alice") });
     const welcome = await log.wait("welcome", () => true, "the welcome");
     expect(welcome.heartbeatInterval).toBe(TEST_HEARTBEAT_INTERVAL_MS);
@@ -353,7 +353,11 @@ describe("RoomClient against wrangler dev", () => {
     };
     await sleep(1.6 * TEST_HEARTBEAT_INTERVAL_MS);
     expect(sent.filter((f) => f === '{"type":"ping"}').length).toBeGreaterThanOrEqual(2);
-    expect(sent.every((f) => f === '{"type":"ping"}')).toBe(true);
+    // Everything else it sent unasked is the server's heartbeats, echoed back (proof that it reads).
+    const others = sent.filter((f) => f !== '{"type":"ping"}');
+    expect(others.length).toBeGreaterThanOrEqual(1);
+    for (const frame of others)
+      expect(JSON.parse(frame)).toMatchObject({ type: "heartbeat", timestamp: expect.any(Number) });
 
     const mutedAt = Date.now();
     socket.mute();

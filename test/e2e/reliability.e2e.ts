@@ -50,6 +50,8 @@ class Peer {
   readonly duplicates: number[] = [];
   readonly acks = new Map<string, number>();
   readonly gaps: string[] = [];
+  /** Users whose `leave` this client saw. */
+  readonly leaves: string[] = [];
   /** Sends the room refused with rate_limited (and that were sent again). */
   refused = 0;
   lastSeq = 0;
@@ -86,6 +88,10 @@ class Peer {
           else if (frame.seq !== this.lastSeq + 1) this.gaps.push(`seq ${frame.seq} after ${this.lastSeq}`);
           this.bySeq.set(frame.seq, frame);
           this.lastSeq = Math.max(this.lastSeq, frame.seq);
+        } else if (frame.type === "heartbeat") {
+          ws.send(String(data)); // echoed, as edge-rooms/client does: proof that this client reads
+        } else if (frame.type === "presence" && frame.event === "leave") {
+          this.leaves.push(frame.user.id);
         } else if (frame.type === "ack" && frame.seq !== undefined) {
           this.acks.set(frame.id, frame.seq);
         } else if (frame.type === "error") {
@@ -218,6 +224,46 @@ describe("a slow consumer", () => {
     }
     expect(stalled.closeCode).toBeUndefined();
     for (const peer of [...peers, stalled]) peer.ws?.terminate();
+  });
+});
+
+describe("a client that keeps sending but stops reading", () => {
+  let server: WranglerServer;
+  beforeAll(async () => {
+    server = await WranglerServer.start({ vars: { HEARTBEAT_INTERVAL_MS: "1000", HEARTBEAT_TIMEOUT_MS: "2500" } });
+  });
+  afterAll(async () => {
+    await server?.dispose();
+  });
+
+  it("is closed with 4408 'not reading' once it stops echoing heartbeats, so its backlog stops growing", async () => {
+    const wsBase = server.baseUrl.replace(/^http/, "ws");
+    const room = `stall-${Date.now()}`;
+    const stalled = new Peer(wsBase, room, await token(server.secret, "stalled"));
+    const watcher = new Peer(wsBase, room, await token(server.secret, "watcher"));
+    await stalled.connect();
+    await watcher.connect();
+    // It reads (and echoes) for a couple of heartbeats, then stops reading but keeps pinging.
+    await sleep(2_200);
+    (stalled.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const pinging = setInterval(() => stalled.ws?.send('{"type":"ping"}'), 400);
+    const pad = "x".repeat(16_000);
+    const started = Date.now();
+    try {
+      while (!watcher.leaves.includes("stalled") && Date.now() - started < 15_000) {
+        watcher.ws?.send(JSON.stringify({ type: "message", data: { pad } }));
+        await sleep(100);
+      }
+    } finally {
+      clearInterval(pinging);
+    }
+    expect(watcher.leaves).toContain("stalled");
+    // Within a few heartbeat intervals of the stall, and for the documented reason.
+    expect(Date.now() - started).toBeLessThan(8_000);
+    await until(() => server.output(400).includes('"reason":"not reading"'), "the close to be logged", 5_000);
+    expect(server.output(400)).toMatch(/"event":"connection_close"[^\n]*"user":"stalled"[^\n]*"code":4408/);
+    stalled.ws?.terminate();
+    watcher.close();
   });
 });
 
