@@ -51,12 +51,29 @@ export async function buildClient() {
   }
 }
 
-/** Builds again (debounced) whenever the page's sources change; returns a function that stops it. */
+/**
+ * Builds again whenever the page's sources change: debounced, one build at a time, and once more if
+ * anything changed during a build (so an older build never lands over a newer one). Returns a stop.
+ */
 export function watchClient() {
   let timer;
+  let running = false;
+  let again = false;
+  const run = async () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    do {
+      again = false;
+      await buildClient().catch((error) => console.error(`build-client: ${error.message}`));
+    } while (again);
+    running = false;
+  };
   const rebuild = () => {
     clearTimeout(timer);
-    timer = setTimeout(() => buildClient().catch((error) => console.error(`build-client: ${error.message}`)), 100);
+    timer = setTimeout(run, 100);
   };
   const watchers = [source, join(root, "src", "client")].map((dir) => watch(dir, { recursive: true }, rebuild));
   return () => {

@@ -25,7 +25,14 @@ if (!hasKeyArg && !hasKeyFile) {
   wranglerArgs.push("--var", `JWT_SECRET:${DEV_JWT_SECRET}`);
   console.log("edge-rooms: using the dev-only JWT secret; mint a token with `npm run token -- --sub alice`");
 }
-if (!hasDevTokens) {
+// Dev tokens sign with the dev secret only: not with a key the developer brought (it may be shared
+// with a real environment), and not when wrangler listens beyond loopback (anyone could mint one).
+const ipAt = args.indexOf("--ip");
+const ip = (ipAt === -1 ? args.find((a) => a.startsWith("--ip="))?.slice(5) : args[ipAt + 1]) ?? "127.0.0.1";
+const isLoopbackIp = ["127.0.0.1", "localhost", "::1", "[::1]"].includes(ip);
+if (!hasDevTokens && (hasKeyArg || hasKeyFile || !isLoopbackIp)) {
+  console.log("edge-rooms: dev tokens (and so the demo page's sign-in) are off: your own key, or --ip beyond loopback");
+} else if (!hasDevTokens) {
   wranglerArgs.push("--var", "DEV_TOKENS:true");
   const at = args.indexOf("--port");
   const port = (at === -1 ? args.find((a) => a.startsWith("--port="))?.slice(7) : args[at + 1]) ?? "8787";

@@ -43,10 +43,15 @@ export function areDevTokensEnabled(env: object): boolean {
 }
 
 const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
+const LOOPBACK_PEERS = new Set(["127.0.0.1", "::1", "::ffff:127.0.0.1"]);
 
-/** Defence in depth: even switched on by mistake, a deployed Worker (a real host name) mints nothing. */
-export function isLoopback(url: string): boolean {
-  return LOOPBACK_HOSTS.has(new URL(url).hostname);
+/**
+ * Defence in depth: even switched on by mistake, a deployed Worker (a real host name) mints nothing,
+ * and neither does a dev server reached from another machine (the peer address, when the runtime
+ * says it, must be loopback too: the Host header alone is the caller's to choose).
+ */
+export function isLoopback(url: string, peer: string | null = null): boolean {
+  return LOOPBACK_HOSTS.has(new URL(url).hostname) && (peer === null || LOOPBACK_PEERS.has(peer));
 }
 
 /** The settings the endpoint reads (the Worker's whole env reaches it; `loadConfig` reads the rest). */
@@ -58,7 +63,7 @@ export interface DevTokensBindings {
 export const devTokens = new Hono<{ Bindings: DevTokensBindings }>();
 
 devTokens.post(DEV_TOKEN_PATH, async (c) => {
-  if (!areDevTokensEnabled(c.env) || !isLoopback(c.req.url)) {
+  if (!areDevTokensEnabled(c.env) || !isLoopback(c.req.url, c.req.header("CF-Connecting-IP") ?? null)) {
     return new HttpError("not_found", "no such route").toResponse();
   }
   const loaded = loadConfig(c.env);

@@ -14,13 +14,16 @@ export function judgeConnection(input: {
   /** When the client last echoed a heartbeat; `undefined` for clients that never do. */
   lastRead?: number | undefined;
   timeoutMs: number;
+  /** Heartbeats go out once per interval, so an echo is judged missing only after two of them. */
+  intervalMs: number;
 }): HeartbeatVerdict {
   if (input.now >= input.exp) return { action: "close", code: CLOSE_CODES.tokenExpired, reason: "token expired" };
   if (input.now - input.lastActivity > input.timeoutMs) {
     return { action: "close", code: CLOSE_CODES.heartbeatTimeout, reason: "heartbeat timeout" };
   }
   // It still sends, but no longer reads: what the room sends it only piles up.
-  if (input.lastRead !== undefined && input.now - input.lastRead > input.timeoutMs) {
+  const readTimeoutMs = Math.max(input.timeoutMs, 2 * input.intervalMs);
+  if (input.lastRead !== undefined && input.now - input.lastRead > readTimeoutMs) {
     return { action: "close", code: CLOSE_CODES.heartbeatTimeout, reason: "not reading" };
   }
   return { action: "keep" };

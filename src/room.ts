@@ -69,8 +69,11 @@ export class Room extends DurableObject<Env> {
   #presence = new Presence();
   /** Sockets a broadcast goes to; `undefined` when a connection came or went since it was built. */
   #broadcastList: WebSocket[] | undefined;
-  /** Whether this object knows an alarm is set (read from storage once per wake). */
+  /** Whether this object knows an alarm is set (read from storage once per wake), and for when. */
   #hasAlarm = false;
+  #alarmDueAt = 0;
+  /** The last heartbeat frame sent, and when: an exact echo of it proves that a client reads. */
+  #lastHeartbeat: { frame: string; at: number } | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -100,11 +103,12 @@ export class Room extends DurableObject<Env> {
           headers: { "Retry-After": "10" },
         }).toResponse();
       }
-      if (!this.#hasAlarm) {
-        // Read once per wake, not per connect: after that this object keeps track itself.
-        if ((await this.ctx.storage.getAlarm()) === null) {
-          await this.ctx.storage.setAlarm(Date.now() + config.heartbeatIntervalMs);
-        }
+      // Read once per wake, not per connect: after that this object keeps track itself, and looks
+      // again only if the alarm is overdue (its retries ran out, say).
+      if (!this.#hasAlarm || Date.now() > this.#alarmDueAt + config.heartbeatIntervalMs) {
+        const due = (await this.ctx.storage.getAlarm()) ?? Date.now() + config.heartbeatIntervalMs;
+        if (due !== this.#alarmDueAt || !this.#hasAlarm) await this.ctx.storage.setAlarm(Math.max(due, Date.now()));
+        this.#alarmDueAt = due;
         this.#hasAlarm = true;
       }
       return this.#accept(handoff.output, config, connections);
@@ -150,6 +154,7 @@ export class Room extends DurableObject<Env> {
     const connections = this.#restore(config);
     const now = Date.now();
     const heartbeat = JSON.stringify({ type: "heartbeat", timestamp: now } satisfies HeartbeatFrame);
+    this.#lastHeartbeat = { frame: heartbeat, at: now };
     try {
       for (const conn of connections.values()) {
         if (conn.isGone) continue;
@@ -164,7 +169,8 @@ export class Room extends DurableObject<Env> {
     } finally {
       // Rescheduled whatever happened above, or the room would keep live sockets with no alarm.
       this.#hasAlarm = this.#liveCount(connections) > 0;
-      if (this.#hasAlarm) await this.ctx.storage.setAlarm(now + config.heartbeatIntervalMs);
+      this.#alarmDueAt = now + config.heartbeatIntervalMs;
+      if (this.#hasAlarm) await this.ctx.storage.setAlarm(this.#alarmDueAt);
     }
   }
 
@@ -176,6 +182,7 @@ export class Room extends DurableObject<Env> {
       lastActivity: Math.max(conn.lastFrameAt, conn.attachment.connectedAt, pinged),
       lastRead: conn.attachment.readAt,
       timeoutMs: config.heartbeatTimeoutMs,
+      intervalMs: config.heartbeatIntervalMs,
     });
     if (verdict.action === "close") {
       this.#close(conn, verdict.code, verdict.reason);
@@ -298,6 +305,13 @@ export class Room extends DurableObject<Env> {
       return;
     }
     conn.lastFrameAt = now;
+    if (typeof message === "string" && this.#isFreshHeartbeatEcho(conn, message)) {
+      // Proof that the client reads, at most once per heartbeat: exempt from the rate limit, so a
+      // burst cannot make a reading client look like one that stopped.
+      conn.attachment.readAt = now;
+      this.#saveSeenAt(conn);
+      return;
+    }
     if (now - conn.attachment.seenAt >= config.heartbeatIntervalMs / 2) this.#saveSeenAt(conn);
     if (now >= conn.attachment.exp) {
       this.#close(conn, CLOSE_CODES.tokenExpired, "token expired");
@@ -342,9 +356,9 @@ export class Room extends DurableObject<Env> {
         this.#send(conn, PONG_FRAME);
         return;
       case "heartbeat":
-        // One per heartbeat interval, so writing the attachment here is cheap.
+        // An echo of an older heartbeat, or not byte for byte: still proof of reading, but metered.
         conn.attachment.readAt = now;
-        conn.ws.serializeAttachment(conn.attachment);
+        this.#saveSeenAt(conn);
         return;
       case "auth":
         return this.#refreshToken(conn, frame.token, config);
@@ -547,6 +561,12 @@ export class Room extends DurableObject<Env> {
     if (this.#presence.remove(conn.attachment.user.id)) this.#broadcastPresence("leave", conn.attachment.user);
   }
 
+  /** The exact text of the heartbeat this object sent last, echoed back by a client for the first time. */
+  #isFreshHeartbeatEcho(conn: Connection, message: string): boolean {
+    const sent = this.#lastHeartbeat;
+    return sent !== undefined && message === sent.frame && (conn.attachment.readAt ?? 0) < sent.at;
+  }
+
   #saveSeenAt(conn: Connection): void {
     conn.attachment.seenAt = conn.lastFrameAt;
     conn.ws.serializeAttachment(conn.attachment);
@@ -566,8 +586,9 @@ export class Room extends DurableObject<Env> {
    */
   #broadcast(frame: string | ArrayBuffer, except?: WebSocket): void {
     if (this.#broadcastList === undefined) {
+      if (this.#connections === undefined) return; // nothing restored yet: nobody to send to
       this.#broadcastList = [];
-      for (const conn of this.#connections?.values() ?? []) if (!conn.isGone) this.#broadcastList.push(conn.ws);
+      for (const conn of this.#connections.values()) if (!conn.isGone) this.#broadcastList.push(conn.ws);
     }
     for (const ws of this.#broadcastList) {
       if (ws !== except && ws.readyState === WebSocket.OPEN) trySend(ws, frame);

@@ -1,6 +1,6 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { join, mintToken, roomStub, runAlarmAfter, settle, uniqueRoom } from "./helpers";
+import { join, mintToken, type Received, roomStub, runAlarmAfter, settle, uniqueRoom } from "./helpers";
 
 describe("the heartbeat alarm", () => {
   it("is set when a room gets its first connection, for one heartbeat interval later", async () => {
@@ -109,6 +109,29 @@ describe("the heartbeat alarm", () => {
     await legacy.client.next("heartbeat");
     expect(legacy.client.closed).toBeUndefined();
     legacy.client.close();
+  });
+
+  it("takes a heartbeat echo even when the client's rate limit is spent", async () => {
+    const room = uniqueRoom();
+    const { client } = await join(room);
+    await runDurableObjectAlarm(roomStub(room));
+    const beat = await client.next("heartbeat");
+    // 60 frames empty the bucket (burst 40); the echo comes right behind them.
+    for (let i = 0; i < 60; i++) client.send({ type: "message", text: `m${i}` });
+    client.send(beat);
+    const answered = (f: Received[]) => f.filter((x) => x.type === "message" || x.type === "error");
+    await client.waitFor((f) => answered(f).length >= 60, "an answer to each message frame");
+    await settle(200);
+    const answers = answered(client.frames);
+    // One answer per message frame and none for the echo: it was not refused, though the frames
+    // just before it were.
+    expect(answers).toHaveLength(60);
+    expect(answers.at(-1)?.type).toBe("error");
+    const readAt = await runInDurableObject(roomStub(room), (_i, state) =>
+      state.getWebSockets().map((ws) => (ws.deserializeAttachment() as { readAt?: number }).readAt),
+    );
+    expect(readAt[0]).toBeGreaterThanOrEqual(beat.timestamp);
+    client.close();
   });
 
   it("keeps a client that echoes every heartbeat", async () => {

@@ -45,7 +45,7 @@ describe("token bucket", () => {
 });
 
 describe("heartbeat verdicts", () => {
-  const base = { now: 100_000, exp: 200_000, lastActivity: 90_000, timeoutMs: 75_000 };
+  const base = { now: 100_000, exp: 200_000, lastActivity: 90_000, timeoutMs: 75_000, intervalMs: 30_000 };
   it("keeps an active connection with a valid token", () => {
     expect(judgeConnection(base)).toEqual({ action: "keep" });
   });
@@ -60,6 +60,12 @@ describe("heartbeat verdicts", () => {
       reason: "not reading",
     });
     expect(judgeConnection({ ...base, lastRead: undefined })).toEqual({ action: "keep" });
+  });
+
+  it("waits for two missed heartbeats before 'not reading', even with a timeout as short as the interval", () => {
+    const tight = { ...base, timeoutMs: 30_000, lastActivity: 99_000 };
+    expect(judgeConnection({ ...tight, lastRead: 100_000 - 45_000 })).toEqual({ action: "keep" });
+    expect(judgeConnection({ ...tight, lastRead: 100_000 - 60_001 })).toMatchObject({ reason: "not reading" });
   });
 
   it("closes 4408 only past the timeout", () => {

@@ -116,6 +116,11 @@ export interface RoomClientOptions {
   ackTimeoutMs?: number;
   /** Sends kept while disconnected; more are rejected with `queue_full`. Default 100. */
   maxQueue?: number;
+  /**
+   * The pace of sends, to match the server's RATE_LIMIT_PER_SECOND / RATE_LIMIT_BURST (default 20
+   * and 40, the server's defaults): a full queue flushed after a reconnect then is not refused.
+   */
+  rateLimit?: { perSecond?: number; burst?: number };
   /** How long an attempt may take to get its `welcome`. Default 10 000 ms. */
   connectTimeoutMs?: number;
   /** A WebSocket constructor (for example `ws` in Node 20). Default: the global `WebSocket`. */
@@ -217,6 +222,10 @@ export class RoomClient {
     this.#outbox = new Outbox(
       positive(options.maxQueue ?? 100, "maxQueue", true),
       positive(options.ackTimeoutMs ?? 10_000, "ackTimeoutMs"),
+      {
+        perSecond: positive(options.rateLimit?.perSecond ?? 20, "rateLimit.perSecond"),
+        burst: positive(options.rateLimit?.burst ?? 40, "rateLimit.burst", true),
+      },
     );
     if (options.autoConnect ?? true) queueMicrotask(() => void this.#connect());
     else this.#state = "closed";

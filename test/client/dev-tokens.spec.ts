@@ -39,6 +39,19 @@ describe("POST /dev/token", () => {
     expect(response.status).toBe(404);
   });
 
+  it("is absent (404) to a caller on another machine, whatever Host it claims", async () => {
+    const response = await devTokens.request(
+      "http://localhost/dev/token",
+      {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "CF-Connecting-IP": "192.0.2.10" },
+        body: '{"sub":"alice"}',
+      },
+      ON,
+    );
+    expect(response.status).toBe(404);
+  });
+
   it("signs an HS256 token with the claims asked for", async () => {
     const before = Math.floor(Date.now() / 1000);
     const response = await post({ sub: "alice", name: "Alice", rooms: ["lobby"], ttl: 120 }, ON);

@@ -167,6 +167,19 @@ describe("RoomClient against wrangler dev", () => {
     expect(alice.client.queued).toBe(0);
   });
 
+  it("flushes a full queue of 100 at the server's pace: none refused, all in order", async () => {
+    const { alice, bob } = await twoClients("flood", { reconnect: { initialDelayMs: 300, jitter: 0 } });
+    alice.lab.last.terminate();
+    await alice.log.wait("retry", () => true, "alice: a retry");
+    const texts = Array.from({ length: 100 }, (_, i) => `f${i}`);
+    const sends = texts.map((text) => alice.client.send(text));
+    const results = await Promise.all(sends);
+    expect(results.map((r) => r.seq)).toEqual(texts.map((_, i) => i + 1));
+    await bob.log.wait("message", (m) => m.seq === 100, "bob: seq 100");
+    expect(bob.log.all("message").map((m) => m.text)).toEqual(texts);
+    expect(alice.log.all("error")).toEqual([]);
+  });
+
   it("sends a message again after a drop without the room storing it twice", async () => {
     const { alice, bob } = await twoClients("resend", { reconnect: { initialDelayMs: 200 } });
     // m1 never reaches the server; m2 is stored, but its ack never reaches alice.
