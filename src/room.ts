@@ -25,7 +25,6 @@ import {
   type ErrorFrame,
   type FrameErrorCode,
   type HeartbeatFrame,
-  MAX_CLIENT_ID_LENGTH,
   type MessageFrame,
   PING_FRAME,
   PONG_FRAME,
@@ -37,8 +36,15 @@ import {
   type WelcomeFrame,
 } from "./protocol";
 import { take } from "./rate-limit";
-
-const encoder = new TextEncoder();
+import {
+  clientIdOf,
+  idOfRefused,
+  isReservedCloseCode,
+  markClosing,
+  safeClose,
+  trySend,
+  utf8Length,
+} from "./socket-chores";
 
 /** The content of a room message, from a socket frame or an HTTP body. */
 export interface MessageBody {
@@ -613,60 +619,4 @@ export class Room extends DurableObject<Env> {
     const a = conn.attachment;
     return { room: a.room, connectionId: a.id, user: a.user.id, role: a.role, ip: a.ip };
   }
-}
-
-/** Marks a connection counted out in its attachment, so a wake that still lists the socket skips it. */
-function markClosing(conn: Connection): void {
-  if (conn.attachment.closing) return;
-  conn.attachment.closing = true;
-  try {
-    conn.ws.serializeAttachment(conn.attachment);
-  } catch {
-    // The socket is closed for good; a wake will not list it.
-  }
-}
-
-function trySend(ws: WebSocket, frame: string | ArrayBuffer): void {
-  try {
-    ws.send(frame);
-  } catch {
-    // The peer went away between the check and the send; its close event will count it out.
-  }
-}
-
-/** The id of a refused text frame, read without validating the rest (cheap enough for a refusal). */
-function idOfRefused(message: string | ArrayBuffer): string | undefined {
-  if (typeof message !== "string") return undefined;
-  try {
-    return clientIdOf(JSON.parse(message));
-  } catch {
-    return undefined;
-  }
-}
-
-function safeClose(ws: WebSocket, code: number, reason: string): void {
-  try {
-    ws.close(code, reason.slice(0, 123));
-  } catch {
-    // Already closing or closed.
-  }
-}
-
-/** Codes that may be received but never sent in a close frame. */
-function isReservedCloseCode(code: number): boolean {
-  return code === 1005 || code === 1006 || code === 1015;
-}
-
-/** UTF-8 byte length of `s`, computed only when it could exceed `limit`. */
-function utf8Length(s: string, limit: number): number {
-  if (s.length * 3 <= limit) return s.length;
-  if (s.length > limit) return s.length;
-  return encoder.encode(s).byteLength;
-}
-
-/** The client's message id, when a frame that failed validation still carried a usable one. */
-function clientIdOf(raw: unknown): string | undefined {
-  if (typeof raw !== "object" || raw === null || !Object.hasOwn(raw, "id")) return undefined;
-  const id = (raw as { id: unknown }).id;
-  return typeof id === "string" && id.length > 0 && id.length <= MAX_CLIENT_ID_LENGTH ? id : undefined;
 }

@@ -1,0 +1,64 @@
+/**
+ * Small socket chores of the room, kept out of its class: guarded sends and closes, the attachment's
+ * counted-out mark, frame sizes, and the client's id read from a frame that failed validation.
+ */
+import type { Connection } from "./connection";
+import { MAX_CLIENT_ID_LENGTH } from "./protocol";
+
+const encoder = new TextEncoder();
+
+/** Marks a connection counted out in its attachment, so a wake that still lists the socket skips it. */
+export function markClosing(conn: Connection): void {
+  if (conn.attachment.closing) return;
+  conn.attachment.closing = true;
+  try {
+    conn.ws.serializeAttachment(conn.attachment);
+  } catch {
+    // The socket is closed for good; a wake will not list it.
+  }
+}
+
+export function trySend(ws: WebSocket, frame: string | ArrayBuffer): void {
+  try {
+    ws.send(frame);
+  } catch {
+    // The peer went away between the check and the send; its close event will count it out.
+  }
+}
+
+/** The id of a refused text frame, read without validating the rest (cheap enough for a refusal). */
+export function idOfRefused(message: string | ArrayBuffer): string | undefined {
+  if (typeof message !== "string") return undefined;
+  try {
+    return clientIdOf(JSON.parse(message));
+  } catch {
+    return undefined;
+  }
+}
+
+export function safeClose(ws: WebSocket, code: number, reason: string): void {
+  try {
+    ws.close(code, reason.slice(0, 123));
+  } catch {
+    // Already closing or closed.
+  }
+}
+
+/** Codes that may be received but never sent in a close frame. */
+export function isReservedCloseCode(code: number): boolean {
+  return code === 1005 || code === 1006 || code === 1015;
+}
+
+/** UTF-8 byte length of `s`, computed only when it could exceed `limit`. */
+export function utf8Length(s: string, limit: number): number {
+  if (s.length * 3 <= limit) return s.length;
+  if (s.length > limit) return s.length;
+  return encoder.encode(s).byteLength;
+}
+
+/** The client's message id, when a frame that failed validation still carried a usable one. */
+export function clientIdOf(raw: unknown): string | undefined {
+  if (typeof raw !== "object" || raw === null || !Object.hasOwn(raw, "id")) return undefined;
+  const id = (raw as { id: unknown }).id;
+  return typeof id === "string" && id.length > 0 && id.length <= MAX_CLIENT_ID_LENGTH ? id : undefined;
+}
