@@ -22,12 +22,13 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort, HOST, OutputTail, signalGroup, sleep, stopGroup } from "../../scripts/lib/processes.mjs";
 
-export const HOST = "127.0.0.1";
+export { freePort, HOST, signalGroup, sleep, stopGroup };
+
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const WRANGLER = join(REPO_ROOT, "node_modules", ".bin", "wrangler");
 const STARTUP_DEADLINE_MS = 90_000;
@@ -37,109 +38,8 @@ const STOP_GRACE_MS = 4_000;
 const MAX_START_ATTEMPTS = 3;
 const OUTPUT_LINES_KEPT = 200;
 
-export const sleep = (/** @type {number} */ ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Binds port 0 on 127.0.0.1, reads the port the OS chose, and releases it. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once("error", reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : undefined;
-      server.close((error) => {
-        if (error) reject(error);
-        else if (port === undefined) reject(new Error("could not read the port of a probe server"));
-        else resolve(port);
-      });
-    });
-  });
-}
-
 /** Output lines counted over the whole run: wrangler says this when it restarts the runtime. */
 const WATCHED_LINES = ["Reloading local server"];
-
-/** The last lines a child wrote, interleaved in arrival order. */
-class OutputTail {
-  /** @type {string[]} */
-  lines = [];
-  partial = "";
-
-  /** @param {Buffer} chunk */
-  push(chunk) {
-    const lines = (this.partial + chunk.toString("utf8")).split(/\r?\n/);
-    this.partial = lines.pop() ?? "";
-    this.lines.push(...lines);
-    for (const line of lines) {
-      for (const watched of WATCHED_LINES) {
-        if (line.includes(watched)) this.counts.set(watched, (this.counts.get(watched) ?? 0) + 1);
-      }
-    }
-    if (this.lines.length > OUTPUT_LINES_KEPT) this.lines.splice(0, this.lines.length - OUTPUT_LINES_KEPT);
-  }
-
-  /** @param {number} n */
-  last(n) {
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping colour codes is the point
-    const strip = (/** @type {string} */ l) => l.replace(/\u001b\[[0-9;]*[A-Za-z]/g, "");
-    return [...this.lines, ...(this.partial ? [this.partial] : [])].slice(-n).map(strip).join("\n");
-  }
-
-  /** Lines so far (not only the kept ones) that contain `text`; counted as they arrive. */
-  counts = new Map();
-
-  /** @param {string} text */
-  count(text) {
-    return this.counts.get(text) ?? 0;
-  }
-
-  /** @param {string} text */
-  includes(text) {
-    return this.lines.some((l) => l.includes(text)) || this.partial.includes(text);
-  }
-}
-
-// -- process groups -------------------------------------------------------------------------------
-
-/** @param {number} pgid */
-function groupAlive(pgid) {
-  if (!Number.isInteger(pgid) || pgid <= 1) return false;
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch (error) {
-    return /** @type {NodeJS.ErrnoException} */ (error).code === "EPERM";
-  }
-}
-
-/** @param {number} pgid @param {NodeJS.Signals} signal */
-export function signalGroup(pgid, signal) {
-  if (!Number.isInteger(pgid) || pgid <= 1) return;
-  try {
-    process.kill(-pgid, signal);
-  } catch {
-    // The group is gone already.
-  }
-}
-
-/** @param {number} pgid @param {number} ms */
-async function waitGroupGone(pgid, ms) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (!groupAlive(pgid)) return true;
-    await sleep(100);
-  }
-  return !groupAlive(pgid);
-}
-
-/** Stops a process group and everything in it: SIGTERM, then SIGKILL. @param {number} pgid */
-export async function stopGroup(pgid) {
-  signalGroup(pgid, "SIGTERM");
-  if (await waitGroupGone(pgid, STOP_GRACE_MS)) return;
-  signalGroup(pgid, "SIGKILL");
-  await waitGroupGone(pgid, 2_000);
-}
 
 /**
  * The processes of a group, from /proc: pid, parent, command name and command line.
@@ -322,7 +222,7 @@ export async function startServer(spec) {
         CLOUDFLARE_INCLUDE_PROCESS_ENV: "false",
       },
     });
-    const output = new OutputTail();
+    const output = new OutputTail(OUTPUT_LINES_KEPT, WATCHED_LINES);
     for (const stream of [child.stdout, child.stderr]) {
       stream?.on("data", (/** @type {Buffer} */ chunk) => {
         output.push(chunk);
@@ -345,7 +245,7 @@ export async function startServer(spec) {
     }
     liveGroups.set(pgid, dir);
     const stop = async () => {
-      await stopGroup(pgid);
+      await stopGroup(pgid, STOP_GRACE_MS);
       liveGroups.delete(pgid);
       removeDir();
     };
@@ -415,7 +315,7 @@ export async function startServer(spec) {
       return server;
     }
     const portTaken = output.includes("EADDRINUSE") || output.includes("Address already in use");
-    await stopGroup(pgid);
+    await stopGroup(pgid, STOP_GRACE_MS);
     liveGroups.delete(pgid);
     if (exit !== undefined && portTaken && attempt < MAX_START_ATTEMPTS && Date.now() < deadline) continue;
     removeDir();

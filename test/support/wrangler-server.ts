@@ -9,12 +9,21 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import {
+  freePort,
+  HOST,
+  OutputTail,
+  signalGroup,
+  sleep,
+  stopGroup,
+  waitGroupGone,
+} from "../../scripts/lib/processes.mjs";
 
-export const HOST = "127.0.0.1";
+export { freePort, HOST };
+
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const WRANGLER = join(REPO_ROOT, "node_modules", ".bin", "wrangler");
 
@@ -22,7 +31,6 @@ const STARTUP_DEADLINE_MS = 60_000;
 const POLL_INTERVAL_MS = 200;
 const PROBE_TIMEOUT_MS = 2_000;
 const STOP_GRACE_MS = 4_000;
-const OUTPUT_LINES_KEPT = 200;
 const OUTPUT_LINES_SHOWN = 40;
 
 /** Builds the demo page with the project's own build script. */
@@ -32,74 +40,6 @@ function buildDemo(): Promise<void> {
     child.once("error", reject);
     child.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`build-client exited with ${code}`))));
   });
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Binds port 0 on 127.0.0.1, reads the port the OS chose, and releases it. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once("error", reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : undefined;
-      server.close((error) => {
-        if (error) reject(error);
-        else if (port === undefined) reject(new Error("could not read the port of a probe server"));
-        else resolve(port);
-      });
-    });
-  });
-}
-
-class OutputTail {
-  readonly #lines: string[] = [];
-  #partial = "";
-
-  push(chunk: Buffer): void {
-    const lines = (this.#partial + chunk.toString("utf8")).split(/\r?\n/);
-    this.#partial = lines.pop() ?? "";
-    this.#lines.push(...lines);
-    if (this.#lines.length > OUTPUT_LINES_KEPT) this.#lines.splice(0, this.#lines.length - OUTPUT_LINES_KEPT);
-  }
-
-  last(n: number): string {
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: matching the ESC of colour codes is the point
-    const plain = (l: string) => l.replace(/\u001b\[[0-9;]*[A-Za-z]/g, "");
-    return [...this.#lines, ...(this.#partial ? [this.#partial] : [])].slice(-n).map(plain).join("\n");
-  }
-
-  includes(text: string): boolean {
-    return this.#lines.some((l) => l.includes(text)) || this.#partial.includes(text);
-  }
-}
-
-function groupAlive(pid: number): boolean {
-  try {
-    process.kill(-pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-function signalGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // The group is gone already.
-  }
-}
-
-async function waitGroupGone(pid: number, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (!groupAlive(pid)) return true;
-    await sleep(100);
-  }
-  return !groupAlive(pid);
 }
 
 export interface ServerOptions {
@@ -181,11 +121,7 @@ export class WranglerServer {
     const pid = this.#child?.pid;
     this.#child = undefined;
     process.removeListener("exit", this.#onExit);
-    if (pid === undefined) return;
-    signalGroup(pid, "SIGTERM");
-    if (await waitGroupGone(pid, STOP_GRACE_MS)) return;
-    signalGroup(pid, "SIGKILL");
-    await waitGroupGone(pid, 2_000);
+    if (pid !== undefined) await stopGroup(pid, STOP_GRACE_MS);
   }
 
   /** Stops the server and removes its state. */
