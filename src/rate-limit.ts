@@ -17,6 +17,12 @@ export function createBucket(burst: number, now: number): TokenBucket {
 
 export type TakeResult = "ok" | "refused" | "exhausted";
 
+export interface RateLimits {
+  perSecond: number;
+  burst: number;
+  maxStrikes: number;
+}
+
 /**
  * Takes one token. `refused` when the bucket is empty; `exhausted` when that makes `maxStrikes`
  * refusals (the caller then closes the connection).
@@ -25,11 +31,7 @@ export type TakeResult = "ok" | "refused" | "exhausted";
  * a flood that squeezes in a frame at each refill keeps its strikes, since it is still sending
  * past its limit; a client that backs off starts clean.
  */
-export function take(
-  bucket: TokenBucket,
-  now: number,
-  limits: { perSecond: number; burst: number; maxStrikes: number },
-): TakeResult {
+export function take(bucket: TokenBucket, now: number, limits: RateLimits): TakeResult {
   const elapsed = Math.max(0, now - bucket.updatedAt);
   bucket.tokens = Math.min(limits.burst, bucket.tokens + (elapsed * limits.perSecond) / 1000);
   bucket.updatedAt = now;

@@ -35,7 +35,7 @@ import {
   type User,
   type WelcomeFrame,
 } from "./protocol";
-import { take } from "./rate-limit";
+import { type RateLimits, take } from "./rate-limit";
 import {
   clientIdOf,
   idOfRefused,
@@ -70,6 +70,8 @@ export class Room extends DurableObject<Env> {
   readonly #config: Config | undefined;
   readonly #history: History;
   readonly #frameSchema: ReturnType<typeof clientFrameSchema>;
+  /** The rate limit, built once rather than per frame. */
+  readonly #limits: RateLimits;
   /** Cache of the sockets' state, rebuilt from their attachments on the first event after a wake. */
   #connections: Map<WebSocket, Connection> | undefined;
   #presence = new Presence();
@@ -86,6 +88,11 @@ export class Room extends DurableObject<Env> {
     const result = loadConfig(env);
     this.#config = result.ok ? result.config : undefined;
     this.#frameSchema = clientFrameSchema(this.#config?.maxTextLength ?? 0);
+    this.#limits = {
+      perSecond: this.#config?.rateLimitPerSecond ?? 1,
+      burst: this.#config?.rateLimitBurst ?? 1,
+      maxStrikes: this.#config?.rateLimitStrikes ?? 1,
+    };
     this.#history = new History(ctx.storage, this.#config?.historyLimit ?? 0);
     // Answered by the runtime without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
@@ -324,12 +331,7 @@ export class Room extends DurableObject<Env> {
       return;
     }
 
-    const limits = {
-      perSecond: config.rateLimitPerSecond,
-      burst: config.rateLimitBurst,
-      maxStrikes: config.rateLimitStrikes,
-    };
-    const taken = take(conn.bucket, now, limits);
+    const taken = take(conn.bucket, now, this.#limits);
     if (taken === "exhausted") {
       this.#close(conn, CLOSE_CODES.rateLimited, "rate limit exceeded");
       return;

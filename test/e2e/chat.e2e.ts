@@ -271,51 +271,33 @@ describe("edge-rooms over a real wrangler dev server", () => {
     );
     expect(bobJoined).toEqual({ type: "presence", event: "join", user: { id: "bob", name: "Bob" }, online: 2 });
 
-    // Bob says hello: both get seq 1, and bob gets the ack of his id.
-    bob.ws.send(JSON.stringify({ type: "message", text: "hello", id: "m1" }));
-    const seq1 = ofType("message", (m) => m.seq === 1);
-    const [atAlice1, atBob1] = await Promise.all([
-      alice.q.nextRaw(seq1, FRAME_TIMEOUT_MS, "alice: message seq 1"),
-      bob.q.nextRaw(seq1, FRAME_TIMEOUT_MS, "bob: message seq 1"),
-    ]);
-    for (const received of [atAlice1, atBob1]) {
-      expect(received.frame).toMatchObject({
-        type: "message",
-        seq: 1,
-        id: "m1",
-        room,
-        from: { id: "bob", name: "Bob" },
-        text: "hello",
-      });
-      expect(received.frame).not.toHaveProperty("to");
+    /** `sender` sends `text` with `id`: both get it as `seq`, byte for byte the same, and `sender` its ack. */
+    async function sayAndSee(
+      sender: typeof alice,
+      who: { id: string; name: string },
+      id: string,
+      text: string,
+      seq: number,
+    ) {
+      sender.ws.send(JSON.stringify({ type: "message", text, id }));
+      const atSeq = ofType("message", (m) => m.seq === seq);
+      const [atAlice, atBob] = await Promise.all([
+        alice.q.nextRaw(atSeq, FRAME_TIMEOUT_MS, `alice: message seq ${seq}`),
+        bob.q.nextRaw(atSeq, FRAME_TIMEOUT_MS, `bob: message seq ${seq}`),
+      ]);
+      for (const received of [atAlice, atBob]) {
+        expect(received.frame).toMatchObject({ type: "message", seq, id, room, from: who, text });
+        expect(received.frame).not.toHaveProperty("to");
+      }
+      expect(atAlice.raw).toBe(atBob.raw);
+      const ack = await sender.q.next(ofType("ack"), FRAME_TIMEOUT_MS, `${who.id}: ack of ${id}`);
+      expect(ack).toEqual({ type: "ack", id, seq });
+      return atAlice;
     }
-    expect(atAlice1.raw).toBe(atBob1.raw);
-    const ack1 = await bob.q.next(ofType("ack"), FRAME_TIMEOUT_MS, "bob: ack of m1");
-    expect(ack1).toEqual({ type: "ack", id: "m1", seq: 1 });
 
-    // Alice replies: seq 2.
-    alice.ws.send(JSON.stringify({ type: "message", text: "hi bob", id: "a1" }));
-    const seq2 = ofType("message", (m) => m.seq === 2);
-    const [atAlice2, atBob2] = await Promise.all([
-      alice.q.nextRaw(seq2, FRAME_TIMEOUT_MS, "alice: message seq 2"),
-      bob.q.nextRaw(seq2, FRAME_TIMEOUT_MS, "bob: message seq 2"),
-    ]);
-    for (const received of [atAlice2, atBob2]) {
-      expect(received.frame).toMatchObject({
-        type: "message",
-        seq: 2,
-        id: "a1",
-        room,
-        from: { id: "alice", name: "Alice" },
-        text: "hi bob",
-      });
-    }
-    expect(atAlice2.raw).toBe(atBob2.raw);
-    expect(await alice.q.next(ofType("ack"), FRAME_TIMEOUT_MS, "alice: ack of a1")).toEqual({
-      type: "ack",
-      id: "a1",
-      seq: 2,
-    });
+    // Bob says hello: both get seq 1, and bob gets the ack of his id; alice replies: seq 2.
+    const atAlice1 = await sayAndSee(bob, { id: "bob", name: "Bob" }, "m1", "hello", 1);
+    const atAlice2 = await sayAndSee(alice, { id: "alice", name: "Alice" }, "a1", "hi bob", 2);
     // Nobody else got an ack, and bob never saw a presence frame about himself.
     expect(bob.q.pending.filter((f) => f.type === "ack" || f.type === "error")).toEqual([]);
     expect(bob.q.received.filter((r) => r.frame.type === "presence")).toEqual([]);
@@ -348,8 +330,16 @@ describe("edge-rooms over a real wrangler dev server", () => {
       { id: "alice", name: "Alice", connections: 1 },
       { id: "carol", name: "Carol", connections: 1 },
     ]);
-    const replay1 = await carol.q.nextRaw(seq1, FRAME_TIMEOUT_MS, "carol: replay of seq 1");
-    const replay2 = await carol.q.nextRaw(seq2, FRAME_TIMEOUT_MS, "carol: replay of seq 2");
+    const replay1 = await carol.q.nextRaw(
+      ofType("message", (m) => m.seq === 1),
+      FRAME_TIMEOUT_MS,
+      "carol: replay of seq 1",
+    );
+    const replay2 = await carol.q.nextRaw(
+      ofType("message", (m) => m.seq === 2),
+      FRAME_TIMEOUT_MS,
+      "carol: replay of seq 2",
+    );
     // Welcome first, then the replay in seq order, before anything else (a heartbeat aside).
     const carolFirst = carol.q.received.filter((r) => r.frame.type !== "heartbeat").slice(0, 3);
     expect(carolFirst.map((r) => r.frame)).toEqual([carolWelcome, replay1.frame, replay2.frame]);
