@@ -12,9 +12,10 @@ export default defineConfig({
         bindings: {
           JWT_SECRET: TEST_JWT_SECRET,
           ALLOWED_ORIGINS: "https://app.example.com, http://localhost:8787",
-          // Small enough for tests to reach: a full room and a trimmed history.
+          // Small enough for tests to reach: a full room, a trimmed history, a client behind.
           MAX_CONNECTIONS_PER_ROOM: "5",
           HISTORY_LIMIT: "20",
+          MAX_UNREAD_BYTES: "1048576",
         },
       },
     }),

@@ -53,6 +53,7 @@ const EnvSchema = v.object({
   HEARTBEAT_TIMEOUT_MS: v.optional(whole(1000, 36_000_000)),
   MAX_TEXT_LENGTH: integer(4000, 1, 1_000_000),
   MAX_MESSAGE_BYTES: integer(65_536, 64, 1_048_576),
+  MAX_UNREAD_BYTES: integer(16_777_216, 1_048_576, 1_073_741_824),
   RATE_LIMIT_PER_SECOND: integer(20, 1, 100_000),
   RATE_LIMIT_BURST: integer(40, 1, 100_000),
   RATE_LIMIT_STRIKES: integer(50, 1, 100_000),
@@ -77,6 +78,8 @@ export interface Config {
   heartbeatTimeoutMs: number;
   maxTextLength: number;
   maxMessageBytes: number;
+  /** Bytes a connection may leave unread (sent since its last echoed heartbeat) before 4408. */
+  maxUnreadBytes: number;
   rateLimitPerSecond: number;
   rateLimitBurst: number;
   rateLimitStrikes: number;
@@ -134,6 +137,13 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       error: new ConfigError("HEARTBEAT_TIMEOUT_MS", "must be at least HEARTBEAT_INTERVAL_MS"),
     };
   }
+  // Room for several of the largest frames between two read acknowledgements.
+  if (e.MAX_UNREAD_BYTES < 8 * e.MAX_MESSAGE_BYTES) {
+    return {
+      ok: false,
+      error: new ConfigError("MAX_UNREAD_BYTES", "must be at least 8 × MAX_MESSAGE_BYTES"),
+    };
+  }
   const origins: string[] = [];
   for (const entry of e.ALLOWED_ORIGINS?.split(",") ?? []) {
     const trimmed = entry.trim();
@@ -162,6 +172,7 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       heartbeatTimeoutMs,
       maxTextLength: e.MAX_TEXT_LENGTH,
       maxMessageBytes: e.MAX_MESSAGE_BYTES,
+      maxUnreadBytes: e.MAX_UNREAD_BYTES,
       rateLimitPerSecond: e.RATE_LIMIT_PER_SECOND,
       rateLimitBurst: e.RATE_LIMIT_BURST,
       rateLimitStrikes: e.RATE_LIMIT_STRIKES,

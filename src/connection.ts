@@ -5,6 +5,7 @@
 import * as v from "valibot";
 import { ROLES } from "./protocol";
 import { createBucket, type TokenBucket } from "./rate-limit";
+import { AwaitingSchema, heartbeatText, newReadWindow, type ReadWindow } from "./reading";
 
 /** What a socket's attachment holds: small (well under the 16 KiB limit), and never the token. */
 export const AttachmentSchema = v.object({
@@ -19,11 +20,8 @@ export const AttachmentSchema = v.object({
   connectedAt: v.number(),
   /** Last frame received, ms; written at most once per heartbeat interval (not per frame). */
   seenAt: v.number(),
-  /**
-   * When the client last echoed a `heartbeat` frame, ms. Set only for clients that echo them: those
-   * are closed with 4408 when they stop, which is how a client that stopped reading is found.
-   */
-  readAt: v.optional(v.number()),
+  /** The newest heartbeat the client has not echoed yet (src/reading.ts); absent when it is even. */
+  awaiting: v.optional(AwaitingSchema),
   /** Set when the room counted the connection out, so a wake does not count it in again. */
   closing: v.optional(v.literal(true)),
 });
@@ -35,6 +33,10 @@ export interface Connection {
   /** Last frame received, ms; may be newer than `attachment.seenAt`. */
   lastFrameAt: number;
   bucket: TokenBucket;
+  /** Bytes sent and known read, for the unread-bytes rule. */
+  window: ReadWindow;
+  /** The exact echo that would acknowledge `attachment.awaiting`, kept ready for comparison. */
+  expectedEcho: string | undefined;
   /** Set once the room has counted this connection out (our close or the peer's). */
   isGone: boolean;
   /**
@@ -59,7 +61,15 @@ export function restoreConnection(ws: WebSocket, burst: number, now: number): Co
     attachment: parsed.output,
     lastFrameAt: parsed.output.seenAt,
     bucket: createBucket(burst, now),
+    window: newReadWindow(),
+    expectedEcho: echoOf(parsed.output),
     isGone: closedByUs || isDying,
     isDying,
   };
+}
+
+/** The exact text whose echo acknowledges what `attachment` awaits. */
+export function echoOf(attachment: Attachment): string | undefined {
+  const awaiting = attachment.awaiting;
+  return awaiting === undefined ? undefined : heartbeatText(awaiting.at, awaiting.nonce);
 }

@@ -11,19 +11,16 @@ export function judgeConnection(input: {
   exp: number;
   /** Latest of: connect, last frame, last auto-answered ping. */
   lastActivity: number;
-  /** When the client last echoed a heartbeat; `undefined` for clients that never do. */
-  lastRead?: number | undefined;
+  /** When the oldest heartbeat the client has not echoed went out; `undefined` if none. */
+  unechoedSince: number | undefined;
   timeoutMs: number;
-  /** Heartbeats go out once per interval, so an echo is judged missing only after two of them. */
-  intervalMs: number;
 }): HeartbeatVerdict {
   if (input.now >= input.exp) return { action: "close", code: CLOSE_CODES.tokenExpired, reason: "token expired" };
   if (input.now - input.lastActivity > input.timeoutMs) {
     return { action: "close", code: CLOSE_CODES.heartbeatTimeout, reason: "heartbeat timeout" };
   }
-  // It still sends, but no longer reads: what the room sends it only piles up.
-  const readTimeoutMs = Math.max(input.timeoutMs, 2 * input.intervalMs);
-  if (input.lastRead !== undefined && input.now - input.lastRead > readTimeoutMs) {
+  // It may still send, but it no longer reads: what the room sends it only piles up.
+  if (input.unechoedSince !== undefined && input.now - input.unechoedSince > input.timeoutMs) {
     return { action: "close", code: CLOSE_CODES.heartbeatTimeout, reason: "not reading" };
   }
   return { action: "keep" };

@@ -6,6 +6,8 @@
  * The runtime's output gate holds every frame sent in an event until that event's writes are
  * durable: no client sees a `seq` (or an ack) that could be lost.
  */
+import { byteLength } from "./bytes";
+
 export interface Replay {
   frames: string[];
   /** False when the log no longer holds every message after the asked seq. */
@@ -35,6 +37,9 @@ export interface StoredMessage {
  * `recovered` is false and the client pages the rest with `history` frames or the HTTP API.
  */
 export const REPLAY_MAX_BYTES = 4 * 1024 * 1024;
+
+/** A history page (socket or HTTP) holds at most about this many bytes, and always one message. */
+export const PAGE_MAX_BYTES = 1024 * 1024;
 
 /**
  * Old rows are deleted every this many messages rather than on each one (a write saved per message);
@@ -140,7 +145,7 @@ export class History {
         Math.max(since, this.#floor),
       );
       for (const row of rows) {
-        bytes += row.frame.length;
+        bytes += byteLength(row.frame);
         if (bytes > maxBytes) break;
         newestFirst.push(row.frame);
       }
@@ -151,10 +156,10 @@ export class History {
 
   /**
    * One page of stored frames in seq order: the first `limit` after `since`, or the last `limit`
-   * before `before` (the newest page when neither is given). `hasMore` says whether the log holds
-   * more in the direction of paging.
+   * before `before` (the newest page when neither is given), cut short at about `maxBytes` (never
+   * below one message). `hasMore` says whether the log holds more in the direction of paging.
    */
-  page(query: PageQuery): Page {
+  page(query: PageQuery, maxBytes = PAGE_MAX_BYTES): Page {
     if (!this.#hasSchema) return { frames: [], hasMore: false };
     const floor = this.#floor;
     const n = query.limit;
@@ -164,16 +169,18 @@ export class History {
         Math.max(query.since, floor),
         n + 1,
       );
-      return { frames: frames.slice(0, n), hasMore: frames.length > n };
+      const kept = withinBytes(frames.slice(0, n), maxBytes);
+      return { frames: kept, hasMore: frames.length > kept.length };
     }
     const before = query.before ?? Number.MAX_SAFE_INTEGER;
-    const frames = this.#frames(
+    const newestFirst = this.#frames(
       "SELECT frame FROM messages WHERE seq < ? AND seq > ? ORDER BY seq DESC LIMIT ?",
       before,
       floor,
       n + 1,
     );
-    return { frames: frames.slice(0, n).reverse(), hasMore: frames.length > n };
+    const kept = withinBytes(newestFirst.slice(0, n), maxBytes);
+    return { frames: kept.reverse(), hasMore: newestFirst.length > kept.length };
   }
 
   #frames(query: string, ...bindings: number[]): string[] {
@@ -198,6 +205,16 @@ export class History {
     `);
     this.#hasSchema = true;
   }
+}
+
+/** The leading frames that fit in `maxBytes`, and always the first. */
+function withinBytes(frames: string[], maxBytes: number): string[] {
+  let bytes = 0;
+  for (let i = 0; i < frames.length; i++) {
+    bytes += byteLength(frames[i] ?? "");
+    if (bytes > maxBytes && i > 0) return frames.slice(0, i);
+  }
+  return frames;
 }
 
 /** Joins stored frame texts into a JSON array without parsing them again. */

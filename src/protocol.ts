@@ -35,6 +35,8 @@ export const MAX_DATA_DEPTH = 32;
 /** History pages over the socket hold 1..100 messages, 50 by default. */
 export const HISTORY_PAGE_DEFAULT = 50;
 export const HISTORY_PAGE_MAX = 100;
+/** Longest `nonce` accepted in an echoed heartbeat (the server's are 16 characters). */
+export const MAX_NONCE_LENGTH = 32;
 /** Longest token accepted in an `auth` frame. */
 export const MAX_TOKEN_LENGTH = 16_384;
 
@@ -111,8 +113,13 @@ export function clientFrameSchema(maxTextLength: number) {
       v.check((m) => hasContent(m), NO_CONTENT_MESSAGE),
     ),
     v.object({ type: v.literal("ping") }),
-    // A client echoing the server's `heartbeat` frames proves it reads what the room sends.
-    v.object({ type: v.literal("heartbeat"), timestamp: v.number() }),
+    // An echo of a `heartbeat` frame. Only a byte-for-byte echo of the newest one sent to this
+    // connection proves that the client reads (src/reading.ts); anything else is just a frame.
+    v.object({
+      type: v.literal("heartbeat"),
+      timestamp: v.number(),
+      nonce: v.optional(v.pipe(v.string(), v.maxLength(MAX_NONCE_LENGTH))),
+    }),
     v.object({
       type: v.literal("auth"),
       token: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_TOKEN_LENGTH)),
@@ -196,7 +203,13 @@ export const PresenceFrameSchema = v.object({
   online: v.number(),
 });
 
-export const HeartbeatFrameSchema = v.object({ type: v.literal("heartbeat"), timestamp: v.number() });
+/** Sent at every alarm and whenever much is unread; echo it back byte for byte. */
+export const HeartbeatFrameSchema = v.object({
+  type: v.literal("heartbeat"),
+  timestamp: v.number(),
+  /** Random per connection and per heartbeat: an echo cannot be guessed, only read. */
+  nonce: v.string(),
+});
 
 export const PongFrameSchema = v.object({ type: v.literal("pong") });
 

@@ -6,13 +6,14 @@
 import { DurableObject } from "cloudflare:workers";
 import * as v from "valibot";
 import { canAccessRoom, type Identity, verifyToken } from "./auth";
+import { byteLength, utf8Length } from "./bytes";
 import type { Config } from "./config";
 import { loadConfig } from "./config";
 import { type Attachment, type Connection, restoreConnection, tagForUser } from "./connection";
 import { HttpError } from "./errors";
 import { HANDOFF_HEADER, type Handoff, HandoffSchema } from "./handoff";
 import { judgeConnection } from "./heartbeat";
-import { framesToJsonArray, History, type Page, type PageQuery } from "./history";
+import { framesToJsonArray, History, PAGE_MAX_BYTES, type Page, type PageQuery, REPLAY_MAX_BYTES } from "./history";
 import { describeError, log } from "./log";
 import { Presence } from "./presence";
 import {
@@ -24,7 +25,6 @@ import {
   clientFrameSchema,
   type ErrorFrame,
   type FrameErrorCode,
-  type HeartbeatFrame,
   type MessageFrame,
   PING_FRAME,
   PONG_FRAME,
@@ -36,14 +36,15 @@ import {
   type WelcomeFrame,
 } from "./protocol";
 import { type RateLimits, take } from "./rate-limit";
+import { judgeUnread, newReadWindow, nextHeartbeat, PROBE_FRACTION } from "./reading";
 import {
   clientIdOf,
   idOfRefused,
   isReservedCloseCode,
   markClosing,
   safeClose,
+  saveAttachment,
   trySend,
-  utf8Length,
 } from "./socket-chores";
 
 /** The content of a room message, from a socket frame or an HTTP body. */
@@ -75,13 +76,11 @@ export class Room extends DurableObject<Env> {
   /** Cache of the sockets' state, rebuilt from their attachments on the first event after a wake. */
   #connections: Map<WebSocket, Connection> | undefined;
   #presence = new Presence();
-  /** Sockets a broadcast goes to; `undefined` when a connection came or went since it was built. */
-  #broadcastList: WebSocket[] | undefined;
+  /** Who a broadcast goes to; `undefined` when a connection came or went since it was built. */
+  #broadcastList: Connection[] | undefined;
   /** Whether this object knows an alarm is set (read from storage once per wake), and for when. */
   #hasAlarm = false;
   #alarmDueAt = 0;
-  /** The last heartbeat frame sent, and when: an exact echo of it proves that a client reads. */
-  #lastHeartbeat: { frame: string; at: number } | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -166,14 +165,12 @@ export class Room extends DurableObject<Env> {
     if (!config) return;
     const connections = this.#restore(config);
     const now = Date.now();
-    const heartbeat = JSON.stringify({ type: "heartbeat", timestamp: now } satisfies HeartbeatFrame);
-    this.#lastHeartbeat = { frame: heartbeat, at: now };
     try {
       for (const conn of connections.values()) {
         if (conn.isGone) continue;
         // One connection's failure must not stop the heartbeat for the others.
         try {
-          this.#heartbeat(conn, now, heartbeat, config);
+          this.#heartbeat(conn, now, config);
         } catch (error) {
           log("error", "heartbeat_failed", { ...this.#logFields(conn), ...describeError(error) });
           this.#close(conn, CLOSE_CODES.internalError, "internal error");
@@ -187,22 +184,35 @@ export class Room extends DurableObject<Env> {
     }
   }
 
-  #heartbeat(conn: Connection, now: number, heartbeat: string, config: Config): void {
+  #heartbeat(conn: Connection, now: number, config: Config): void {
     const pinged = this.ctx.getWebSocketAutoResponseTimestamp(conn.ws)?.getTime() ?? 0;
     const verdict = judgeConnection({
       now,
       exp: conn.attachment.exp,
       lastActivity: Math.max(conn.lastFrameAt, conn.attachment.connectedAt, pinged),
-      lastRead: conn.attachment.readAt,
+      unechoedSince: conn.attachment.awaiting?.since,
       timeoutMs: config.heartbeatTimeoutMs,
-      intervalMs: config.heartbeatIntervalMs,
     });
     if (verdict.action === "close") {
       this.#close(conn, verdict.code, verdict.reason);
       return;
     }
-    this.#send(conn, heartbeat);
-    if (conn.lastFrameAt > conn.attachment.seenAt) this.#saveSeenAt(conn);
+    conn.attachment.seenAt = Math.max(conn.attachment.seenAt, conn.lastFrameAt);
+    this.#sendHeartbeat(conn, now);
+  }
+
+  /**
+   * Sends a heartbeat with a fresh nonce and records it in the attachment: its exact echo is what
+   * proves the client read everything sent before it (src/reading.ts).
+   */
+  #sendHeartbeat(conn: Connection, now: number): void {
+    const next = nextHeartbeat(conn.attachment.awaiting, now);
+    conn.attachment.awaiting = next.awaiting;
+    conn.expectedEcho = next.text;
+    conn.window.probed = conn.window.sent;
+    saveAttachment(conn);
+    trySend(conn.ws, next.text);
+    conn.window.sent += next.text.length;
   }
 
   // -- RPC for the HTTP API (the Worker has already checked the token and the role) ------------
@@ -267,6 +277,8 @@ export class Room extends DurableObject<Env> {
       attachment,
       lastFrameAt: now,
       bucket: { tokens: config.rateLimitBurst, updatedAt: now, strikes: 0 },
+      window: newReadWindow(),
+      expectedEcho: undefined,
       isGone: false,
     };
     connections.set(server, conn);
@@ -286,7 +298,9 @@ export class Room extends DurableObject<Env> {
   /** Welcome, resume replay, and the `join` for the others. */
   #greet(conn: Connection, handoff: Handoff, config: Config, isFirst: boolean): void {
     const { ws: server, attachment } = conn;
-    const replay = handoff.since === undefined ? undefined : this.#history.after(handoff.since);
+    // The replay takes at most a quarter of the unread budget, so a reading client is never near it.
+    const replayBytes = Math.min(REPLAY_MAX_BYTES, config.maxUnreadBytes * PROBE_FRACTION);
+    const replay = handoff.since === undefined ? undefined : this.#history.after(handoff.since, replayBytes);
     const welcome: WelcomeFrame = {
       type: "welcome",
       room: handoff.room,
@@ -297,8 +311,9 @@ export class Room extends DurableObject<Env> {
       heartbeatInterval: config.heartbeatIntervalMs,
       ...(replay ? { recovered: replay.recovered } : {}),
     };
-    server.send(JSON.stringify(welcome));
-    for (const frame of replay?.frames ?? []) server.send(frame);
+    // Counted, but not judged: the connection is not counted in yet, and it cannot be behind.
+    this.#send(conn, JSON.stringify(welcome), false);
+    for (const frame of replay?.frames ?? []) this.#send(conn, frame, false);
     if (isFirst) this.#broadcastPresence("join", handoff.user, server);
     log("info", "connection_open", {
       ...this.#logFields(conn),
@@ -318,10 +333,12 @@ export class Room extends DurableObject<Env> {
       return;
     }
     conn.lastFrameAt = now;
-    if (typeof message === "string" && this.#isFreshHeartbeatEcho(conn, message)) {
-      // Proof that the client reads, at most once per heartbeat: exempt from the rate limit, so a
-      // burst cannot make a reading client look like one that stopped.
-      conn.attachment.readAt = now;
+    if (message === conn.expectedEcho) {
+      // Proof that the client read everything sent before that heartbeat. Once per heartbeat, so it
+      // is exempt from the rate limit: a burst cannot make a reading client look like one that stopped.
+      conn.attachment.awaiting = undefined;
+      conn.expectedEcho = undefined;
+      conn.window.read = conn.window.probed;
       this.#saveSeenAt(conn);
       return;
     }
@@ -364,14 +381,12 @@ export class Room extends DurableObject<Env> {
         this.#send(conn, PONG_FRAME);
         return;
       case "heartbeat":
-        // An echo of an older heartbeat, or not byte for byte: still proof of reading, but metered.
-        conn.attachment.readAt = now;
-        this.#saveSeenAt(conn);
+        // An echo of an older heartbeat, or a guess: activity, but no proof of reading.
         return;
       case "auth":
         return this.#refreshToken(conn, frame.token, config);
       case "history":
-        this.#sendHistory(conn, frame.before, frame.limit);
+        this.#sendHistory(conn, frame.before, frame.limit, config);
         return;
       case "message":
         this.#onMessage(conn, frame, now);
@@ -460,8 +475,9 @@ export class Room extends DurableObject<Env> {
     log("info", "token_refreshed", { ...this.#logFields(conn), exp: identity.exp });
   }
 
-  #sendHistory(conn: Connection, before: number | undefined, limit: number): void {
-    const page = this.#history.page({ before, limit });
+  #sendHistory(conn: Connection, before: number | undefined, limit: number, config: Config): void {
+    // Small next to the unread budget, so a client paging back quickly stays well within it.
+    const page = this.#history.page({ before, limit }, Math.min(PAGE_MAX_BYTES, config.maxUnreadBytes / 8));
     this.#send(conn, `{"type":"history","messages":${framesToJsonArray(page.frames)},"hasMore":${page.hasMore}}`);
   }
 
@@ -484,7 +500,10 @@ export class Room extends DurableObject<Env> {
     const text = JSON.stringify(out);
     const targets = new Set([...recipients, ...this.#liveSockets(tagForUser(conn.attachment.user.id))]);
     targets.delete(conn.ws);
-    for (const ws of targets) trySend(ws, text);
+    for (const ws of targets) {
+      const target = this.#connections?.get(ws);
+      if (target) this.#send(target, text);
+    }
     if (frame.id !== undefined) this.#send(conn, JSON.stringify({ type: "ack", id: frame.id } satisfies AckFrame));
   }
 
@@ -569,15 +588,9 @@ export class Room extends DurableObject<Env> {
     if (this.#presence.remove(conn.attachment.user.id)) this.#broadcastPresence("leave", conn.attachment.user);
   }
 
-  /** The exact text of the heartbeat this object sent last, echoed back by a client for the first time. */
-  #isFreshHeartbeatEcho(conn: Connection, message: string): boolean {
-    const sent = this.#lastHeartbeat;
-    return sent !== undefined && message === sent.frame && (conn.attachment.readAt ?? 0) < sent.at;
-  }
-
   #saveSeenAt(conn: Connection): void {
     conn.attachment.seenAt = conn.lastFrameAt;
-    conn.ws.serializeAttachment(conn.attachment);
+    saveAttachment(conn);
   }
 
   #closeMisconfigured(ws: WebSocket): void {
@@ -596,11 +609,20 @@ export class Room extends DurableObject<Env> {
     if (this.#broadcastList === undefined) {
       if (this.#connections === undefined) return; // nothing restored yet: nobody to send to
       this.#broadcastList = [];
-      for (const conn of this.#connections.values()) if (!conn.isGone) this.#broadcastList.push(conn.ws);
+      for (const conn of this.#connections.values()) if (!conn.isGone) this.#broadcastList.push(conn);
     }
-    for (const ws of this.#broadcastList) {
-      if (ws !== except && ws.readyState === WebSocket.OPEN) trySend(ws, frame);
+    const bytes = byteLength(frame);
+    let behind: Connection[] | undefined;
+    for (const conn of this.#broadcastList) {
+      if (conn.ws === except || conn.ws.readyState !== WebSocket.OPEN) continue;
+      trySend(conn.ws, frame);
+      if (this.#countSent(conn, bytes)) {
+        behind ??= [];
+        behind.push(conn);
+      }
     }
+    // Closed after the loop: a close announces a leave, which is a broadcast of its own.
+    for (const conn of behind ?? []) this.#closeNotReading(conn);
   }
 
   #broadcastPresence(event: PresenceFrame["event"], user: User, except?: WebSocket): void {
@@ -608,8 +630,29 @@ export class Room extends DurableObject<Env> {
     this.#broadcast(JSON.stringify(frame), except);
   }
 
-  #send(conn: Connection, frame: string): void {
+  /** Sends to one connection; `judge: false` counts the bytes without closing a client behind. */
+  #send(conn: Connection, frame: string, judge = true): void {
     trySend(conn.ws, frame);
+    const isBehind = this.#countSent(conn, byteLength(frame));
+    if (isBehind && judge) this.#closeNotReading(conn);
+  }
+
+  /**
+   * Counts `bytes` sent to `conn`: sends an early heartbeat once a quarter of the budget is unread,
+   * and says whether the client is past the budget (src/reading.ts).
+   */
+  #countSent(conn: Connection, bytes: number): boolean {
+    conn.window.sent += bytes;
+    const budget = this.#config?.maxUnreadBytes ?? Number.POSITIVE_INFINITY;
+    const verdict = judgeUnread(conn.window, conn.attachment.awaiting !== undefined, budget);
+    if (verdict === "probe") this.#sendHeartbeat(conn, Date.now());
+    return verdict === "over";
+  }
+
+  #closeNotReading(conn: Connection): void {
+    if (conn.isGone) return;
+    log("warn", "slow_consumer", { ...this.#logFields(conn), unreadBytes: conn.window.sent - conn.window.read });
+    this.#close(conn, CLOSE_CODES.heartbeatTimeout, "not reading");
   }
 
   #sendError(conn: Connection, code: FrameErrorCode, message: string, id?: string): void {

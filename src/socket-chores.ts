@@ -1,20 +1,23 @@
 /**
  * Small socket chores of the room, kept out of its class: guarded sends and closes, the attachment's
- * counted-out mark, frame sizes, and the client's id read from a frame that failed validation.
+ * counted-out mark, and the client's id read from a frame that failed validation.
  */
 import type { Connection } from "./connection";
 import { MAX_CLIENT_ID_LENGTH } from "./protocol";
-
-const encoder = new TextEncoder();
 
 /** Marks a connection counted out in its attachment, so a wake that still lists the socket skips it. */
 export function markClosing(conn: Connection): void {
   if (conn.attachment.closing) return;
   conn.attachment.closing = true;
+  saveAttachment(conn);
+}
+
+/** Writes a connection's attachment, unless its socket is closed for good (a wake will not list it). */
+export function saveAttachment(conn: Connection): void {
   try {
     conn.ws.serializeAttachment(conn.attachment);
   } catch {
-    // The socket is closed for good; a wake will not list it.
+    // Closed: nothing left to survive a wake.
   }
 }
 
@@ -47,13 +50,6 @@ export function safeClose(ws: WebSocket, code: number, reason: string): void {
 /** Codes that may be received but never sent in a close frame. */
 export function isReservedCloseCode(code: number): boolean {
   return code === 1005 || code === 1006 || code === 1015;
-}
-
-/** UTF-8 byte length of `s`, computed only when it could exceed `limit`. */
-export function utf8Length(s: string, limit: number): number {
-  if (s.length * 3 <= limit) return s.length;
-  if (s.length > limit) return s.length;
-  return encoder.encode(s).byteLength;
 }
 
 /** The client's message id, when a frame that failed validation still carried a usable one. */

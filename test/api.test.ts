@@ -197,6 +197,20 @@ describe("GET /api/rooms/:room/messages", () => {
     expect(newest.hasMore).toBe(false);
   });
 
+  it("stops a page at about 1 MiB, then says hasMore, and pages on from there", async () => {
+    const room = uniqueRoom();
+    const token = await adminToken();
+    // 20 messages of ~60 KB (HISTORY_LIMIT is 20 here): ~1.2 MB in all, 17 of them fit 1 MiB.
+    for (let i = 1; i <= 20; i++)
+      expect((await post(room, { data: { pad: "y".repeat(60_000) } }, token)).status).toBe(201);
+    const first = await page(room, "?since=0&limit=500");
+    expect(first.seqs).toEqual(Array.from({ length: 17 }, (_, i) => i + 1));
+    expect(first.hasMore).toBe(true);
+    const second = await page(room, "?since=17&limit=500");
+    expect(second.seqs).toEqual([18, 19, 20]);
+    expect(second.hasMore).toBe(false);
+  });
+
   it.each([["?limit=0"], ["?limit=501"], ["?limit=ten"], ["?since=-1"], ["?since=1&before=5"]])(
     "answers 400 invalid_request to %s",
     async (query) => {

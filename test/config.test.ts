@@ -25,6 +25,7 @@ describe("configuration", () => {
       heartbeatTimeoutMs: 75_000,
       maxTextLength: 4000,
       maxMessageBytes: 65_536,
+      maxUnreadBytes: 16 * 1024 * 1024,
       rateLimitPerSecond: 20,
       rateLimitBurst: 40,
       rateLimitStrikes: 50,
@@ -73,6 +74,10 @@ describe("configuration", () => {
     [{ HEARTBEAT_INTERVAL_MS: "10" }, "HEARTBEAT_INTERVAL_MS"],
     [{ HEARTBEAT_TIMEOUT_MS: "5000" }, "HEARTBEAT_TIMEOUT_MS"],
     [{ MAX_MESSAGE_BYTES: "99999999" }, "MAX_MESSAGE_BYTES"],
+    [{ MAX_UNREAD_BYTES: "65536" }, "MAX_UNREAD_BYTES"],
+    [{ MAX_UNREAD_BYTES: "2000000000" }, "MAX_UNREAD_BYTES"],
+    // Fine alone, but too small next to the largest frame.
+    [{ MAX_UNREAD_BYTES: "2097152", MAX_MESSAGE_BYTES: "1048576" }, "MAX_UNREAD_BYTES"],
     [{ RATE_LIMIT_PER_SECOND: "fast" }, "RATE_LIMIT_PER_SECOND"],
     [{ RATE_LIMIT_BURST: "0" }, "RATE_LIMIT_BURST"],
     [{ RATE_LIMIT_STRIKES: "0" }, "RATE_LIMIT_STRIKES"],

@@ -88,27 +88,67 @@ describe("the heartbeat alarm", () => {
     active.client.close();
   });
 
-  it("closes 4408 'not reading' a client that echoed heartbeats, then stopped while still pinging", async () => {
+  /** Each connection's awaited heartbeat, as its attachment holds it, by user id. */
+  async function awaitingOf(room: string): Promise<Record<string, { since: number; at: number } | undefined>> {
+    return runInDurableObject(roomStub(room), (_i, state) =>
+      Object.fromEntries(
+        state.getWebSockets().map((ws) => {
+          const a = ws.deserializeAttachment() as { user: { id: string }; awaiting?: { since: number; at: number } };
+          return [a.user.id, a.awaiting];
+        }),
+      ),
+    );
+  }
+
+  it("closes 4408 'not reading' a client that leaves a heartbeat unechoed past HEARTBEAT_TIMEOUT_MS, though it pings", async () => {
     const room = uniqueRoom();
     const reader = await join(room, { sub: "reader" });
-    const legacy = await join(room, { sub: "legacy" });
+    const stalled = await join(room, { sub: "stalled" });
     await runDurableObjectAlarm(roomStub(room));
     const beat = await reader.client.next("heartbeat");
-    reader.client.send(beat); // echoed once: this client reads
-    await settle(100);
-    const readAt = Date.now();
+    reader.client.send(JSON.stringify(beat)); // the same text: the keys come back in the same order
+    await stalled.client.next("heartbeat");
     await settle(600);
-    // Both stay active with the runtime-answered ping, but neither echoes again.
-    for (const c of [reader, legacy]) {
+    // Both stay active with the runtime-answered ping; only the reader echoed.
+    for (const c of [reader, stalled]) {
       c.client.send('{"type":"ping"}');
       await c.client.next("pong");
     }
-    await runAlarmAfter(room, readAt + 75_300 - Date.now());
-    expect(await reader.client.nextClose()).toEqual({ code: 4408, reason: "not reading" });
-    // A client that never echoed is judged by its pings alone, as before.
-    await legacy.client.next("heartbeat");
-    expect(legacy.client.closed).toBeUndefined();
-    legacy.client.close();
+    expect(await awaitingOf(room)).toMatchObject({ reader: undefined, stalled: { since: beat.timestamp } });
+    await runAlarmAfter(room, beat.timestamp + 75_300 - Date.now());
+    expect(await stalled.client.nextClose()).toEqual({ code: 4408, reason: "not reading" });
+    await reader.client.next("heartbeat");
+    expect(reader.client.closed).toBeUndefined();
+    reader.client.close();
+  });
+
+  it("counts only the exact echo of the newest heartbeat sent to that very connection", async () => {
+    const room = uniqueRoom();
+    const a = await join(room, { sub: "a" });
+    const b = await join(room, { sub: "b" });
+    await runDurableObjectAlarm(roomStub(room));
+    const beatA = await a.client.next("heartbeat");
+    const beatB = await b.client.next("heartbeat");
+    expect(beatA.nonce).not.toBe(beatB.nonce);
+    // Guesses and copies: the right timestamp with another nonce, none, or the other connection's.
+    a.client.send({ type: "heartbeat", timestamp: beatA.timestamp, nonce: "0000000000000000" });
+    a.client.send({ type: "heartbeat", timestamp: beatA.timestamp });
+    a.client.send(JSON.stringify(beatB));
+    a.client.send(` ${JSON.stringify(beatA)}`); // not byte for byte
+    await settle(200);
+    expect(a.client.pending()).toEqual([]); // taken as frames: no error either
+    expect((await awaitingOf(room)).a).toMatchObject({ since: beatA.timestamp });
+    // Two heartbeats later, the older one's echo is no proof: only the newest counts.
+    await runDurableObjectAlarm(roomStub(room));
+    const newer = await b.client.next("heartbeat");
+    b.client.send(JSON.stringify(beatB));
+    await settle(100);
+    expect((await awaitingOf(room)).b).toMatchObject({ since: beatB.timestamp, at: newer.timestamp });
+    b.client.send(JSON.stringify(newer));
+    await settle(100);
+    expect(await awaitingOf(room)).toMatchObject({ a: { since: beatA.timestamp }, b: undefined });
+    a.client.close();
+    b.client.close();
   });
 
   it("takes a heartbeat echo even when the client's rate limit is spent", async () => {
@@ -127,10 +167,8 @@ describe("the heartbeat alarm", () => {
     // just before it were.
     expect(answers).toHaveLength(60);
     expect(answers.at(-1)?.type).toBe("error");
-    const readAt = await runInDurableObject(roomStub(room), (_i, state) =>
-      state.getWebSockets().map((ws) => (ws.deserializeAttachment() as { readAt?: number }).readAt),
-    );
-    expect(readAt[0]).toBeGreaterThanOrEqual(beat.timestamp);
+    // Taken as the proof of reading: nothing awaited any more.
+    expect(Object.values(await awaitingOf(room))).toEqual([undefined]);
     client.close();
   });
 

@@ -82,6 +82,8 @@ export type Received = ServerFrame | BinaryFrame;
 export class Client {
   readonly frames: Received[] = [];
   closed: Closed | undefined;
+  /** Echo every `heartbeat` frame at once, byte for byte, as a well-behaved client does. */
+  echoesHeartbeats = false;
   #waiters: Array<() => void> = [];
   #cursor = 0;
 
@@ -93,11 +95,12 @@ export class Client {
     (ws as WebSocket & { binaryType: string }).binaryType = "arraybuffer";
     ws.addEventListener("message", (event) => {
       const data = event.data;
-      this.frames.push(
+      const frame: Received =
         typeof data === "string"
           ? (JSON.parse(data) as ServerFrame)
-          : { type: "binary", bytes: new Uint8Array(data as ArrayBuffer) },
-      );
+          : { type: "binary", bytes: new Uint8Array(data as ArrayBuffer) };
+      this.frames.push(frame);
+      if (frame.type === "heartbeat" && this.echoesHeartbeats) this.ws.send(data as string);
       this.#wake();
     });
     ws.addEventListener("close", (event) => {

@@ -95,6 +95,30 @@ describe("history", () => {
     expect(seqsOf(replay.frames)).toEqual([8, 9, 10]);
   });
 
+  it("cuts a page short at its byte budget in the direction of paging, never below one message", async () => {
+    const pages = await withStorage((storage) => {
+      const history = new History(storage, 100);
+      // Each frame is 111 bytes in UTF-8 (the é takes two), 110 characters.
+      fill(history, 10, (seq) => JSON.stringify({ seq, pad: `é${"x".repeat(89)}` }).padEnd(110, " "));
+      return {
+        // Three frames are 333 bytes but 330 characters: counted in bytes, only two fit.
+        forward: history.page({ since: 2, limit: 5 }, 332),
+        backward: history.page({ before: 9, limit: 5 }, 350),
+        newest: history.page({ limit: 5 }, 50),
+        whole: history.page({ since: 0, limit: 3 }, 1_000_000),
+      };
+    });
+    expect(seqsOf(pages.forward.frames)).toEqual([3, 4]);
+    expect(pages.forward.hasMore).toBe(true);
+    expect(seqsOf(pages.backward.frames)).toEqual([6, 7, 8]);
+    expect(pages.backward.hasMore).toBe(true);
+    // One message over the budget still makes a page: paging always moves on.
+    expect(seqsOf(pages.newest.frames)).toEqual([10]);
+    expect(pages.newest.hasMore).toBe(true);
+    expect(seqsOf(pages.whole.frames)).toEqual([1, 2, 3]);
+    expect(pages.whole.hasMore).toBe(true);
+  });
+
   it("keeps the counter when HISTORY_LIMIT is 0, storing nothing, and across a change of limit", async () => {
     const result = await withStorage((storage) => {
       fill(new History(storage, 0), 4);

@@ -1,10 +1,12 @@
 import * as fc from "fast-check";
 import * as v from "valibot";
 import { describe, expect, it } from "vitest";
+import { byteLength } from "../src/bytes";
 import { judgeConnection } from "../src/heartbeat";
 import { Presence } from "../src/presence";
 import { clientFrameSchema, jsonDepth, MAX_DATA_DEPTH, quickMessageFrame } from "../src/protocol";
 import { createBucket, take } from "../src/rate-limit";
+import { heartbeatText, judgeUnread, newNonce, newReadWindow, nextHeartbeat } from "../src/reading";
 
 const limits = { perSecond: 20, burst: 40, maxStrikes: 50 };
 
@@ -45,32 +47,72 @@ describe("token bucket", () => {
 });
 
 describe("heartbeat verdicts", () => {
-  const base = { now: 100_000, exp: 200_000, lastActivity: 90_000, timeoutMs: 75_000, intervalMs: 30_000 };
+  const base = { now: 100_000, exp: 200_000, lastActivity: 90_000, unechoedSince: undefined, timeoutMs: 75_000 };
   it("keeps an active connection with a valid token", () => {
     expect(judgeConnection(base)).toEqual({ action: "keep" });
   });
   it("closes 4401 at exp exactly, before anything else", () => {
     expect(judgeConnection({ ...base, exp: 100_000, lastActivity: 0 })).toMatchObject({ code: 4401 });
   });
-  it("closes 4408 'not reading' a client that echoed heartbeats and stopped, even while it still sends", () => {
-    expect(judgeConnection({ ...base, lastRead: 25_000 })).toEqual({ action: "keep" });
-    expect(judgeConnection({ ...base, lastRead: 24_999 })).toEqual({
+  it("closes 4408 'not reading' once a heartbeat stays unechoed past the timeout, even while it sends", () => {
+    expect(judgeConnection({ ...base, unechoedSince: 25_000 })).toEqual({ action: "keep" });
+    expect(judgeConnection({ ...base, unechoedSince: 24_999 })).toEqual({
       action: "close",
       code: 4408,
       reason: "not reading",
     });
-    expect(judgeConnection({ ...base, lastRead: undefined })).toEqual({ action: "keep" });
-  });
-
-  it("waits for two missed heartbeats before 'not reading', even with a timeout as short as the interval", () => {
-    const tight = { ...base, timeoutMs: 30_000, lastActivity: 99_000 };
-    expect(judgeConnection({ ...tight, lastRead: 100_000 - 45_000 })).toEqual({ action: "keep" });
-    expect(judgeConnection({ ...tight, lastRead: 100_000 - 60_001 })).toMatchObject({ reason: "not reading" });
+    // Nothing awaited: every heartbeat sent so far was echoed.
+    expect(judgeConnection({ ...base, unechoedSince: undefined })).toEqual({ action: "keep" });
   });
 
   it("closes 4408 only past the timeout", () => {
     expect(judgeConnection({ ...base, lastActivity: 25_000 })).toEqual({ action: "keep" });
     expect(judgeConnection({ ...base, lastActivity: 24_999 })).toMatchObject({ code: 4408 });
+  });
+});
+
+describe("unread bytes", () => {
+  const budget = 1000;
+  it("asks for an early heartbeat past a quarter of the budget, once, and closes past the budget", () => {
+    const w = newReadWindow();
+    w.sent = 250;
+    expect(judgeUnread(w, false, budget)).toBe("ok");
+    w.sent = 251;
+    expect(judgeUnread(w, false, budget)).toBe("probe");
+    // One heartbeat outstanding already: no second one, however much more goes out.
+    expect(judgeUnread(w, true, budget)).toBe("ok");
+    w.sent = 1000;
+    expect(judgeUnread(w, true, budget)).toBe("ok");
+    w.sent = 1001;
+    expect(judgeUnread(w, true, budget)).toBe("over");
+    expect(judgeUnread(w, false, budget)).toBe("over");
+  });
+  it("counts only what was sent after the last echoed heartbeat", () => {
+    const w = { sent: 5000, probed: 4500, read: 4200 };
+    expect(judgeUnread(w, true, budget)).toBe("ok"); // 800 unread
+    w.sent = 5201;
+    expect(judgeUnread(w, true, budget)).toBe("over");
+  });
+  it("keeps the oldest unechoed heartbeat's time, and only the newest heartbeat's text", () => {
+    const first = nextHeartbeat(undefined, 1000);
+    expect(first.awaiting).toMatchObject({ since: 1000, at: 1000 });
+    expect(JSON.parse(first.text)).toEqual({ type: "heartbeat", timestamp: 1000, nonce: first.awaiting.nonce });
+    const second = nextHeartbeat(first.awaiting, 31_000);
+    expect(second.awaiting).toMatchObject({ since: 1000, at: 31_000 });
+    expect(second.text).toBe(heartbeatText(31_000, second.awaiting.nonce));
+    expect(second.awaiting.nonce).not.toBe(first.awaiting.nonce);
+  });
+  it("makes nonces that cannot be guessed: 16 hex digits, no repeats in 10,000", () => {
+    const nonces = new Set(Array.from({ length: 10_000 }, () => newNonce()));
+    expect(nonces.size).toBe(10_000);
+    for (const n of [...nonces].slice(0, 100)) expect(n).toMatch(/^[0-9a-f]{16}$/);
+  });
+  it("measures frames in UTF-8 bytes", () => {
+    expect(byteLength('{"text":"abc"}')).toBe(14);
+    expect(byteLength("é")).toBe(2);
+    expect(byteLength("語")).toBe(3);
+    expect(byteLength("😀")).toBe(4);
+    expect(byteLength(new ArrayBuffer(7))).toBe(7);
   });
 });
 

@@ -19,6 +19,9 @@ const CONTENDED_PCT = 30;
 const MARKER = Buffer.from('"data":{"s":');
 const ERROR_MARKER = Buffer.from('"type":"error"');
 const WELCOME_MARKER = Buffer.from('"type":"welcome"');
+const HEARTBEAT_MARKER = Buffer.from('{"type":"heartbeat"');
+/** edge-rooms' heartbeats are ~70 bytes; nothing else starts with the marker. */
+const HEARTBEAT_MAX_BYTES = 128;
 const COLON = 58;
 
 /**
@@ -66,6 +69,11 @@ export async function openMany({ target, count, concurrency, roomOf, firstClient
         const ws = new WebSocket(target.url(roomOf(i)), {
           ...WS_OPTIONS,
           headers: target.headers(firstClient + i),
+        });
+        // Every client echoes heartbeats, as the edge-rooms protocol asks (the others send none).
+        ws.on("message", (/** @type {Buffer} */ data) => {
+          if (data.length <= HEARTBEAT_MAX_BYTES && data.indexOf(HEARTBEAT_MARKER) === 0)
+            ws.send(data, { binary: false });
         });
         onOpen?.(ws, i);
         let settled = false;

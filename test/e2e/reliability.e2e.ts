@@ -69,6 +69,8 @@ class Peer {
     const since = resume ? `?since=${this.lastSeq}` : "";
     const ws = new WebSocket(`${this.wsBase}/ws/chat/${this.room}${since}`, {
       headers: { Authorization: `Bearer ${this.token}` },
+      // Local workerd can take seconds to close TCP after its close frame; the frame is what counts.
+      closeTimeout: 1000,
     });
     this.ws = ws;
     this.closeCode = undefined;
@@ -262,6 +264,58 @@ describe("a client that keeps sending but stops reading", () => {
     expect(Date.now() - started).toBeLessThan(8_000);
     await until(() => server.output(400).includes('"reason":"not reading"'), "the close to be logged", 5_000);
     expect(server.output(400)).toMatch(/"event":"connection_close"[^\n]*"user":"stalled"[^\n]*"code":4408/);
+    stalled.ws?.terminate();
+    watcher.close();
+  });
+});
+
+describe("a client that stops reading in a busy room", () => {
+  let server: WranglerServer;
+  beforeAll(async () => {
+    // The default 30 s heartbeat, so only the byte budget can close it within the test.
+    server = await WranglerServer.start({ vars: { MAX_UNREAD_BYTES: "1048576" } });
+  });
+  afterAll(async () => {
+    await server?.dispose();
+  });
+
+  it("is closed with 4408 'not reading' once MAX_UNREAD_BYTES piles up, long before any heartbeat is due", async () => {
+    const wsBase = server.baseUrl.replace(/^http/, "ws");
+    const room = `busy-${Date.now()}`;
+    const stalled = new Peer(wsBase, room, await token(server.secret, "stalled"));
+    const watcher = new Peer(wsBase, room, await token(server.secret, "watcher"));
+    await stalled.connect();
+    await watcher.connect();
+    // It stops reading at once and never echoes anything: what the room sends it can only pile up.
+    (stalled.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const pad = "x".repeat(60_000);
+    const started = Date.now();
+    let sent = 0;
+    while (!watcher.leaves.includes("stalled") && Date.now() - started < 20_000) {
+      watcher.ws?.send(JSON.stringify({ type: "message", id: `w${sent++}`, data: { pad } }));
+      await sleep(100);
+    }
+    expect(watcher.leaves).toContain("stalled");
+    // ~600 KB/s: 1 MiB is reached in about 2 s, far from the 30 s heartbeat.
+    expect(Date.now() - started).toBeLessThan(10_000);
+    await until(() => server.output(400).includes('"event":"slow_consumer"'), "the slow consumer log", 5_000);
+    const logged = /"event":"slow_consumer"[^\n]*"unreadBytes":(\d+)/.exec(server.output(400));
+    expect(Number(logged?.[1])).toBeGreaterThan(1_048_576);
+    expect(Number(logged?.[1])).toBeLessThan(1_048_576 + 2 * 61_000);
+    // Once it reads again: what piled up (about 1 MiB of messages), then the close frame.
+    (stalled.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+    await until(() => stalled.closeCode !== undefined, "the stalled client's close", 10_000);
+    expect(stalled.closeCode).toBe(4408);
+    expect(stalled.bySeq.size).toBeGreaterThanOrEqual(15);
+    expect(stalled.bySeq.size).toBeLessThanOrEqual(18);
+    expect(stalled.gaps).toEqual([]);
+    // The watcher got all it sent, in order, and is still connected.
+    await until(
+      () => watcher.bySeq.size >= sent,
+      () => `${sent} messages (got ${watcher.bySeq.size})`,
+    );
+    expect(watcher.gaps).toEqual([]);
+    expect(watcher.closeCode).toBeUndefined();
     stalled.ws?.terminate();
     watcher.close();
   });
