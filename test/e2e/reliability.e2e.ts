@@ -67,11 +67,10 @@ class Peer {
   /** Connects (resuming after the last seq seen, once it has seen any) and waits for `welcome`. */
   connect(resume = false): Promise<void> {
     const since = resume ? `?since=${this.lastSeq}` : "";
-    const ws = new WebSocket(`${this.wsBase}/ws/chat/${this.room}${since}`, {
-      headers: { Authorization: `Bearer ${this.token}` },
-      // Local workerd can take seconds to close TCP after its close frame; the frame is what counts.
-      closeTimeout: 1000,
-    });
+    // Local workerd can take seconds to close TCP after its close frame; the frame is what counts.
+    // ws 8.23 reads closeTimeout; @types/ws 8.18 does not list it yet.
+    const options = { headers: { Authorization: `Bearer ${this.token}` }, closeTimeout: 1000 };
+    const ws = new WebSocket(`${this.wsBase}/ws/chat/${this.room}${since}`, options as WebSocket.ClientOptions);
     this.ws = ws;
     this.closeCode = undefined;
     return new Promise((resolve, reject) => {
