@@ -17,7 +17,16 @@ import { parseArgs } from "node:util";
 import { SignJWT } from "jose";
 import { closeAll, fanout, openMany, percentile, round, sorted } from "./lib/clients.mjs";
 import { markdown, median, summarize } from "./lib/report.mjs";
-import { killAllGroupsNow, liveDirs, REPO_ROOT, sleep, snapshotRepo, startServer } from "./lib/wrangler.mjs";
+import {
+  gitOut,
+  killAllGroupsNow,
+  liveDirs,
+  REPO_ROOT,
+  sleep,
+  snapshotRef,
+  snapshotRepo,
+  startServer,
+} from "./lib/wrangler.mjs";
 
 const HELP = `usage: npm run bench -- [flags]
 
@@ -51,6 +60,8 @@ const HELP = `usage: npm run bench -- [flags]
   --out DIR               where results go (default bench/results)
   --verbose               echo wrangler's output
   --edge-config PATH      a wrangler.toml for edge-rooms other than the repo's (e.g. to compare a variant)
+  --baseline REF          also run edge-rooms as of git REF (e.g. HEAD~1), as server "baseline", side by side
+                          with the working tree in every run: the edge-rooms / baseline column is the change
 `;
 
 const { values: flags } = parseArgs({
@@ -85,6 +96,7 @@ const { values: flags } = parseArgs({
     out: { type: "string" },
     verbose: { type: "boolean" },
     "edge-config": { type: "string" },
+    baseline: { type: "string" },
   },
 });
 if (flags.help) {
@@ -112,11 +124,12 @@ const list = (raw) =>
     .filter(Boolean);
 
 const quick = flags.quick === true;
-const ALL_SERVERS = ["edge-rooms", "ceiling", "peer"];
+const ALL_SERVERS = ["edge-rooms", "ceiling", "peer", ...(flags.baseline ? ["baseline"] : [])];
 const options = {
   quick,
   runs: num(flags.runs, quick ? 1 : 3, "runs", 1),
   servers: list(flags.servers ?? ALL_SERVERS.join(",")),
+  baseline: flags.baseline,
   scenarios: list(flags.scenarios ?? "idle,storm,fanout"),
   stormN: num(flags["storm-n"], quick ? 100 : 500, "storm-n", 1),
   stormRooms: num(flags["storm-rooms"], quick ? 4 : 10, "storm-rooms", 1),
@@ -239,7 +252,11 @@ const SPECS = {
     vars: {},
     path: (/** @type {string} */ room) => `/parties/chat/${room}`,
   },
+  // edge-rooms as of --baseline, from its own snapshot (see below).
+  baseline: { config: undefined, vars: edgeVars, path: (/** @type {string} */ room) => `/ws/chat/${room}` },
 };
+/** Servers that are edge-rooms, and so need a token. */
+const EDGE = new Set(["edge-rooms", "baseline"]);
 
 /** One token per client index, minted before anything is timed. */
 const tokenCount = Math.max(options.stormN, options.idleN, ...options.fanout.map((f) => f.rooms * f.clients), 10);
@@ -271,7 +288,7 @@ function targetOf(server) {
     name: server.name,
     url: (/** @type {string} */ room) => `${wsBase}${spec.path(room)}`,
     headers: (/** @type {number} */ i) =>
-      server.name === "edge-rooms" ? { Authorization: `Bearer ${tokens[i % tokens.length]}` } : undefined,
+      EDGE.has(server.name) ? { Authorization: `Bearer ${tokens[i % tokens.length]}` } : undefined,
   };
 }
 
@@ -529,11 +546,17 @@ let servers = [];
 const snapshot = join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), `edge-rooms-bench-src-${process.pid}`);
 liveDirs.add(snapshot);
 snapshotRepo(snapshot);
+const baselineSnapshot = `${snapshot}-baseline`;
+if (options.baseline !== undefined && options.servers.includes("baseline")) {
+  liveDirs.add(baselineSnapshot);
+  snapshotRef(options.baseline, baselineSnapshot);
+  log(`bench: baseline is ${options.baseline} (${gitOut(["rev-parse", "--short", options.baseline])})`);
+}
 const started = await Promise.allSettled(
   options.servers.map((name) =>
     startServer({
       name,
-      root: snapshot,
+      root: name === "baseline" ? baselineSnapshot : snapshot,
       config: SPECS[/** @type {keyof typeof SPECS} */ (name)].config,
       vars: SPECS[/** @type {keyof typeof SPECS} */ (name)].vars,
       cpus: pinning.enabled ? { server: pinning.serverCpus, tools: pinning.clientCpus } : undefined,
@@ -547,8 +570,10 @@ const startErrors = started.flatMap((r) => (r.status === "rejected" ? [r.reason]
 if (startErrors.length > 0) {
   for (const error of startErrors) process.stderr.write(`bench: ${error instanceof Error ? error.message : error}\n`);
   await Promise.all(servers.map((s) => s.stop()));
-  rmSync(snapshot, { recursive: true, force: true });
-  liveDirs.delete(snapshot);
+  for (const dir of [snapshot, baselineSnapshot]) {
+    rmSync(dir, { recursive: true, force: true });
+    liveDirs.delete(dir);
+  }
   process.exit(1);
 }
 for (const s of servers)
@@ -613,8 +638,10 @@ try {
   for (const s of servers) process.stderr.write(`--- ${s.name} output ---\n${s.tail()}\n`);
 } finally {
   await Promise.all(servers.map((s) => s.stop()));
-  rmSync(snapshot, { recursive: true, force: true });
-  liveDirs.delete(snapshot);
+  for (const dir of [snapshot, baselineSnapshot]) {
+    rmSync(dir, { recursive: true, force: true });
+    liveDirs.delete(dir);
+  }
   clearTimeout(watchdog);
 }
 if (exitCode !== 0) process.exit(exitCode);

@@ -134,6 +134,24 @@ export function snapshotRepo(dir) {
   symlinkSync(join(REPO_ROOT, "node_modules"), join(dir, "node_modules"), "dir");
 }
 
+/** Output of a git command run in the repo. @param {string[]} args */
+export function gitOut(args) {
+  return execFileSync("git", args, { cwd: REPO_ROOT, encoding: "utf8" }).trim();
+}
+
+/**
+ * The repo's files as of git `ref` (committed files only), in `dir`, sharing the repo's node_modules:
+ * a baseline to run beside the working tree.
+ * @param {string} ref
+ * @param {string} dir
+ */
+export function snapshotRef(ref, dir) {
+  mkdirSync(dir, { recursive: true });
+  const archive = execFileSync("git", ["archive", "--format=tar", ref], { cwd: REPO_ROOT, maxBuffer: 1 << 30 });
+  execFileSync("tar", ["-x", "-C", dir], { input: archive });
+  symlinkSync(join(REPO_ROOT, "node_modules"), join(dir, "node_modules"), "dir");
+}
+
 // -- the server -----------------------------------------------------------------------------------
 
 /**
