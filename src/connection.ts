@@ -73,3 +73,9 @@ export function echoOf(attachment: Attachment): string | undefined {
   const awaiting = attachment.awaiting;
   return awaiting === undefined ? undefined : heartbeatText(awaiting.at, awaiting.nonce);
 }
+
+/** What every log line about a connection says. Never the token. */
+export function logFieldsOf(conn: Connection): Record<string, unknown> {
+  const a = conn.attachment;
+  return { room: a.room, connectionId: a.id, user: a.user.id, role: a.role, ip: a.ip };
+}

@@ -6,10 +6,11 @@
 import { DurableObject } from "cloudflare:workers";
 import * as v from "valibot";
 import { canAccessRoom, type Identity, verifyToken } from "./auth";
-import { byteLength, utf8Length } from "./bytes";
+import { utf8Length } from "./bytes";
 import type { Config } from "./config";
 import { loadConfig } from "./config";
-import { type Attachment, type Connection, restoreConnection, tagForUser } from "./connection";
+import { type Attachment, type Connection, logFieldsOf, tagForUser } from "./connection";
+import { Connections } from "./connections";
 import { HttpError } from "./errors";
 import { HANDOFF_HEADER, type Handoff, HandoffSchema } from "./handoff";
 import { judgeConnection } from "./heartbeat";
@@ -36,16 +37,8 @@ import {
   type WelcomeFrame,
 } from "./protocol";
 import { type RateLimits, take } from "./rate-limit";
-import { judgeUnread, newReadWindow, nextHeartbeat, PROBE_FRACTION } from "./reading";
-import {
-  clientIdOf,
-  idOfRefused,
-  isReservedCloseCode,
-  markClosing,
-  safeClose,
-  saveAttachment,
-  trySend,
-} from "./socket-chores";
+import { newReadWindow, PROBE_FRACTION } from "./reading";
+import { clientIdOf, idOfRefused, isReservedCloseCode, safeClose, saveAttachment } from "./socket-chores";
 
 /** The content of a room message, from a socket frame or an HTTP body. */
 export interface MessageBody {
@@ -73,11 +66,9 @@ export class Room extends DurableObject<Env> {
   readonly #frameSchema: ReturnType<typeof clientFrameSchema>;
   /** The rate limit, built once rather than per frame. */
   readonly #limits: RateLimits;
-  /** Cache of the sockets' state, rebuilt from their attachments on the first event after a wake. */
-  #connections: Map<WebSocket, Connection> | undefined;
+  /** Who is here, and every send to them. */
+  readonly #connections: Connections;
   #presence = new Presence();
-  /** Who a broadcast goes to; `undefined` when a connection came or went since it was built. */
-  #broadcastList: Connection[] | undefined;
   /** Whether this object knows an alarm is set (read from storage once per wake), and for when. */
   #hasAlarm = false;
   #alarmDueAt = 0;
@@ -93,6 +84,18 @@ export class Room extends DurableObject<Env> {
       maxStrikes: this.#config?.rateLimitStrikes ?? 1,
     };
     this.#history = new History(ctx.storage, this.#config?.historyLimit ?? 0);
+    // With a bad config every entry point stops before using it, so its fallbacks never matter.
+    const settings = {
+      rateLimitBurst: this.#config?.rateLimitBurst ?? 1,
+      maxUnreadBytes: this.#config?.maxUnreadBytes ?? 0,
+    };
+    this.#connections = new Connections(ctx, settings, {
+      restored: (conn) => this.#presence.add(conn.attachment.user),
+      countedOut: (conn) => {
+        const user = conn.attachment.user;
+        if (this.#presence.remove(user.id)) this.#broadcastPresence("leave", user);
+      },
+    });
     // Answered by the runtime without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
   }
@@ -107,8 +110,7 @@ export class Room extends DurableObject<Env> {
       if (!handoff.success || request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
         return new HttpError("invalid_request", "not a room connect request").toResponse();
       }
-      const connections = this.#restore(config);
-      if (this.#liveCount(connections) >= config.maxConnectionsPerRoom) {
+      if (this.#connections.liveCount() >= config.maxConnectionsPerRoom) {
         const { room, user, ip } = handoff.output;
         log("info", "gate_refused", { room, user: user.id, ip, status: 503, code: "room_full" });
         return new HttpError("room_full", "the room is full; retry later", {
@@ -123,7 +125,7 @@ export class Room extends DurableObject<Env> {
         this.#alarmDueAt = due;
         this.#hasAlarm = true;
       }
-      return this.#accept(handoff.output, config, connections);
+      return this.#accept(handoff.output, config);
     } catch (error) {
       log("error", "connect_failed", describeError(error));
       return new HttpError("internal_error", "internal error").toResponse();
@@ -136,13 +138,13 @@ export class Room extends DurableObject<Env> {
       this.#closeMisconfigured(ws);
       return;
     }
-    const conn = this.#restore(config).get(ws);
+    const conn = this.#connections.all().get(ws);
     if (!conn || conn.isGone) return;
     try {
       await this.#onFrame(conn, message, config);
     } catch (error) {
-      log("error", "frame_failed", { ...this.#logFields(conn), ...describeError(error) });
-      this.#close(conn, CLOSE_CODES.internalError, "internal error");
+      log("error", "frame_failed", { ...logFieldsOf(conn), ...describeError(error) });
+      this.#connections.close(conn, CLOSE_CODES.internalError, "internal error");
     }
   }
 
@@ -154,8 +156,8 @@ export class Room extends DurableObject<Env> {
   }
 
   override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
-    const conn = this.#connections?.get(ws);
-    log("warn", "socket_error", { ...(conn ? this.#logFields(conn) : {}), ...describeError(error) });
+    const conn = this.#connections.peek(ws);
+    log("warn", "socket_error", { ...(conn ? logFieldsOf(conn) : {}), ...describeError(error) });
     this.#onGone(ws, 1006, "socket error");
   }
 
@@ -163,22 +165,22 @@ export class Room extends DurableObject<Env> {
     // At-least-once and retried: running twice only sends one more heartbeat.
     const config = this.#config;
     if (!config) return;
-    const connections = this.#restore(config);
+    const connections = this.#connections;
     const now = Date.now();
     try {
-      for (const conn of connections.values()) {
+      for (const conn of connections.all().values()) {
         if (conn.isGone) continue;
         // One connection's failure must not stop the heartbeat for the others.
         try {
           this.#heartbeat(conn, now, config);
         } catch (error) {
-          log("error", "heartbeat_failed", { ...this.#logFields(conn), ...describeError(error) });
-          this.#close(conn, CLOSE_CODES.internalError, "internal error");
+          log("error", "heartbeat_failed", { ...logFieldsOf(conn), ...describeError(error) });
+          connections.close(conn, CLOSE_CODES.internalError, "internal error");
         }
       }
     } finally {
       // Rescheduled whatever happened above, or the room would keep live sockets with no alarm.
-      this.#hasAlarm = this.#liveCount(connections) > 0;
+      this.#hasAlarm = connections.liveCount() > 0;
       this.#alarmDueAt = now + config.heartbeatIntervalMs;
       if (this.#hasAlarm) await this.ctx.storage.setAlarm(this.#alarmDueAt);
     }
@@ -194,33 +196,19 @@ export class Room extends DurableObject<Env> {
       timeoutMs: config.heartbeatTimeoutMs,
     });
     if (verdict.action === "close") {
-      this.#close(conn, verdict.code, verdict.reason);
+      this.#connections.close(conn, verdict.code, verdict.reason);
       return;
     }
     conn.attachment.seenAt = Math.max(conn.attachment.seenAt, conn.lastFrameAt);
-    this.#sendHeartbeat(conn, now);
-  }
-
-  /**
-   * Sends a heartbeat with a fresh nonce and records it in the attachment: its exact echo is what
-   * proves the client read everything sent before it (src/reading.ts).
-   */
-  #sendHeartbeat(conn: Connection, now: number): void {
-    const next = nextHeartbeat(conn.attachment.awaiting, now);
-    conn.attachment.awaiting = next.awaiting;
-    conn.expectedEcho = next.text;
-    conn.window.probed = conn.window.sent;
-    saveAttachment(conn);
-    trySend(conn.ws, next.text);
-    conn.window.sent += next.text.length;
+    this.#connections.sendHeartbeat(conn, now); // saves the attachment, seenAt with it
   }
 
   // -- RPC for the HTTP API (the Worker has already checked the token and the role) ------------
 
   /** Publishes a message as `from`, exactly like one sent over a socket. */
   async publish(room: string, from: User, body: MessageBody): Promise<Published> {
-    const config = this.#requireConfig();
-    this.#restore(config);
+    this.#requireConfig();
+    this.#connections.all();
     return this.#publish(room, from, body, Date.now());
   }
 
@@ -231,23 +219,20 @@ export class Room extends DurableObject<Env> {
 
   /** Who is connected, and the latest seq. Reads only. */
   async info(): Promise<RoomInfo> {
-    const config = this.#requireConfig();
-    const connections = this.#restore(config);
-    return { seq: this.#history.latestSeq, connections: this.#liveCount(connections), users: this.#presence.list() };
+    this.#requireConfig();
+    return {
+      seq: this.#history.latestSeq,
+      connections: this.#connections.liveCount(),
+      users: this.#presence.list(),
+    };
   }
 
   /** Closes every connection of `userId` with 4403; returns how many were closed. */
   async kick(userId: string): Promise<number> {
-    const config = this.#requireConfig();
-    const connections = this.#restore(config);
-    let closed = 0;
-    for (const ws of this.#liveSockets(tagForUser(userId))) {
-      const conn = connections.get(ws);
-      if (!conn) continue;
-      this.#close(conn, CLOSE_CODES.forbidden, "kicked");
-      closed++;
-    }
-    return closed;
+    this.#requireConfig();
+    const kicked = this.#connections.live(tagForUser(userId));
+    for (const conn of kicked) this.#connections.close(conn, CLOSE_CODES.forbidden, "kicked");
+    return kicked.length;
   }
 
   #requireConfig(): Config {
@@ -257,7 +242,7 @@ export class Room extends DurableObject<Env> {
 
   // -- connect -------------------------------------------------------------------------------
 
-  #accept(handoff: Handoff, config: Config, connections: Map<WebSocket, Connection>): Response {
+  #accept(handoff: Handoff, config: Config): Response {
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     this.ctx.acceptWebSocket(server, [tagForUser(handoff.user.id)]);
     const now = Date.now();
@@ -281,15 +266,14 @@ export class Room extends DurableObject<Env> {
       expectedEcho: undefined,
       isGone: false,
     };
-    connections.set(server, conn);
-    this.#broadcastList = undefined;
+    this.#connections.add(conn);
     const isFirst = this.#presence.add(handoff.user);
     try {
       this.#greet(conn, handoff, config, isFirst);
     } catch (error) {
       // Accepted but not greeted: close it and count it out rather than leave a ghost.
-      log("error", "connect_failed", { ...this.#logFields(conn), ...describeError(error) });
-      this.#close(conn, CLOSE_CODES.internalError, "internal error");
+      log("error", "connect_failed", { ...logFieldsOf(conn), ...describeError(error) });
+      this.#connections.close(conn, CLOSE_CODES.internalError, "internal error");
     }
     const headers = handoff.selectProtocol ? { "Sec-WebSocket-Protocol": SUBPROTOCOL } : undefined;
     return new Response(null, { status: 101, webSocket: client, headers });
@@ -312,11 +296,11 @@ export class Room extends DurableObject<Env> {
       ...(replay ? { recovered: replay.recovered } : {}),
     };
     // Counted, but not judged: the connection is not counted in yet, and it cannot be behind.
-    this.#send(conn, JSON.stringify(welcome), false);
-    for (const frame of replay?.frames ?? []) this.#send(conn, frame, false);
+    this.#connections.send(conn, JSON.stringify(welcome), false);
+    for (const frame of replay?.frames ?? []) this.#connections.send(conn, frame, false);
     if (isFirst) this.#broadcastPresence("join", handoff.user, server);
     log("info", "connection_open", {
-      ...this.#logFields(conn),
+      ...logFieldsOf(conn),
       since: handoff.since,
       recovered: replay?.recovered,
       replayed: replay?.frames.length,
@@ -326,31 +310,29 @@ export class Room extends DurableObject<Env> {
   // -- frames --------------------------------------------------------------------------------
 
   #onFrame(conn: Connection, message: string | ArrayBuffer, config: Config): void | Promise<void> {
+    const connections = this.#connections;
     const now = Date.now();
     const size = typeof message === "string" ? utf8Length(message, config.maxMessageBytes) : message.byteLength;
     if (size > config.maxMessageBytes) {
-      this.#close(conn, CLOSE_CODES.messageTooBig, `frame over ${config.maxMessageBytes} bytes`);
+      connections.close(conn, CLOSE_CODES.messageTooBig, `frame over ${config.maxMessageBytes} bytes`);
       return;
     }
     conn.lastFrameAt = now;
-    if (message === conn.expectedEcho) {
+    if (connections.takeEcho(conn, message)) {
       // Proof that the client read everything sent before that heartbeat. Once per heartbeat, so it
       // is exempt from the rate limit: a burst cannot make a reading client look like one that stopped.
-      conn.attachment.awaiting = undefined;
-      conn.expectedEcho = undefined;
-      conn.window.read = conn.window.probed;
       this.#saveSeenAt(conn);
       return;
     }
     if (now - conn.attachment.seenAt >= config.heartbeatIntervalMs / 2) this.#saveSeenAt(conn);
     if (now >= conn.attachment.exp) {
-      this.#close(conn, CLOSE_CODES.tokenExpired, "token expired");
+      connections.close(conn, CLOSE_CODES.tokenExpired, "token expired");
       return;
     }
 
     const taken = take(conn.bucket, now, this.#limits);
     if (taken === "exhausted") {
-      this.#close(conn, CLOSE_CODES.rateLimited, "rate limit exceeded");
+      connections.close(conn, CLOSE_CODES.rateLimited, "rate limit exceeded");
       return;
     }
     if (taken === "refused") {
@@ -363,7 +345,7 @@ export class Room extends DurableObject<Env> {
       if (conn.attachment.role === "readonly") {
         this.#sendError(conn, "forbidden", "this connection is read-only");
       } else {
-        this.#broadcast(message, conn.ws);
+        connections.broadcast(message, conn.ws);
       }
       return;
     }
@@ -441,7 +423,7 @@ export class Room extends DurableObject<Env> {
     };
     const frame = JSON.stringify(out);
     this.#history.append({ seq, ts: now, userId: from.id, messageId: body.id, frame });
-    this.#broadcast(frame);
+    this.#connections.broadcast(frame);
     return { seq, ts: now, isDuplicate: false };
   }
 
@@ -464,7 +446,7 @@ export class Room extends DurableObject<Env> {
     const a = conn.attachment;
     if (identity.userId !== a.user.id || !canAccessRoom(identity, a.room)) {
       this.#sendError(conn, "forbidden", "the new token is for another user or does not grant this room");
-      this.#close(conn, CLOSE_CODES.forbidden, "forbidden");
+      this.#connections.close(conn, CLOSE_CODES.forbidden, "forbidden");
       return;
     }
     a.exp = identity.exp;
@@ -472,7 +454,7 @@ export class Room extends DurableObject<Env> {
     a.user = { id: a.user.id, name: identity.name };
     conn.ws.serializeAttachment(a);
     this.#send(conn, JSON.stringify({ type: "auth", exp: identity.exp } satisfies AuthFrame));
-    log("info", "token_refreshed", { ...this.#logFields(conn), exp: identity.exp });
+    log("info", "token_refreshed", { ...logFieldsOf(conn), exp: identity.exp });
   }
 
   #sendHistory(conn: Connection, before: number | undefined, limit: number, config: Config): void {
@@ -482,7 +464,8 @@ export class Room extends DurableObject<Env> {
   }
 
   #directMessage(conn: Connection, frame: ClientMessageFrame, to: string, now: number): void {
-    const recipients = this.#liveSockets(tagForUser(to));
+    const connections = this.#connections;
+    const recipients = connections.live(tagForUser(to));
     if (recipients.length === 0) {
       this.#sendError(conn, "unknown_recipient", "that user has no connection in this room", frame.id);
       return;
@@ -498,94 +481,32 @@ export class Room extends DurableObject<Env> {
       ts: now,
     };
     const text = JSON.stringify(out);
-    const targets = new Set([...recipients, ...this.#liveSockets(tagForUser(conn.attachment.user.id))]);
-    targets.delete(conn.ws);
-    for (const ws of targets) {
-      const target = this.#connections?.get(ws);
-      if (target) this.#send(target, text);
-    }
+    const targets = new Set([...recipients, ...connections.live(tagForUser(conn.attachment.user.id))]);
+    targets.delete(conn);
+    for (const target of targets) connections.send(target, text);
     if (frame.id !== undefined) this.#send(conn, JSON.stringify({ type: "ack", id: frame.id } satisfies AckFrame));
   }
 
   // -- connection bookkeeping ----------------------------------------------------------------
 
-  /** The connection cache, rebuilt from the sockets' attachments after a wake. */
-  #restore(config: Config): Map<WebSocket, Connection> {
-    if (this.#connections) return this.#connections;
-    const connections = new Map<WebSocket, Connection>();
-    const now = Date.now();
-    for (const ws of this.ctx.getWebSockets()) {
-      const conn = restoreConnection(ws, config.rateLimitBurst, now);
-      if (!conn) {
-        log("error", "attachment_invalid", { attachment: "unreadable" });
-        safeClose(ws, CLOSE_CODES.internalError, "internal error");
-        continue;
-      }
-      connections.set(ws, conn);
-      if (!conn.isGone) this.#presence.add(conn.attachment.user);
-    }
-    this.#connections = connections;
-    return connections;
-  }
-
-  #liveCount(connections: Map<WebSocket, Connection>): number {
-    let n = 0;
-    for (const conn of connections.values()) if (!conn.isGone) n++;
-    return n;
-  }
-
-  /** Open, counted-in sockets, optionally those of one tag. */
-  #liveSockets(tag?: string): WebSocket[] {
-    const connections = this.#connections;
-    if (!connections) return [];
-    return this.ctx.getWebSockets(tag).filter((ws) => {
-      const conn = connections.get(ws);
-      return conn !== undefined && !conn.isGone && ws.readyState === WebSocket.OPEN;
-    });
-  }
-
-  /** Closes a connection from our side and counts it out. */
-  #close(conn: Connection, code: number, reason: string): void {
-    if (conn.isGone) return;
-    markClosing(conn); // before close(): a closed socket may refuse a new attachment
-    safeClose(conn.ws, code, reason);
-    this.#countOut(conn, code, reason, "server");
-  }
-
   /** The peer closed, or the socket failed. */
   #onGone(ws: WebSocket, code: number, reason: string): void {
     if (!this.#config) return;
-    const connections = this.#restore(this.#config);
-    const conn = connections.get(ws);
-    if (conn && !conn.isGone) this.#countOut(conn, code, reason, "client");
-    connections.delete(ws);
+    const connections = this.#connections;
+    const conn = connections.forget(ws, code, reason);
     if (conn?.isDying) {
       // Found closing at a wake, so never counted in: announce its user's leave if nobody is left.
       conn.isDying = false;
       const user = conn.attachment.user;
-      if (this.#liveSockets(tagForUser(user.id)).length === 0 && !this.#presence.has(user.id)) {
+      if (connections.live(tagForUser(user.id)).length === 0 && !this.#presence.has(user.id)) {
         this.#broadcastPresence("leave", user);
       }
     }
-    if (this.#liveCount(connections) === 0) {
+    if (connections.liveCount() === 0) {
       // An empty room keeps no alarm.
       this.#hasAlarm = false;
       this.ctx.storage.deleteAlarm().catch((error) => log("error", "alarm_delete_failed", describeError(error)));
     }
-  }
-
-  #countOut(conn: Connection, code: number, reason: string, by: "server" | "client"): void {
-    conn.isGone = true;
-    this.#broadcastList = undefined;
-    markClosing(conn);
-    log("info", "connection_close", {
-      ...this.#logFields(conn),
-      code,
-      reason,
-      by,
-      durationMs: Date.now() - conn.attachment.connectedAt,
-    });
-    if (this.#presence.remove(conn.attachment.user.id)) this.#broadcastPresence("leave", conn.attachment.user);
   }
 
   #saveSeenAt(conn: Connection): void {
@@ -600,68 +521,17 @@ export class Room extends DurableObject<Env> {
 
   // -- sending -------------------------------------------------------------------------------
 
-  /**
-   * Sends to every counted-in connection. The list is kept between messages and rebuilt only when a
-   * connection comes or goes: asking the runtime for every socket on every message is the costliest
-   * part of a broadcast in a large room.
-   */
-  #broadcast(frame: string | ArrayBuffer, except?: WebSocket): void {
-    if (this.#broadcastList === undefined) {
-      if (this.#connections === undefined) return; // nothing restored yet: nobody to send to
-      this.#broadcastList = [];
-      for (const conn of this.#connections.values()) if (!conn.isGone) this.#broadcastList.push(conn);
-    }
-    const bytes = byteLength(frame);
-    let behind: Connection[] | undefined;
-    for (const conn of this.#broadcastList) {
-      if (conn.ws === except || conn.ws.readyState !== WebSocket.OPEN) continue;
-      trySend(conn.ws, frame);
-      if (this.#countSent(conn, bytes)) {
-        behind ??= [];
-        behind.push(conn);
-      }
-    }
-    // Closed after the loop: a close announces a leave, which is a broadcast of its own.
-    for (const conn of behind ?? []) this.#closeNotReading(conn);
-  }
-
   #broadcastPresence(event: PresenceFrame["event"], user: User, except?: WebSocket): void {
     const frame: PresenceFrame = { type: "presence", event, user, online: this.#presence.online };
-    this.#broadcast(JSON.stringify(frame), except);
+    this.#connections.broadcast(JSON.stringify(frame), except);
   }
 
-  /** Sends to one connection; `judge: false` counts the bytes without closing a client behind. */
-  #send(conn: Connection, frame: string, judge = true): void {
-    trySend(conn.ws, frame);
-    const isBehind = this.#countSent(conn, byteLength(frame));
-    if (isBehind && judge) this.#closeNotReading(conn);
-  }
-
-  /**
-   * Counts `bytes` sent to `conn`: sends an early heartbeat once a quarter of the budget is unread,
-   * and says whether the client is past the budget (src/reading.ts).
-   */
-  #countSent(conn: Connection, bytes: number): boolean {
-    conn.window.sent += bytes;
-    const budget = this.#config?.maxUnreadBytes ?? Number.POSITIVE_INFINITY;
-    const verdict = judgeUnread(conn.window, conn.attachment.awaiting !== undefined, budget);
-    if (verdict === "probe") this.#sendHeartbeat(conn, Date.now());
-    return verdict === "over";
-  }
-
-  #closeNotReading(conn: Connection): void {
-    if (conn.isGone) return;
-    log("warn", "slow_consumer", { ...this.#logFields(conn), unreadBytes: conn.window.sent - conn.window.read });
-    this.#close(conn, CLOSE_CODES.heartbeatTimeout, "not reading");
+  #send(conn: Connection, frame: string): void {
+    this.#connections.send(conn, frame);
   }
 
   #sendError(conn: Connection, code: FrameErrorCode, message: string, id?: string): void {
     const frame: ErrorFrame = { type: "error", code, message, ...(id === undefined ? {} : { id }) };
     this.#send(conn, JSON.stringify(frame));
-  }
-
-  #logFields(conn: Connection): Record<string, unknown> {
-    const a = conn.attachment;
-    return { room: a.room, connectionId: a.id, user: a.user.id, role: a.role, ip: a.ip };
   }
 }
