@@ -18,16 +18,16 @@ export { type BackoffOptions, backoffCeiling, backoffDelay, DEFAULT_BACKOFF, res
 export type { Listener } from "./emitter";
 export { RoomClientError, type SendErrorCode, type Stop, type StopCode } from "./errors";
 export type { SendResult } from "./outbox";
-export {
-  type ConnectionState,
-  type Gap,
-  type Retry,
-  type RetryReason,
-  RoomClient,
-  type RoomClientEvents,
-  type RoomClientOptions,
-  type SendOptions,
-  type StateChange,
-  type TokenSource,
-} from "./room-client";
+export { RoomClient } from "./room-client";
 export type { FetchLike, WebSocketConstructor, WebSocketExtraOptions, WebSocketLike } from "./socket";
+export type {
+  ConnectionState,
+  Gap,
+  Retry,
+  RetryReason,
+  RoomClientEvents,
+  RoomClientOptions,
+  SendOptions,
+  StateChange,
+  TokenSource,
+} from "./types";

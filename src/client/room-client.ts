@@ -8,10 +8,8 @@ import {
   BEARER_PROTOCOL_PREFIX,
   CLOSE_CODES,
   clientFrameSchema,
-  type ErrorFrame,
   type MessageFrame,
   PING_FRAME,
-  type PresenceFrame,
   RoomIdSchema,
   ServerFrameSchema,
   SUBPROTOCOL,
@@ -38,108 +36,7 @@ import {
   type WebSocketConstructor,
   type WebSocketLike,
 } from "./socket";
-
-/** `connecting` (first attempt) → `open` (welcomed) → `reconnecting` (waiting or retrying) → … → `closed`. */
-export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
-
-export interface StateChange {
-  state: ConnectionState;
-  previous: ConnectionState;
-  /** Why the client stopped, when `state` is `closed`. */
-  stop?: Stop;
-}
-
-/** Why a reconnect was scheduled. */
-export type RetryReason =
-  /** An open connection closed (the close code says how). */
-  | "dropped"
-  /** Nothing answered at the server's address. */
-  | "unreachable"
-  /** The upgrade was refused with a status worth retrying (5xx, 408, 429). */
-  | "unavailable"
-  /** No `welcome` within `connectTimeoutMs`. */
-  | "timeout"
-  /** No frame from the server for two heartbeat intervals. */
-  | "heartbeat"
-  /** Closed with 4401: the next attempt gets a fresh token, at once. */
-  | "token_expired"
-  /** The token function threw or returned no token. */
-  | "token_error";
-
-export interface Retry {
-  /** Failed attempts in a row, this one included (1 for the first retry). */
-  attempt: number;
-  delayMs: number;
-  reason: RetryReason;
-  closeCode?: number;
-  status?: number;
-  message?: string;
-}
-
-/** Messages the client could not recover: `since` was trimmed from history, or the room was reset. */
-export interface Gap {
-  /** The last seq the client had seen. */
-  since: number;
-  /** The room's latest seq at the reconnect. */
-  seq: number;
-  reason: "trimmed" | "reset";
-}
-
-/** Every event, and what its listeners receive. */
-export interface RoomClientEvents {
-  state: StateChange;
-  /** Each connection's first frame (also after every reconnect). */
-  welcome: WelcomeFrame;
-  /** Room messages in `seq` order, each once; direct messages (no `seq`) as they come. */
-  message: MessageFrame;
-  presence: PresenceFrame;
-  /** Error frames not answered by a `send()` rejection (for example `rate_limited`). */
-  error: ErrorFrame;
-  gap: Gap;
-  retry: Retry;
-  /** Binary frames relayed from other connections. */
-  binary: ArrayBuffer;
-}
-
-/** A token, or a function called before every (re)connect to get a fresh one. */
-export type TokenSource = string | (() => string | Promise<string>);
-
-export interface RoomClientOptions {
-  /** The service's base URL, `https://…` or `wss://…` (`/ws/chat/<room>` is appended). */
-  url: string;
-  room: string;
-  token: TokenSource;
-  /** Resume from this seq on the first connect (`0`: the whole stored history). Default: only new messages. */
-  since?: number;
-  reconnect?: Partial<BackoffOptions>;
-  /** How long a written send waits for its `ack` before it is rejected. Default 10 000 ms. */
-  ackTimeoutMs?: number;
-  /** Sends kept while disconnected; more are rejected with `queue_full`. Default 100. */
-  maxQueue?: number;
-  /**
-   * The pace of sends, to match the server's RATE_LIMIT_PER_SECOND / RATE_LIMIT_BURST (default 20
-   * and 40, the server's defaults): a full queue flushed after a reconnect then is not refused.
-   */
-  rateLimit?: { perSecond?: number; burst?: number };
-  /** How long an attempt may take to get its `welcome`. Default 10 000 ms. */
-  connectTimeoutMs?: number;
-  /** A WebSocket constructor (for example `ws` in Node 20). Default: the global `WebSocket`. */
-  WebSocket?: WebSocketConstructor;
-  /** Used to tell a refused upgrade from an unreachable server. Default: the global `fetch`. */
-  fetch?: FetchLike;
-  /**
-   * Connect right away (on the next microtask, so listeners added now see every event). Default
-   * true; with false the client starts `closed` and `connect()` starts it.
-   */
-  autoConnect?: boolean;
-}
-
-export interface SendOptions {
-  /** A user id: a direct message, not stored and without `seq`. */
-  to?: string;
-  /** The message id (≤ 64 characters). Default: a unique one. Reusing an id makes a retry idempotent. */
-  id?: string;
-}
+import type { ConnectionState, Gap, Retry, RoomClientEvents, RoomClientOptions, SendOptions } from "./types";
 
 /** The close code the client uses when it abandons a connection it considers dead. */
 const ABANDON_CODE = 4000;
