@@ -5,7 +5,7 @@
 import * as v from "valibot";
 import { ROLES } from "./protocol";
 import { createBucket, type TokenBucket } from "./rate-limit";
-import { AwaitingSchema, heartbeatText, newReadWindow, type ReadWindow } from "./reading";
+import { AwaitingSchema, heartbeatText, newReadWindow, type ReadWindow, type SentHeartbeat } from "./reading";
 
 /** What a socket's attachment holds: small (well under the 16 KiB limit), and never the token. */
 export const AttachmentSchema = v.object({
@@ -33,10 +33,8 @@ export interface Connection {
   /** Last frame received, ms; may be newer than `attachment.seenAt`. */
   lastFrameAt: number;
   bucket: TokenBucket;
-  /** Bytes sent and known read, for the unread-bytes rule. */
+  /** Bytes sent and known read, and the heartbeats whose echo would say so (src/reading.ts). */
   window: ReadWindow;
-  /** The exact echo that would acknowledge `attachment.awaiting`, kept ready for comparison. */
-  expectedEcho: string | undefined;
   /** Set once the room has counted this connection out (our close or the peer's). */
   isGone: boolean;
   /**
@@ -61,17 +59,16 @@ export function restoreConnection(ws: WebSocket, burst: number, now: number): Co
     attachment: parsed.output,
     lastFrameAt: parsed.output.seenAt,
     bucket: createBucket(burst, now),
-    window: newReadWindow(),
-    expectedEcho: echoOf(parsed.output),
+    window: newReadWindow(newestOf(parsed.output)),
     isGone: closedByUs || isDying,
     isDying,
   };
 }
 
-/** The exact text whose echo acknowledges what `attachment` awaits. */
-export function echoOf(attachment: Attachment): string | undefined {
+/** The heartbeat `attachment` awaits, as sent: its exact echo still counts after a wake. */
+function newestOf(attachment: Attachment): SentHeartbeat | undefined {
   const awaiting = attachment.awaiting;
-  return awaiting === undefined ? undefined : heartbeatText(awaiting.at, awaiting.nonce);
+  return awaiting === undefined ? undefined : { text: heartbeatText(awaiting.at, awaiting.nonce), before: 0 };
 }
 
 /** What every log line about a connection says. Never the token. */

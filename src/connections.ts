@@ -8,7 +8,7 @@ import { byteLength } from "./bytes";
 import { type Connection, logFieldsOf, restoreConnection } from "./connection";
 import { log } from "./log";
 import { CLOSE_CODES } from "./protocol";
-import { judgeUnread, nextHeartbeat } from "./reading";
+import { acknowledge, judgeUnread, nextHeartbeat, recordHeartbeat } from "./reading";
 import { markClosing, safeClose, saveAttachment, trySend } from "./socket-chores";
 
 export interface ConnectionHooks {
@@ -138,14 +138,14 @@ export class Connections {
       }
     }
     // Closed after the loop: a close announces a leave, which is a broadcast of its own.
-    for (const conn of behind ?? []) this.#closeNotReading(conn);
+    for (const conn of behind ?? []) this.closeBehind(conn);
   }
 
   /** Sends to one connection; `judge: false` counts the bytes without closing a client behind. */
   send(conn: Connection, frame: string, judge = true): void {
     trySend(conn.ws, frame);
     const isBehind = this.#countSent(conn, byteLength(frame));
-    if (isBehind && judge) this.#closeNotReading(conn);
+    if (isBehind && judge) this.closeBehind(conn);
   }
 
   /**
@@ -155,37 +155,40 @@ export class Connections {
   sendHeartbeat(conn: Connection, now: number): void {
     const next = nextHeartbeat(conn.attachment.awaiting, now);
     conn.attachment.awaiting = next.awaiting;
-    conn.expectedEcho = next.text;
-    conn.window.probed = conn.window.sent;
+    recordHeartbeat(conn.window, next.text);
     saveAttachment(conn);
     trySend(conn.ws, next.text);
-    conn.window.sent += next.text.length;
   }
 
   /**
-   * Whether `message` is the exact echo of the heartbeat `conn` owes, and if so takes it: everything
-   * sent before that heartbeat was read. The caller saves the attachment.
+   * Whether `message` is the exact echo of a heartbeat `conn` owes (the newest or the one before),
+   * and if so takes it. The caller saves the attachment.
    */
   takeEcho(conn: Connection, message: string | ArrayBuffer): boolean {
-    if (message !== conn.expectedEcho) return false;
-    conn.attachment.awaiting = undefined;
-    conn.expectedEcho = undefined;
-    conn.window.read = conn.window.probed;
+    const taken = acknowledge(conn.window, conn.attachment.awaiting, message);
+    if (taken === undefined) return false;
+    conn.attachment.awaiting = taken.awaiting;
     return true;
+  }
+
+  /** Whether `conn` is behind for good (for the alarm, which sends nothing to a quiet room). */
+  isBehind(conn: Connection, now: number): boolean {
+    return judgeUnread(conn.window, conn.attachment.awaiting, this.#settings.maxUnreadBytes, () => now) === "over";
   }
 
   /**
    * Counts `bytes` sent to `conn`: sends an early heartbeat once a quarter of the budget is unread,
-   * and says whether the client is past the budget.
+   * and says whether the client is behind for good.
    */
   #countSent(conn: Connection, bytes: number): boolean {
     conn.window.sent += bytes;
-    const verdict = judgeUnread(conn.window, conn.attachment.awaiting !== undefined, this.#settings.maxUnreadBytes);
+    const verdict = judgeUnread(conn.window, conn.attachment.awaiting, this.#settings.maxUnreadBytes, Date.now);
     if (verdict === "probe") this.sendHeartbeat(conn, Date.now());
     return verdict === "over";
   }
 
-  #closeNotReading(conn: Connection): void {
+  /** Closes a client that does not read fast enough with 4408 `not reading`, and logs how far behind. */
+  closeBehind(conn: Connection): void {
     if (conn.isGone) return;
     log("warn", "slow_consumer", { ...logFieldsOf(conn), unreadBytes: conn.window.sent - conn.window.read });
     this.close(conn, CLOSE_CODES.heartbeatTimeout, "not reading");

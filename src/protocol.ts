@@ -207,8 +207,9 @@ export const PresenceFrameSchema = v.object({
 export const HeartbeatFrameSchema = v.object({
   type: v.literal("heartbeat"),
   timestamp: v.number(),
-  /** Random per connection and per heartbeat: an echo cannot be guessed, only read. */
-  nonce: v.string(),
+  /** Random per connection and per heartbeat: an echo cannot be guessed, only read. Optional for the
+   * client's sake: it echoes the text whatever it holds, also against a server that sends none. */
+  nonce: v.optional(v.string()),
 });
 
 export const PongFrameSchema = v.object({ type: v.literal("pong") });

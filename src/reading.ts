@@ -5,19 +5,27 @@
  * that heartbeat. Each heartbeat carries a random nonce, fresh per connection and per heartbeat: a
  * client that reads nothing cannot guess the echo, nor copy it from another of its connections.
  *
- * Two rules close a client that stopped reading (4408 `not reading`), whatever else it still sends:
+ * Three rules close a client that stopped reading (4408 `not reading`), whatever else it sends:
  * - time: a heartbeat left unechoed for HEARTBEAT_TIMEOUT_MS (judged by the alarm; the state is in
  *   the socket attachment, so it survives hibernation);
- * - bytes: more than MAX_UNREAD_BYTES sent since the last echoed heartbeat (judged at each send).
- *   Counted in memory: a hibernation (seconds of silence) starts the count again, and the time rule
- *   still holds across it.
- * Heartbeats go out at every alarm, and also as soon as a quarter of the budget is unread with none
- * outstanding, so a client that reads is acknowledged long before it nears the budget.
+ * - bytes, late: more than MAX_UNREAD_BYTES unread (sent since the last echoed heartbeat) while a
+ *   heartbeat has waited for its echo longer than BEHIND_GRACE_MS: a burst that a reading client
+ *   works through in seconds closes nobody;
+ * - bytes, at once: more than HARD_FACTOR × MAX_UNREAD_BYTES unread, however recent.
+ * The byte count is kept in memory: a hibernation (seconds without any event) starts it again, and
+ * the time rule still holds across it. Heartbeats go out at every alarm, and also as soon as a
+ * quarter of the budget is unread with none outstanding, so a client that reads is acknowledged long
+ * before it nears the budget. The echo of the heartbeat before the newest counts too (for its part):
+ * a client that lags by one heartbeat is still seen reading.
  */
 import * as v from "valibot";
 
 /** A heartbeat goes out early once this fraction of the byte budget is unread. */
 export const PROBE_FRACTION = 1 / 4;
+/** Over the budget, a client is closed once a heartbeat has waited this long for its echo. */
+export const BEHIND_GRACE_MS = 10_000;
+/** Past this many budgets unread, a client is closed at once. */
+export const HARD_FACTOR = 4;
 
 /** The newest heartbeat a connection has not echoed yet, kept in its attachment. */
 export const AwaitingSchema = v.object({
@@ -29,27 +37,75 @@ export const AwaitingSchema = v.object({
 });
 export type Awaiting = v.InferOutput<typeof AwaitingSchema>;
 
-/** Bytes sent to one connection since this object woke (memory only). */
-export interface ReadWindow {
-  sent: number;
-  /** `sent` when the newest heartbeat went out. */
-  probed: number;
-  /** `sent` when the heartbeat the client last echoed went out: it has read at least this much. */
-  read: number;
+/** A heartbeat sent, and how much had been sent before it. */
+export interface SentHeartbeat {
+  text: string;
+  /** `ReadWindow.sent` just before it: what its echo proves read. */
+  before: number;
 }
 
-export function newReadWindow(): ReadWindow {
-  return { sent: 0, probed: 0, read: 0 };
+/** What one connection was sent since this object woke, and what it has shown it read (memory only). */
+export interface ReadWindow {
+  sent: number;
+  read: number;
+  /** The newest heartbeat not echoed yet, and the one before it. */
+  newest: SentHeartbeat | undefined;
+  previous: SentHeartbeat | undefined;
+}
+
+export function newReadWindow(newest?: SentHeartbeat): ReadWindow {
+  return { sent: 0, read: 0, newest, previous: undefined };
 }
 
 export type ReadVerdict = "ok" | "probe" | "over";
 
-/** After counting a send: fine, time for an early heartbeat, or too much unread. */
-export function judgeUnread(window: ReadWindow, isAwaiting: boolean, budget: number): ReadVerdict {
+/**
+ * After a send (or at the alarm): fine, time for an early heartbeat, or behind for good. `now` is
+ * asked only when the client is over the budget.
+ */
+export function judgeUnread(
+  window: ReadWindow,
+  awaiting: Awaiting | undefined,
+  budget: number,
+  now: () => number,
+): ReadVerdict {
   const unread = window.sent - window.read;
-  if (unread > budget) return "over";
-  if (!isAwaiting && unread > budget * PROBE_FRACTION) return "probe";
+  if (unread > budget * HARD_FACTOR) return "over";
+  if (awaiting === undefined) return unread > budget * PROBE_FRACTION ? "probe" : "ok";
+  if (unread > budget && now() - awaiting.since > BEHIND_GRACE_MS) return "over";
   return "ok";
+}
+
+/** Counts a heartbeat about to be sent: it becomes the newest, the newest the previous. */
+export function recordHeartbeat(window: ReadWindow, text: string): void {
+  window.previous = window.newest;
+  window.newest = { text, before: window.sent };
+  window.sent += text.length;
+}
+
+/**
+ * Takes `message` if it is the exact echo of the newest heartbeat (nothing is awaited any more) or of
+ * the one before it (the newest is still awaited, but from its own time); `undefined` otherwise.
+ */
+export function acknowledge(
+  window: ReadWindow,
+  awaiting: Awaiting | undefined,
+  message: string | ArrayBuffer,
+): { awaiting: Awaiting | undefined } | undefined {
+  if (typeof message !== "string") return undefined;
+  const { newest, previous } = window;
+  if (newest !== undefined && message === newest.text) {
+    window.read = Math.max(window.read, newest.before);
+    window.newest = undefined;
+    window.previous = undefined;
+    return { awaiting: undefined };
+  }
+  if (previous !== undefined && awaiting !== undefined && message === previous.text) {
+    window.read = Math.max(window.read, previous.before);
+    window.previous = undefined;
+    return { awaiting: { ...awaiting, since: awaiting.at } };
+  }
+  return undefined;
 }
 
 /** The exact text of a heartbeat frame; its echo must match it byte for byte. */

@@ -199,6 +199,12 @@ export class Room extends DurableObject<Env> {
       this.#connections.close(conn, verdict.code, verdict.reason);
       return;
     }
+    if (this.#connections.isBehind(conn, now)) {
+      // Over the unread budget and late: a burst that ended, or a room gone quiet, sends nothing
+      // more that would have judged it.
+      this.#connections.closeBehind(conn);
+      return;
+    }
     conn.attachment.seenAt = Math.max(conn.attachment.seenAt, conn.lastFrameAt);
     this.#connections.sendHeartbeat(conn, now); // saves the attachment, seenAt with it
   }
@@ -263,7 +269,6 @@ export class Room extends DurableObject<Env> {
       lastFrameAt: now,
       bucket: { tokens: config.rateLimitBurst, updatedAt: now, strikes: 0 },
       window: newReadWindow(),
-      expectedEcho: undefined,
       isGone: false,
     };
     this.#connections.add(conn);
@@ -295,7 +300,7 @@ export class Room extends DurableObject<Env> {
       heartbeatInterval: config.heartbeatIntervalMs,
       ...(replay ? { recovered: replay.recovered } : {}),
     };
-    // Counted, but not judged: the connection is not counted in yet, and it cannot be behind.
+    // Counted, but not judged: a connection is never behind on what it is greeted with.
     this.#connections.send(conn, JSON.stringify(welcome), false);
     for (const frame of replay?.frames ?? []) this.#connections.send(conn, frame, false);
     if (isFirst) this.#broadcastPresence("join", handoff.user, server);
@@ -452,7 +457,7 @@ export class Room extends DurableObject<Env> {
     a.exp = identity.exp;
     a.role = identity.role;
     a.user = { id: a.user.id, name: identity.name };
-    conn.ws.serializeAttachment(a);
+    saveAttachment(conn); // the socket may be closing by now
     this.#send(conn, JSON.stringify({ type: "auth", exp: identity.exp } satisfies AuthFrame));
     log("info", "token_refreshed", { ...logFieldsOf(conn), exp: identity.exp });
   }

@@ -1,5 +1,5 @@
 /** Test helpers: tokens, sockets and frame queues, each wait with a message saying what was awaited. */
-import { env, runDurableObjectAlarm, SELF } from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject, SELF } from "cloudflare:test";
 import { SignJWT } from "jose";
 import { vi } from "vitest";
 import type { ServerFrame } from "../src/protocol";
@@ -250,4 +250,16 @@ export async function signRaw(header: Record<string, unknown>, payload: Record<s
   const key = await crypto.subtle.importKey("raw", secretKey, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   const signature = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(input)));
   return `${input}.${base64url(signature)}`;
+}
+
+/** Each connection's awaited heartbeat (`since`, `at`), as its attachment holds it, by user id. */
+export async function awaitingOf(room: string): Promise<Record<string, { since: number; at: number } | undefined>> {
+  return runInDurableObject(roomStub(room), (_i, state) =>
+    Object.fromEntries(
+      state.getWebSockets().map((ws) => {
+        const a = ws.deserializeAttachment() as { user: { id: string }; awaiting?: { since: number; at: number } };
+        return [a.user.id, a.awaiting];
+      }),
+    ),
+  );
 }

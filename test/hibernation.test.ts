@@ -1,6 +1,6 @@
-import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { join, mintToken, roomStub, runAlarmAfter, uniqueRoom } from "./helpers";
+import { awaitingOf, join, mintToken, roomStub, runAlarmAfter, settle, uniqueRoom } from "./helpers";
 
 describe("eviction and hibernation", () => {
   it("keeps every connection and its identity across an eviction, and seq continues", async () => {
@@ -67,6 +67,31 @@ describe("eviction and hibernation", () => {
     await evictDurableObject(roomStub(room));
     await runAlarmAfter(room, 6_000);
     expect((await client.nextClose()).code).toBe(4401);
+  });
+
+  it("takes an echo sent after an eviction, and still closes 'not reading' a heartbeat left unechoed across it", async () => {
+    const room = uniqueRoom();
+    const reader = await join(room, { sub: "reader" });
+    const stalled = await join(room, { sub: "stalled" });
+    await runDurableObjectAlarm(roomStub(room));
+    const beat = await reader.client.next("heartbeat");
+    await stalled.client.next("heartbeat");
+    await evictDurableObject(roomStub(room));
+    // The awaited heartbeat lives in the attachment: its echo is recognised by the new instance.
+    reader.client.send(JSON.stringify(beat));
+    await settle(100);
+    expect(await awaitingOf(room)).toMatchObject({ reader: undefined, stalled: { since: beat.timestamp } });
+    await settle(500);
+    for (const c of [reader, stalled]) {
+      c.client.send('{"type":"ping"}');
+      await c.client.next("pong");
+    }
+    await evictDurableObject(roomStub(room));
+    await runAlarmAfter(room, beat.timestamp + 75_300 - Date.now());
+    expect(await stalled.client.nextClose()).toEqual({ code: 4408, reason: "not reading" });
+    await reader.client.next("heartbeat");
+    expect(reader.client.closed).toBeUndefined();
+    reader.client.close();
   });
 
   it("does not count a connection it closed before an eviction in again afterwards", async () => {

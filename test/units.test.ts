@@ -6,7 +6,15 @@ import { judgeConnection } from "../src/heartbeat";
 import { Presence } from "../src/presence";
 import { clientFrameSchema, jsonDepth, MAX_DATA_DEPTH, quickMessageFrame } from "../src/protocol";
 import { createBucket, take } from "../src/rate-limit";
-import { heartbeatText, judgeUnread, newNonce, newReadWindow, nextHeartbeat } from "../src/reading";
+import {
+  acknowledge,
+  heartbeatText,
+  judgeUnread,
+  newNonce,
+  newReadWindow,
+  nextHeartbeat,
+  recordHeartbeat,
+} from "../src/reading";
 
 const limits = { perSecond: 20, burst: 40, maxStrikes: 50 };
 
@@ -73,26 +81,53 @@ describe("heartbeat verdicts", () => {
 
 describe("unread bytes", () => {
   const budget = 1000;
-  it("asks for an early heartbeat past a quarter of the budget, once, and closes past the budget", () => {
-    const w = newReadWindow();
-    w.sent = 250;
-    expect(judgeUnread(w, false, budget)).toBe("ok");
-    w.sent = 251;
-    expect(judgeUnread(w, false, budget)).toBe("probe");
+  const at = (ms: number) => () => ms;
+  const awaiting = { since: 50_000, at: 50_000, nonce: "n" };
+  const window = (sent: number, read = 0) => ({ ...newReadWindow(), sent, read });
+
+  it("asks for an early heartbeat past a quarter of the budget when none is outstanding", () => {
+    expect(judgeUnread(window(250), undefined, budget, at(0))).toBe("ok");
+    expect(judgeUnread(window(251), undefined, budget, at(0))).toBe("probe");
     // One heartbeat outstanding already: no second one, however much more goes out.
-    expect(judgeUnread(w, true, budget)).toBe("ok");
-    w.sent = 1000;
-    expect(judgeUnread(w, true, budget)).toBe("ok");
-    w.sent = 1001;
-    expect(judgeUnread(w, true, budget)).toBe("over");
-    expect(judgeUnread(w, false, budget)).toBe("over");
+    expect(judgeUnread(window(900), awaiting, budget, at(50_001))).toBe("ok");
   });
+
+  it("closes over the budget only once the awaited heartbeat is late, and past four budgets at once", () => {
+    // Over the budget, but the heartbeat went out 10 s ago at most: a burst being read.
+    expect(judgeUnread(window(1001), awaiting, budget, at(60_000))).toBe("ok");
+    expect(judgeUnread(window(1001), awaiting, budget, at(60_001))).toBe("over");
+    expect(judgeUnread(window(1000), awaiting, budget, at(99_999))).toBe("ok");
+    // Four budgets: at once, however recent the heartbeat.
+    expect(judgeUnread(window(4000), awaiting, budget, at(50_000))).toBe("ok");
+    expect(judgeUnread(window(4001), awaiting, budget, at(50_000))).toBe("over");
+    expect(judgeUnread(window(4001), undefined, budget, at(0))).toBe("over");
+  });
+
   it("counts only what was sent after the last echoed heartbeat", () => {
-    const w = { sent: 5000, probed: 4500, read: 4200 };
-    expect(judgeUnread(w, true, budget)).toBe("ok"); // 800 unread
-    w.sent = 5201;
-    expect(judgeUnread(w, true, budget)).toBe("over");
+    expect(judgeUnread(window(5000, 4200), awaiting, budget, at(90_000))).toBe("ok"); // 800 unread
+    expect(judgeUnread(window(5201, 4200), awaiting, budget, at(90_000))).toBe("over");
   });
+
+  it("takes the exact echo of the newest heartbeat, or of the one before it for its part", () => {
+    const w = newReadWindow();
+    w.sent = 300;
+    recordHeartbeat(w, "H1");
+    w.sent += 200;
+    recordHeartbeat(w, "H2");
+    w.sent += 100;
+    const waiting = { since: 1000, at: 31_000, nonce: "n2" };
+    expect(acknowledge(w, waiting, "H3")).toBeUndefined();
+    expect(acknowledge(w, waiting, " H2")).toBeUndefined();
+    expect(acknowledge(w, waiting, new TextEncoder().encode("H2").buffer as ArrayBuffer)).toBeUndefined();
+    // The older one: read up to it, and the newest is awaited from its own time.
+    expect(acknowledge(w, waiting, "H1")).toEqual({ awaiting: { since: 31_000, at: 31_000, nonce: "n2" } });
+    expect(w.read).toBe(300);
+    expect(acknowledge(w, waiting, "H1")).toBeUndefined(); // once
+    expect(acknowledge(w, waiting, "H2")).toEqual({ awaiting: undefined });
+    expect(w.read).toBe(502);
+    expect(acknowledge(w, undefined, "H2")).toBeUndefined();
+  });
+
   it("keeps the oldest unechoed heartbeat's time, and only the newest heartbeat's text", () => {
     const first = nextHeartbeat(undefined, 1000);
     expect(first.awaiting).toMatchObject({ since: 1000, at: 1000 });
