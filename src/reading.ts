@@ -27,11 +27,11 @@ export const BEHIND_GRACE_MS = 10_000;
 /** Past this many budgets unread, a client is closed at once. */
 export const HARD_FACTOR = 4;
 
-/** The newest heartbeat a connection has not echoed yet, kept in its attachment. */
+/** The heartbeats a connection has not echoed yet, as its attachment keeps them. */
 export const AwaitingSchema = v.object({
   /** When the oldest heartbeat still unechoed went out, ms: what the time rule judges. */
   since: v.number(),
-  /** The newest heartbeat's `timestamp` and `nonce`: only its exact echo counts. */
+  /** The newest heartbeat's `timestamp` and `nonce`: its exact echo clears this. */
   at: v.number(),
   nonce: v.string(),
 });
