@@ -235,8 +235,11 @@ const edgeVars = { JWT_SECRET: secret };
 // The fan-out measures the message path, not the limiter: lift the default 20 msg/s (burst 40) only
 // when a step asks more of a client than that.
 if (maxRate > 20) {
+  const burst = Math.ceil(maxRate * 4);
   edgeVars.RATE_LIMIT_PER_SECOND = String(Math.ceil(maxRate * 2));
-  edgeVars.RATE_LIMIT_BURST = String(Math.ceil(maxRate * 4));
+  edgeVars.RATE_LIMIT_BURST = String(burst);
+  // Four unread budgets must hold one sender's full burst of the largest frames (64 KiB).
+  edgeVars.MAX_UNREAD_BYTES = String(Math.max(16 * 1024 * 1024, burst * 16_384));
 }
 if (maxPerRoom > 1000) edgeVars.MAX_CONNECTIONS_PER_ROOM = String(maxPerRoom);
 

@@ -5,6 +5,7 @@
  */
 import * as v from "valibot";
 import { log } from "./log";
+import { HARD_FACTOR } from "./reading";
 
 /** A whole number written in decimal, within [min, max]. */
 function whole(min: number, max: number) {
@@ -137,11 +138,21 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       error: new ConfigError("HEARTBEAT_TIMEOUT_MS", "must be at least HEARTBEAT_INTERVAL_MS"),
     };
   }
-  // Room for several of the largest frames between two read acknowledgements.
+  // Room for several of the largest frames between two read acknowledgements, and under the hard
+  // ceiling for one member's full burst of them: else one member could get every reader closed.
   if (e.MAX_UNREAD_BYTES < 8 * e.MAX_MESSAGE_BYTES) {
     return {
       ok: false,
       error: new ConfigError("MAX_UNREAD_BYTES", "must be at least 8 × MAX_MESSAGE_BYTES"),
+    };
+  }
+  if (HARD_FACTOR * e.MAX_UNREAD_BYTES < e.RATE_LIMIT_BURST * e.MAX_MESSAGE_BYTES) {
+    return {
+      ok: false,
+      error: new ConfigError(
+        "MAX_UNREAD_BYTES",
+        `must be at least RATE_LIMIT_BURST × MAX_MESSAGE_BYTES ÷ ${HARD_FACTOR} (one sender's full burst)`,
+      ),
     };
   }
   const origins: string[] = [];

@@ -20,7 +20,7 @@ export const AttachmentSchema = v.object({
   connectedAt: v.number(),
   /** Last frame received, ms; written at most once per heartbeat interval (not per frame). */
   seenAt: v.number(),
-  /** The newest heartbeat the client has not echoed yet (src/reading.ts); absent when it is even. */
+  /** The heartbeats the client has not echoed yet (src/reading.ts); absent when it is even. */
   awaiting: v.optional(AwaitingSchema),
   /** Set when the room counted the connection out, so a wake does not count it in again. */
   closing: v.optional(v.literal(true)),
@@ -59,16 +59,17 @@ export function restoreConnection(ws: WebSocket, burst: number, now: number): Co
     attachment: parsed.output,
     lastFrameAt: parsed.output.seenAt,
     bucket: createBucket(burst, now),
-    window: newReadWindow(newestOf(parsed.output)),
+    window: newReadWindow(pendingOf(parsed.output)),
     isGone: closedByUs || isDying,
     isDying,
   };
 }
 
-/** The heartbeat `attachment` awaits, as sent: its exact echo still counts after a wake. */
-function newestOf(attachment: Attachment): SentHeartbeat | undefined {
+/** The newest heartbeat `attachment` awaits, as sent: its exact echo still counts after a wake. */
+function pendingOf(attachment: Attachment): SentHeartbeat[] {
   const awaiting = attachment.awaiting;
-  return awaiting === undefined ? undefined : { text: heartbeatText(awaiting.at, awaiting.nonce), before: 0 };
+  if (awaiting === undefined) return [];
+  return [{ text: heartbeatText(awaiting.at, awaiting.nonce), at: awaiting.at, before: 0 }];
 }
 
 /** What every log line about a connection says. Never the token. */

@@ -155,14 +155,14 @@ export class Connections {
   sendHeartbeat(conn: Connection, now: number): void {
     const next = nextHeartbeat(conn.attachment.awaiting, now);
     conn.attachment.awaiting = next.awaiting;
-    recordHeartbeat(conn.window, next.text);
+    recordHeartbeat(conn.window, next.text, now);
     saveAttachment(conn);
     trySend(conn.ws, next.text);
   }
 
   /**
-   * Whether `message` is the exact echo of a heartbeat `conn` owes (the newest or the one before),
-   * and if so takes it. The caller saves the attachment.
+   * Whether `message` is the exact echo of a heartbeat `conn` owes, and if so takes it. The caller
+   * saves the attachment.
    */
   takeEcho(conn: Connection, message: string | ArrayBuffer): boolean {
     const taken = acknowledge(conn.window, conn.attachment.awaiting, message);
@@ -177,8 +177,8 @@ export class Connections {
   }
 
   /**
-   * Counts `bytes` sent to `conn`: sends an early heartbeat once a quarter of the budget is unread,
-   * and says whether the client is behind for good.
+   * Counts `bytes` sent to `conn`: sends an early heartbeat every quarter of the budget, and says
+   * whether the client is behind for good.
    */
   #countSent(conn: Connection, bytes: number): boolean {
     conn.window.sent += bytes;

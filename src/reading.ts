@@ -13,10 +13,10 @@
  *   works through in seconds closes nobody;
  * - bytes, at once: more than HARD_FACTOR × MAX_UNREAD_BYTES unread, however recent.
  * The byte count is kept in memory: a hibernation (seconds without any event) starts it again, and
- * the time rule still holds across it. Heartbeats go out at every alarm, and also as soon as a
- * quarter of the budget is unread with none outstanding, so a client that reads is acknowledged long
- * before it nears the budget. The echo of the heartbeat before the newest counts too (for its part):
- * a client that lags by one heartbeat is still seen reading.
+ * the time rule still holds across it. Heartbeats go out at every alarm, and also every quarter of
+ * the budget sent (up to MAX_PENDING awaiting their echo), so a client that reads is acknowledged
+ * step by step, even through a long burst. The echo of any heartbeat still awaited counts, for what
+ * was sent before it: a client that lags behind by a few heartbeats is still seen reading.
  */
 import * as v from "valibot";
 
@@ -26,6 +26,8 @@ export const PROBE_FRACTION = 1 / 4;
 export const BEHIND_GRACE_MS = 10_000;
 /** Past this many budgets unread, a client is closed at once. */
 export const HARD_FACTOR = 4;
+/** Heartbeats awaiting their echo that a connection keeps track of; early ones stop at this many. */
+export const MAX_PENDING = 8;
 
 /** The heartbeats a connection has not echoed yet, as its attachment keeps them. */
 export const AwaitingSchema = v.object({
@@ -37,9 +39,10 @@ export const AwaitingSchema = v.object({
 });
 export type Awaiting = v.InferOutput<typeof AwaitingSchema>;
 
-/** A heartbeat sent, and how much had been sent before it. */
+/** A heartbeat sent, when, and how much had been sent before it. */
 export interface SentHeartbeat {
   text: string;
+  at: number;
   /** `ReadWindow.sent` just before it: what its echo proves read. */
   before: number;
 }
@@ -48,13 +51,12 @@ export interface SentHeartbeat {
 export interface ReadWindow {
   sent: number;
   read: number;
-  /** The newest heartbeat not echoed yet, and the one before it. */
-  newest: SentHeartbeat | undefined;
-  previous: SentHeartbeat | undefined;
+  /** Heartbeats awaiting their echo, oldest first (at most MAX_PENDING). */
+  pending: SentHeartbeat[];
 }
 
-export function newReadWindow(newest?: SentHeartbeat): ReadWindow {
-  return { sent: 0, read: 0, newest, previous: undefined };
+export function newReadWindow(pending: SentHeartbeat[] = []): ReadWindow {
+  return { sent: 0, read: 0, pending };
 }
 
 export type ReadVerdict = "ok" | "probe" | "over";
@@ -71,41 +73,41 @@ export function judgeUnread(
 ): ReadVerdict {
   const unread = window.sent - window.read;
   if (unread > budget * HARD_FACTOR) return "over";
-  if (awaiting === undefined) return unread > budget * PROBE_FRACTION ? "probe" : "ok";
-  if (unread > budget && now() - awaiting.since > BEHIND_GRACE_MS) return "over";
+  if (awaiting !== undefined && unread > budget && now() - awaiting.since > BEHIND_GRACE_MS) return "over";
+  // Another early heartbeat once a quarter of the budget went out since the newest one (or since
+  // what is known read, when none is awaited).
+  const pending = window.pending;
+  const from = pending.at(-1)?.before ?? window.read;
+  if (window.sent - from > budget * PROBE_FRACTION && pending.length < MAX_PENDING) return "probe";
   return "ok";
 }
 
-/** Counts a heartbeat about to be sent: it becomes the newest, the newest the previous. */
-export function recordHeartbeat(window: ReadWindow, text: string): void {
-  window.previous = window.newest;
-  window.newest = { text, before: window.sent };
+/** Counts a heartbeat about to be sent at `at`; past MAX_PENDING, the oldest is no longer tracked. */
+export function recordHeartbeat(window: ReadWindow, text: string, at: number): void {
+  window.pending.push({ text, at, before: window.sent });
+  if (window.pending.length > MAX_PENDING) window.pending.shift();
   window.sent += text.length;
 }
 
 /**
- * Takes `message` if it is the exact echo of the newest heartbeat (nothing is awaited any more) or of
- * the one before it (the newest is still awaited, but from its own time); `undefined` otherwise.
+ * Takes `message` if it is the exact echo of a heartbeat still awaited: what was sent before it is
+ * read, it and every older one are done, and the wait goes on from the next one's time (or ends).
+ * `undefined` when it is no such echo.
  */
 export function acknowledge(
   window: ReadWindow,
   awaiting: Awaiting | undefined,
   message: string | ArrayBuffer,
 ): { awaiting: Awaiting | undefined } | undefined {
-  if (typeof message !== "string") return undefined;
-  const { newest, previous } = window;
-  if (newest !== undefined && message === newest.text) {
-    window.read = Math.max(window.read, newest.before);
-    window.newest = undefined;
-    window.previous = undefined;
-    return { awaiting: undefined };
-  }
-  if (previous !== undefined && awaiting !== undefined && message === previous.text) {
-    window.read = Math.max(window.read, previous.before);
-    window.previous = undefined;
-    return { awaiting: { ...awaiting, since: awaiting.at } };
-  }
-  return undefined;
+  if (typeof message !== "string" || awaiting === undefined) return undefined;
+  const pending = window.pending;
+  const i = pending.findIndex((h) => h.text === message);
+  const echoed = pending[i];
+  if (echoed === undefined) return undefined;
+  window.read = Math.max(window.read, echoed.before);
+  pending.splice(0, i + 1);
+  const next = pending[0];
+  return { awaiting: next === undefined ? undefined : { ...awaiting, since: next.at } };
 }
 
 /** The exact text of a heartbeat frame; its echo must match it byte for byte. */

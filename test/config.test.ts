@@ -78,6 +78,8 @@ describe("configuration", () => {
     [{ MAX_UNREAD_BYTES: "2000000000" }, "MAX_UNREAD_BYTES"],
     // Fine alone, but too small next to the largest frame.
     [{ MAX_UNREAD_BYTES: "2097152", MAX_MESSAGE_BYTES: "1048576" }, "MAX_UNREAD_BYTES"],
+    // One sender's full burst (1000 × 64 KiB) would pass the 4 × 1 MiB ceiling.
+    [{ MAX_UNREAD_BYTES: "1048576", RATE_LIMIT_BURST: "1000" }, "MAX_UNREAD_BYTES"],
     [{ RATE_LIMIT_PER_SECOND: "fast" }, "RATE_LIMIT_PER_SECOND"],
     [{ RATE_LIMIT_BURST: "0" }, "RATE_LIMIT_BURST"],
     [{ RATE_LIMIT_STRIKES: "0" }, "RATE_LIMIT_STRIKES"],

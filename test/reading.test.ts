@@ -1,6 +1,6 @@
 import { SELF } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
-import { join, mintToken, type Received, settle, uniqueRoom } from "./helpers";
+import { join, mintToken, type Received, runAlarmAfter, settle, uniqueRoom } from "./helpers";
 
 // The workerd tests run with MAX_UNREAD_BYTES = 1 MiB (vitest.config.ts): an early heartbeat once
 // 256 KiB are unread; 4408 past 1 MiB once that heartbeat is 10 s late, and past 4 MiB at once;
@@ -22,28 +22,33 @@ async function withClockAhead<T>(ms: number, fn: () => Promise<T>): Promise<T> {
 }
 
 describe("a client that does not acknowledge what it reads", () => {
-  it("is closed 4408 'not reading' over MAX_UNREAD_BYTES once its heartbeat is 10 s late; readers keep all", async () => {
+  /**
+   * A room where a client that never echoes has ~1.4 MB unread (over the 1 MiB budget, under the
+   * 4 MiB ceiling) while two that echo read everything: 24 messages of ~60 KB, four at a time.
+   */
+  async function roomWithOneBehind() {
     const room = uniqueRoom();
     const sender = await join(room, { sub: "sender" });
     const reader = await join(room, { sub: "reader" });
     const stalled = await join(room, { sub: "stalled" });
     sender.client.echoesHeartbeats = true;
     reader.client.echoesHeartbeats = true;
-    // 24 messages of ~60 KB (1.4 MB in all), four at a time, each batch read before the next.
     for (let batch = 0; batch < 6; batch++) {
       for (let i = batch * 4; i < batch * 4 + 4; i++) sender.client.send({ type: "message", data: { i, pad: PAD } });
       await reader.client.waitFor((f) => messages(f).length >= batch * 4 + 4, `batch ${batch}`);
       await settle(50); // the echoes land before the next batch
     }
     expect(seqs(reader.client.frames)).toEqual(oneTo(24));
-    // It was asked once, early (after ~256 KiB), and is over the budget, but not late yet.
+    // It was asked every ~256 KiB (every five messages), and is over the budget, but not late yet.
     const got = stalled.client.frames;
-    const asked = got.findIndex((f) => f.type === "heartbeat");
-    expect(messages(got.slice(0, asked))).toHaveLength(5);
-    expect(got.filter((f) => f.type === "heartbeat")).toHaveLength(1);
+    const gaps = got.flatMap((f, i) => (f.type === "heartbeat" ? [messages(got.slice(0, i)).length] : []));
+    expect(gaps).toEqual([5, 10, 15, 20]);
     expect(stalled.client.closed).toBeUndefined();
+    return { room, sender, reader, stalled };
+  }
 
-    // 10 s later, the next send finds its heartbeat late and it still over the budget.
+  it("is closed 4408 'not reading' over MAX_UNREAD_BYTES at the first send once its heartbeat is 10 s late", async () => {
+    const { sender, reader, stalled } = await roomWithOneBehind();
     await withClockAhead(10_500, async () => {
       sender.client.send({ type: "message", text: "and one more" });
       expect(await stalled.client.nextClose()).toEqual({ code: 4408, reason: "not reading" });
@@ -54,6 +59,18 @@ describe("a client that does not acknowledge what it reads", () => {
     expect(sender.client.closed).toBeUndefined();
     sender.client.close();
     reader.client.close();
+  });
+
+  it("is closed by the alarm just the same when nothing more is sent, long before the 75 s rule", async () => {
+    const { room, sender, reader, stalled } = await roomWithOneBehind();
+    // 10.5 s on: far from the 75 s heartbeat timeout, past the 10 s grace.
+    expect(await runAlarmAfter(room, 10_500)).toBe(true);
+    expect(await stalled.client.nextClose()).toEqual({ code: 4408, reason: "not reading" });
+    for (const c of [sender, reader]) {
+      await c.client.next("heartbeat");
+      expect(c.client.closed).toBeUndefined();
+      c.client.close();
+    }
   });
 
   it("closes nobody for a burst: a full rate-limit burst of large messages reaches every client", async () => {

@@ -10,6 +10,7 @@ import {
   acknowledge,
   heartbeatText,
   judgeUnread,
+  MAX_PENDING,
   newNonce,
   newReadWindow,
   nextHeartbeat,
@@ -82,25 +83,38 @@ describe("heartbeat verdicts", () => {
 describe("unread bytes", () => {
   const budget = 1000;
   const at = (ms: number) => () => ms;
-  const awaiting = { since: 50_000, at: 50_000, nonce: "n" };
-  const window = (sent: number, read = 0) => ({ ...newReadWindow(), sent, read });
+  // The oldest unechoed heartbeat went out at 40 s, the newest at 55 s: `since` is what counts.
+  const awaiting = { since: 40_000, at: 55_000, nonce: "n" };
+  /** `sent` bytes, `read` of them known read, and (with `awaiting`) a heartbeat sent just now. */
+  const window = (sent: number, read = 0) => ({ sent, read, pending: [{ text: "H", at: 55_000, before: sent }] });
+  const idle = (sent: number) => ({ ...newReadWindow(), sent });
 
-  it("asks for an early heartbeat past a quarter of the budget when none is outstanding", () => {
-    expect(judgeUnread(window(250), undefined, budget, at(0))).toBe("ok");
-    expect(judgeUnread(window(251), undefined, budget, at(0))).toBe("probe");
-    // One heartbeat outstanding already: no second one, however much more goes out.
-    expect(judgeUnread(window(900), awaiting, budget, at(50_001))).toBe("ok");
+  it("asks for an early heartbeat every quarter of the budget, up to MAX_PENDING awaited", () => {
+    expect(judgeUnread(idle(250), undefined, budget, at(0))).toBe("ok");
+    expect(judgeUnread(idle(251), undefined, budget, at(0))).toBe("probe");
+    // Counted from the newest heartbeat sent, not from what is known read.
+    const w = idle(300);
+    recordHeartbeat(w, "H1", 1); // 2 bytes, from 300
+    w.sent += 248;
+    expect(judgeUnread(w, awaiting, budget, at(0))).toBe("ok");
+    w.sent += 1;
+    expect(judgeUnread(w, awaiting, budget, at(0))).toBe("probe");
+    for (let i = 2; i <= MAX_PENDING; i++) recordHeartbeat(w, `H${i}`, i);
+    w.sent += 300;
+    expect(w.pending).toHaveLength(MAX_PENDING);
+    expect(judgeUnread(w, awaiting, budget, at(0))).toBe("ok");
   });
 
-  it("closes over the budget only once the awaited heartbeat is late, and past four budgets at once", () => {
-    // Over the budget, but the heartbeat went out 10 s ago at most: a burst being read.
-    expect(judgeUnread(window(1001), awaiting, budget, at(60_000))).toBe("ok");
-    expect(judgeUnread(window(1001), awaiting, budget, at(60_001))).toBe("over");
+  it("closes over the budget only once the oldest awaited heartbeat is 10 s late, and past four budgets at once", () => {
+    // Over the budget, but the oldest heartbeat went out 10 s ago at most: a burst being read.
+    expect(judgeUnread(window(1001), awaiting, budget, at(50_000))).toBe("ok");
+    expect(judgeUnread(window(1001), awaiting, budget, at(50_001))).toBe("over");
     expect(judgeUnread(window(1000), awaiting, budget, at(99_999))).toBe("ok");
     // Four budgets: at once, however recent the heartbeat.
-    expect(judgeUnread(window(4000), awaiting, budget, at(50_000))).toBe("ok");
-    expect(judgeUnread(window(4001), awaiting, budget, at(50_000))).toBe("over");
-    expect(judgeUnread(window(4001), undefined, budget, at(0))).toBe("over");
+    const recent = { since: 50_000, at: 50_000, nonce: "n" };
+    expect(judgeUnread(window(4000), recent, budget, at(50_000))).toBe("ok");
+    expect(judgeUnread(window(4001), recent, budget, at(50_000))).toBe("over");
+    expect(judgeUnread(idle(4001), undefined, budget, at(0))).toBe("over");
   });
 
   it("counts only what was sent after the last echoed heartbeat", () => {
@@ -108,24 +122,32 @@ describe("unread bytes", () => {
     expect(judgeUnread(window(5201, 4200), awaiting, budget, at(90_000))).toBe("over");
   });
 
-  it("takes the exact echo of the newest heartbeat, or of the one before it for its part", () => {
+  it("takes the exact echo of any awaited heartbeat: read up to it, the wait goes on from the next", () => {
     const w = newReadWindow();
     w.sent = 300;
-    recordHeartbeat(w, "H1");
+    recordHeartbeat(w, "H1", 1_000);
     w.sent += 200;
-    recordHeartbeat(w, "H2");
+    recordHeartbeat(w, "H2", 2_000);
     w.sent += 100;
-    const waiting = { since: 1000, at: 31_000, nonce: "n2" };
-    expect(acknowledge(w, waiting, "H3")).toBeUndefined();
+    recordHeartbeat(w, "H3", 3_000);
+    const waiting = { since: 1_000, at: 3_000, nonce: "n3" };
+    expect(acknowledge(w, waiting, "H4")).toBeUndefined();
     expect(acknowledge(w, waiting, " H2")).toBeUndefined();
     expect(acknowledge(w, waiting, new TextEncoder().encode("H2").buffer as ArrayBuffer)).toBeUndefined();
-    // The older one: read up to it, and the newest is awaited from its own time.
-    expect(acknowledge(w, waiting, "H1")).toEqual({ awaiting: { since: 31_000, at: 31_000, nonce: "n2" } });
-    expect(w.read).toBe(300);
-    expect(acknowledge(w, waiting, "H1")).toBeUndefined(); // once
-    expect(acknowledge(w, waiting, "H2")).toEqual({ awaiting: undefined });
+    // H2 (H1 skipped: its echo may have been refused or lost): read up to H2, H3 awaited from 3 s.
+    expect(acknowledge(w, waiting, "H2")).toEqual({ awaiting: { since: 3_000, at: 3_000, nonce: "n3" } });
     expect(w.read).toBe(502);
-    expect(acknowledge(w, undefined, "H2")).toBeUndefined();
+    expect(acknowledge(w, waiting, "H1")).toBeUndefined(); // done with
+    expect(acknowledge(w, waiting, "H3")).toEqual({ awaiting: undefined });
+    expect(w.read).toBe(604);
+    expect(w.pending).toEqual([]);
+    expect(acknowledge(w, undefined, "H3")).toBeUndefined();
+  });
+
+  it("keeps track of MAX_PENDING heartbeats at most, dropping the oldest", () => {
+    const w = newReadWindow();
+    for (let i = 1; i <= MAX_PENDING + 2; i++) recordHeartbeat(w, `H${i}`, i);
+    expect(w.pending.map((h) => h.text)).toEqual(Array.from({ length: MAX_PENDING }, (_, i) => `H${i + 3}`));
   });
 
   it("keeps the oldest unechoed heartbeat's time, and only the newest heartbeat's text", () => {
