@@ -25,7 +25,15 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePort, HOST, OutputTail, signalGroup, sleep, stopGroup } from "../../scripts/lib/processes.mjs";
+import {
+  freePort,
+  HOST,
+  OutputTail,
+  signalGroup,
+  sleep,
+  stopGroup,
+  wranglerEnv,
+} from "../../scripts/lib/processes.mjs";
 
 export { freePort, HOST, signalGroup, sleep, stopGroup };
 
@@ -229,16 +237,7 @@ export async function startServer(spec) {
       cwd: spec.root,
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
-      env: {
-        ...process.env,
-        CI: "1",
-        NO_COLOR: "1",
-        WRANGLER_SEND_METRICS: "false",
-        WRANGLER_SEND_ERROR_REPORTS: "false",
-        CLOUDFLARE_CF_FETCH_ENABLED: "false",
-        WRANGLER_HIDE_BANNER: "true",
-        CLOUDFLARE_INCLUDE_PROCESS_ENV: "false",
-      },
+      env: wranglerEnv(),
     });
     const output = new OutputTail(OUTPUT_LINES_KEPT, WATCHED_LINES);
     for (const stream of [child.stdout, child.stderr]) {

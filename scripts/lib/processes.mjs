@@ -1,11 +1,29 @@
 /**
  * Child-process chores shared by the Node test harness (test/support/wrangler-server.ts) and the
- * benchmark (bench/lib/wrangler.mjs): a free loopback port, the tail of a child's output, and
- * stopping a whole process group. Plain ESM with JSDoc types, so both can import it.
+ * benchmark (bench/lib/wrangler.mjs): a free loopback port, the environment of a `wrangler dev`
+ * child, the tail of a child's output, and stopping a whole process group. Plain ESM with JSDoc types, so both can import it.
  */
 import { createServer } from "node:net";
 
 export const HOST = "127.0.0.1";
+
+/**
+ * The environment a `wrangler dev` child runs with: this process's, quiet (no colour, banner,
+ * telemetry or error reports), and without the shell's CLOUDFLARE_* settings leaking into the Worker.
+ * @returns {NodeJS.ProcessEnv}
+ */
+export function wranglerEnv() {
+  return {
+    ...process.env,
+    CI: "1",
+    NO_COLOR: "1",
+    WRANGLER_SEND_METRICS: "false",
+    WRANGLER_SEND_ERROR_REPORTS: "false",
+    CLOUDFLARE_CF_FETCH_ENABLED: "false",
+    WRANGLER_HIDE_BANNER: "true",
+    CLOUDFLARE_INCLUDE_PROCESS_ENV: "false",
+  };
+}
 
 /** @param {number} ms */
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));

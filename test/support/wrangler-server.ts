@@ -20,6 +20,7 @@ import {
   sleep,
   stopGroup,
   waitGroupGone,
+  wranglerEnv,
 } from "../../scripts/lib/processes.mjs";
 
 export { freePort, HOST };
@@ -160,16 +161,7 @@ export class WranglerServer {
       cwd: REPO_ROOT,
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
-      env: {
-        ...process.env,
-        CI: "1",
-        NO_COLOR: "1",
-        WRANGLER_SEND_METRICS: "false",
-        WRANGLER_SEND_ERROR_REPORTS: "false",
-        CLOUDFLARE_CF_FETCH_ENABLED: "false",
-        WRANGLER_HIDE_BANNER: "true",
-        CLOUDFLARE_INCLUDE_PROCESS_ENV: "false",
-      },
+      env: wranglerEnv(),
     });
     this.#child = child;
     process.once("exit", this.#onExit);
