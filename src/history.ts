@@ -131,25 +131,20 @@ export class History {
 
   /**
    * The stored frames after `since`, in seq order, for a resuming connection: all of them, or the
-   * newest that fit in `maxBytes` (so any gap is at the start, where `history` paging can fill it).
+   * newest that fit in `maxBytes`, never below one (so any gap is at the start, where `history`
+   * paging can fill it).
    */
   after(since: number, maxBytes = REPLAY_MAX_BYTES): Replay {
     const latest = this.latestSeq;
     // A client ahead of the room saw messages this log never had (the room was reset): a gap.
     if (since >= latest) return { frames: [], recovered: since === latest };
-    const newestFirst: string[] = [];
-    if (this.#hasSchema) {
-      let bytes = 0;
-      const rows = this.#sql.exec<{ frame: string }>(
-        "SELECT frame FROM messages WHERE seq > ? ORDER BY seq DESC",
-        Math.max(since, this.#floor),
-      );
-      for (const row of rows) {
-        bytes += byteLength(row.frame);
-        if (bytes > maxBytes) break;
-        newestFirst.push(row.frame);
-      }
-    }
+    // Read row by row and stopped at the budget: a long log of large messages is never all loaded.
+    const newestFirst = this.#hasSchema
+      ? withinBytes(
+          this.#frameRows("SELECT frame FROM messages WHERE seq > ? ORDER BY seq DESC", Math.max(since, this.#floor)),
+          maxBytes,
+        )
+      : [];
     const frames = newestFirst.reverse();
     return { frames, recovered: frames.length === latest - since };
   }
@@ -183,11 +178,12 @@ export class History {
     return { frames: kept.reverse(), hasMore: newestFirst.length > kept.length };
   }
 
+  *#frameRows(query: string, ...bindings: number[]): Generator<string> {
+    for (const row of this.#sql.exec<{ frame: string }>(query, ...bindings)) yield row.frame;
+  }
+
   #frames(query: string, ...bindings: number[]): string[] {
-    return this.#sql
-      .exec<{ frame: string }>(query, ...bindings)
-      .toArray()
-      .map((r) => r.frame);
+    return [...this.#frameRows(query, ...bindings)];
   }
 
   #ensureSchema(): void {
@@ -207,14 +203,16 @@ export class History {
   }
 }
 
-/** The leading frames that fit in `maxBytes`, and always the first. */
-function withinBytes(frames: string[], maxBytes: number): string[] {
+/** The leading frames that fit in `maxBytes`, and always the first; reads no further than that. */
+function withinBytes(frames: Iterable<string>, maxBytes: number): string[] {
+  const kept: string[] = [];
   let bytes = 0;
-  for (let i = 0; i < frames.length; i++) {
-    bytes += byteLength(frames[i] ?? "");
-    if (bytes > maxBytes && i > 0) return frames.slice(0, i);
+  for (const frame of frames) {
+    bytes += byteLength(frame);
+    if (bytes > maxBytes && kept.length > 0) break;
+    kept.push(frame);
   }
-  return frames;
+  return kept;
 }
 
 /** Joins stored frame texts into a JSON array without parsing them again. */

@@ -89,10 +89,12 @@ describe("history", () => {
     const replay = await withStorage((storage) => {
       const history = new History(storage, 100);
       fill(history, 10, (seq) => JSON.stringify({ seq, pad: "x".repeat(90) }));
-      return history.after(0, 350);
+      return { fit: history.after(0, 350), tiny: history.after(0, 10) };
     });
-    expect(replay.recovered).toBe(false);
-    expect(seqsOf(replay.frames)).toEqual([8, 9, 10]);
+    expect(replay.fit.recovered).toBe(false);
+    expect(seqsOf(replay.fit.frames)).toEqual([8, 9, 10]);
+    // A budget under one message still replays the newest: the client is never left with nothing.
+    expect(seqsOf(replay.tiny.frames)).toEqual([10]);
   });
 
   it("cuts a page short at its byte budget in the direction of paging, never below one message", async () => {
