@@ -24,21 +24,20 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   freePort,
   HOST,
   OutputTail,
+  REPO_ROOT,
   signalGroup,
   sleep,
   stopGroup,
+  WRANGLER,
   wranglerEnv,
 } from "../../scripts/lib/processes.mjs";
 
-export { freePort, HOST, signalGroup, sleep, stopGroup };
+export { freePort, HOST, REPO_ROOT, signalGroup, sleep, stopGroup };
 
-export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const WRANGLER = join(REPO_ROOT, "node_modules", ".bin", "wrangler");
 const STARTUP_DEADLINE_MS = 90_000;
 const POLL_INTERVAL_MS = 250;
 const PROBE_TIMEOUT_MS = 2_000;

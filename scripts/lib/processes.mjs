@@ -1,11 +1,17 @@
 /**
  * Child-process chores shared by the Node test harness (test/support/wrangler-server.ts) and the
- * benchmark (bench/lib/wrangler.mjs): a free loopback port, the environment of a `wrangler dev`
- * child, the tail of a child's output, and stopping a whole process group. Plain ESM with JSDoc types, so both can import it.
+ * benchmark (bench/lib/wrangler.mjs): the repo's root and wrangler, a free loopback port, the
+ * environment of a `wrangler dev` child, the tail of a child's output, and stopping a whole process group. Plain ESM with JSDoc types, so both can import it.
  */
 import { createServer } from "node:net";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 export const HOST = "127.0.0.1";
+/** The repository's root directory. */
+export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
+/** The project's own (pinned) wrangler. */
+export const WRANGLER = join(REPO_ROOT, "node_modules", ".bin", "wrangler");
 
 /**
  * The environment a `wrangler dev` child runs with: this process's, quiet (no colour, banner,

@@ -11,22 +11,20 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   freePort,
   HOST,
   OutputTail,
+  REPO_ROOT,
   signalGroup,
   sleep,
   stopGroup,
+  WRANGLER,
   waitGroupGone,
   wranglerEnv,
 } from "../../scripts/lib/processes.mjs";
 
-export { freePort, HOST };
-
-export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const WRANGLER = join(REPO_ROOT, "node_modules", ".bin", "wrangler");
+export { freePort, HOST, REPO_ROOT };
 
 const STARTUP_DEADLINE_MS = 60_000;
 const POLL_INTERVAL_MS = 200;
