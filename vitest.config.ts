@@ -16,6 +16,11 @@ export default defineConfig({
           MAX_CONNECTIONS_PER_ROOM: "5",
           HISTORY_LIMIT: "20",
           MAX_UNREAD_BYTES: "1048576",
+          // Per-user caps small enough to reach below the room's.
+          MAX_CONNECTIONS_PER_USER: "3",
+          REPLAY_BYTES_PER_USER_PER_MINUTE: "1048576",
+          // Short, so that a leave is announced soon after a close; the grace itself is tested.
+          PRESENCE_GRACE_MS: "300",
         },
       },
     }),

@@ -58,6 +58,13 @@ const EnvSchema = v.object({
   RATE_LIMIT_PER_SECOND: integer(20, 1, 100_000),
   RATE_LIMIT_BURST: integer(40, 1, 100_000),
   RATE_LIMIT_STRIKES: integer(50, 1, 100_000),
+  MAX_CONNECTIONS_PER_USER: integer(10, 1, 32_768),
+  CONNECTS_PER_USER_PER_MINUTE: integer(30, 1, 100_000),
+  USER_RATE_LIMIT_PER_SECOND: v.optional(whole(1, 100_000)),
+  USER_RATE_LIMIT_BURST: v.optional(whole(1, 100_000)),
+  ROOM_MAX_QUEUED_BYTES: integer(64 * 1024 * 1024, 1_048_576, 1_073_741_824),
+  REPLAY_BYTES_PER_USER_PER_MINUTE: integer(32 * 1024 * 1024, 0, 1_073_741_824),
+  PRESENCE_GRACE_MS: integer(5000, 0, 60_000),
 });
 
 export type KeySource =
@@ -84,6 +91,19 @@ export interface Config {
   rateLimitPerSecond: number;
   rateLimitBurst: number;
   rateLimitStrikes: number;
+  /** Sockets one user may hold in one room, closing ones included (the runtime still holds them). */
+  maxConnectionsPerUser: number;
+  /** New connects one user may make per room per minute. */
+  connectsPerUserPerMinute: number;
+  /** One bucket per user per room, shared by all that user's connections. */
+  userRateLimitPerSecond: number;
+  userRateLimitBurst: number;
+  /** Bytes a room may have queued to readers, over all its sockets, before it sheds the slowest. */
+  roomMaxQueuedBytes: number;
+  /** Resume replay bytes one user may be sent per room per minute. */
+  replayBytesPerUserPerMinute: number;
+  /** How long a user's last connection may be gone before the room announces its `leave`. */
+  presenceGraceMs: number;
 }
 
 /** A setting with a bad value. `setting` names it; `message` says what is wrong, never the value. */
@@ -155,6 +175,12 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       ),
     };
   }
+  if (e.ROOM_MAX_QUEUED_BYTES < 2 * e.MAX_UNREAD_BYTES) {
+    return {
+      ok: false,
+      error: new ConfigError("ROOM_MAX_QUEUED_BYTES", "must be at least 2 × MAX_UNREAD_BYTES"),
+    };
+  }
   const origins: string[] = [];
   for (const entry of e.ALLOWED_ORIGINS?.split(",") ?? []) {
     const trimmed = entry.trim();
@@ -187,6 +213,14 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       rateLimitPerSecond: e.RATE_LIMIT_PER_SECOND,
       rateLimitBurst: e.RATE_LIMIT_BURST,
       rateLimitStrikes: e.RATE_LIMIT_STRIKES,
+      maxConnectionsPerUser: e.MAX_CONNECTIONS_PER_USER,
+      connectsPerUserPerMinute: e.CONNECTS_PER_USER_PER_MINUTE,
+      // The per-user bucket defaults to the per-connection one: the documented rate is a user's.
+      userRateLimitPerSecond: e.USER_RATE_LIMIT_PER_SECOND ?? e.RATE_LIMIT_PER_SECOND,
+      userRateLimitBurst: e.USER_RATE_LIMIT_BURST ?? e.RATE_LIMIT_BURST,
+      roomMaxQueuedBytes: e.ROOM_MAX_QUEUED_BYTES,
+      replayBytesPerUserPerMinute: e.REPLAY_BYTES_PER_USER_PER_MINUTE,
+      presenceGraceMs: e.PRESENCE_GRACE_MS,
     },
   };
 }

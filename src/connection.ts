@@ -6,6 +6,7 @@ import * as v from "valibot";
 import { ROLES } from "./protocol";
 import { createBucket, type TokenBucket } from "./rate-limit";
 import { AwaitingSchema, heartbeatText, newReadWindow, type ReadWindow, type SentHeartbeat } from "./reading";
+import type { UserState } from "./users";
 
 /** What a socket's attachment holds: small (well under the 16 KiB limit), and never the token. */
 export const AttachmentSchema = v.object({
@@ -24,6 +25,9 @@ export const AttachmentSchema = v.object({
   awaiting: v.optional(AwaitingSchema),
   /** Set when the room counted the connection out, so a wake does not count it in again. */
   closing: v.optional(v.literal(true)),
+  /** Bytes sent and not known read when the room closed it: still held by the runtime until the
+   * client lets go, so still counted against the room's and the user's budgets after a wake. */
+  queued: v.optional(v.number()),
 });
 export type Attachment = v.InferOutput<typeof AttachmentSchema>;
 
@@ -33,6 +37,8 @@ export interface Connection {
   /** Last frame received, ms; may be newer than `attachment.seenAt`. */
   lastFrameAt: number;
   bucket: TokenBucket;
+  /** The user's state in this room (shared buckets, bytes queued), shared by its connections. */
+  owner: UserState;
   /** Bytes sent and known read, and the heartbeats whose echo would say so (src/reading.ts). */
   window: ReadWindow;
   /** Set once the room has counted this connection out (our close or the peer's). */
@@ -49,17 +55,26 @@ export function tagForUser(userId: string): string {
 }
 
 /** Rebuilds a connection from its socket after a wake; `undefined` if the attachment is unusable. */
-export function restoreConnection(ws: WebSocket, burst: number, now: number): Connection | undefined {
+export function restoreConnection(
+  ws: WebSocket,
+  burst: number,
+  now: number,
+  ownerOf: (userId: string) => UserState,
+): Connection | undefined {
   const parsed = v.safeParse(AttachmentSchema, ws.deserializeAttachment());
   if (!parsed.success) return undefined;
   const closedByUs = parsed.output.closing === true;
   const isDying = !closedByUs && ws.readyState !== WebSocket.OPEN;
+  const window = newReadWindow(pendingOf(parsed.output));
+  // What a closed socket still held at its close; an open one's count starts again (src/reading.ts).
+  if (closedByUs) window.sent = parsed.output.queued ?? 0;
   return {
     ws,
     attachment: parsed.output,
     lastFrameAt: parsed.output.seenAt,
     bucket: createBucket(burst, now),
-    window: newReadWindow(pendingOf(parsed.output)),
+    owner: ownerOf(parsed.output.user.id),
+    window,
     isGone: closedByUs || isDying,
     isDying,
   };

@@ -5,11 +5,13 @@
  * close; this module does the sending and the closing.
  */
 import { byteLength } from "./bytes";
-import { type Connection, logFieldsOf, restoreConnection } from "./connection";
+import { type Connection, logFieldsOf, restoreConnection, tagForUser } from "./connection";
 import { log } from "./log";
 import { CLOSE_CODES } from "./protocol";
-import { acknowledge, judgeUnread, nextHeartbeat, recordHeartbeat } from "./reading";
+import { acknowledge, judgeUnread, nextHeartbeat, PROBE_FRACTION, recordHeartbeat } from "./reading";
+import { pickShed } from "./shedding";
 import { markClosing, safeClose, saveAttachment, trySend } from "./socket-chores";
+import type { Users } from "./users";
 
 export interface ConnectionHooks {
   /** A connection found open at a wake was counted in again (its user is online). */
@@ -20,21 +22,33 @@ export interface ConnectionHooks {
 
 export interface ConnectionSettings {
   rateLimitBurst: number;
+  /** One connection's unread budget, and one user's over all its sockets. */
   maxUnreadBytes: number;
+  /** The room's, over all its sockets, closing ones included. */
+  roomMaxQueuedBytes: number;
 }
 
 export class Connections {
   readonly #ctx: DurableObjectState;
   readonly #settings: ConnectionSettings;
   readonly #hooks: ConnectionHooks;
+  readonly #users: Users;
+  /** Bytes sent to every socket the runtime still holds and not known read (memory estimate). */
+  #queued = 0;
+  /** Users over their unread budget since the last check. */
+  #overUsers: Set<string> | undefined;
+  /** Bytes after which a connection gets an early heartbeat; smaller in a crowded room. */
+  #probeStep: number;
   #byWs: Map<WebSocket, Connection> | undefined;
   /** Who a broadcast goes to; `undefined` when a connection came or went since it was built. */
   #broadcastList: Connection[] | undefined;
 
-  constructor(ctx: DurableObjectState, settings: ConnectionSettings, hooks: ConnectionHooks) {
+  constructor(ctx: DurableObjectState, settings: ConnectionSettings, hooks: ConnectionHooks, users: Users) {
     this.#ctx = ctx;
     this.#settings = settings;
     this.#hooks = hooks;
+    this.#users = users;
+    this.#probeStep = settings.maxUnreadBytes * PROBE_FRACTION;
   }
 
   /** Every known connection, counted out ones included until their socket closes. */
@@ -44,13 +58,14 @@ export class Connections {
     this.#byWs = byWs;
     const now = Date.now();
     for (const ws of this.#ctx.getWebSockets()) {
-      const conn = restoreConnection(ws, this.#settings.rateLimitBurst, now);
+      const conn = restoreConnection(ws, this.#settings.rateLimitBurst, now, (id) => this.#users.get(id, now));
       if (!conn) {
         log("error", "attachment_invalid", { attachment: "unreadable" });
         safeClose(ws, CLOSE_CODES.internalError, "internal error");
         continue;
       }
       byWs.set(ws, conn);
+      this.#queue(conn, conn.window.sent);
       if (!conn.isGone) this.#hooks.restored(conn);
     }
     return byWs;
@@ -83,6 +98,15 @@ export class Connections {
     return out;
   }
 
+  /**
+   * Forgets connections whose socket the runtime no longer lists (let go of without an event we
+   * saw), so their bytes stop counting against the budgets.
+   */
+  reconcile(): void {
+    const held = new Set(this.#ctx.getWebSockets());
+    for (const ws of [...this.all().keys()]) if (!held.has(ws)) this.forget(ws, 1006, "gone");
+  }
+
   /** Closes a connection from our side and counts it out. */
   close(conn: Connection, code: number, reason: string): void {
     if (conn.isGone) return;
@@ -96,7 +120,8 @@ export class Connections {
     const byWs = this.all();
     const conn = byWs.get(ws);
     if (conn && !conn.isGone) this.#countOut(conn, code, reason, "client");
-    byWs.delete(ws);
+    // The runtime let go of it: what it held for the client is no longer ours to count.
+    if (conn && byWs.delete(ws)) this.#queue(conn, conn.window.read - conn.window.sent);
     return conn;
   }
 
@@ -126,6 +151,10 @@ export class Connections {
       if (this.#byWs === undefined) return; // nothing restored yet: nobody to send to
       this.#broadcastList = [];
       for (const conn of this.#byWs.values()) if (!conn.isGone) this.#broadcastList.push(conn);
+      // A crowded room asks for echoes sooner, so that a reader that stopped is seen late (and can
+      // be shed) before the room's queued bytes add up past its budget.
+      const share = this.#settings.roomMaxQueuedBytes / (4 * Math.max(1, this.#broadcastList.length));
+      this.#probeStep = Math.min(this.#settings.maxUnreadBytes * PROBE_FRACTION, share);
     }
     const bytes = byteLength(frame);
     let behind: Connection[] | undefined;
@@ -139,6 +168,7 @@ export class Connections {
     }
     // Closed after the loop: a close announces a leave, which is a broadcast of its own.
     for (const conn of behind ?? []) this.closeBehind(conn);
+    this.enforceBudgets();
   }
 
   /** Sends to one connection; `judge: false` counts the bytes without closing a client behind. */
@@ -146,6 +176,7 @@ export class Connections {
     trySend(conn.ws, frame);
     const isBehind = this.#countSent(conn, byteLength(frame));
     if (isBehind && judge) this.closeBehind(conn);
+    if (judge) this.enforceBudgets();
   }
 
   /**
@@ -156,6 +187,7 @@ export class Connections {
     const next = nextHeartbeat(conn.attachment.awaiting, now);
     conn.attachment.awaiting = next.awaiting;
     recordHeartbeat(conn.window, next.text, now);
+    this.#queue(conn, next.text.length);
     saveAttachment(conn);
     trySend(conn.ws, next.text);
   }
@@ -165,9 +197,11 @@ export class Connections {
    * saves the attachment.
    */
   takeEcho(conn: Connection, message: string | ArrayBuffer): boolean {
+    const before = conn.window.read;
     const taken = acknowledge(conn.window, conn.attachment.awaiting, message);
     if (taken === undefined) return false;
     conn.attachment.awaiting = taken.awaiting;
+    this.#queue(conn, before - conn.window.read);
     return true;
   }
 
@@ -182,15 +216,69 @@ export class Connections {
    */
   #countSent(conn: Connection, bytes: number): boolean {
     conn.window.sent += bytes;
-    const verdict = judgeUnread(conn.window, conn.attachment.awaiting, this.#settings.maxUnreadBytes, Date.now);
+    this.#queued += bytes;
+    const owner = conn.owner;
+    owner.queued += bytes;
+    if (owner.queued > this.#settings.maxUnreadBytes) {
+      this.#overUsers ??= new Set();
+      this.#overUsers.add(conn.attachment.user.id);
+    }
+    const budget = this.#settings.maxUnreadBytes;
+    const verdict = judgeUnread(conn.window, conn.attachment.awaiting, budget, Date.now, this.#probeStep);
     if (verdict === "probe") this.sendHeartbeat(conn, Date.now());
     return verdict === "over";
   }
 
   /** Closes a client that does not read fast enough with 4408 `not reading`, and logs how far behind. */
-  closeBehind(conn: Connection): void {
+  closeBehind(conn: Connection, budget?: "room" | "user"): void {
     if (conn.isGone) return;
-    log("warn", "slow_consumer", { ...logFieldsOf(conn), unreadBytes: conn.window.sent - conn.window.read });
+    const unreadBytes = conn.window.sent - conn.window.read;
+    const over = budget === undefined ? {} : { over: budget, queuedBytes: this.#queued };
+    log("warn", "slow_consumer", { ...logFieldsOf(conn), unreadBytes, ...over });
     this.close(conn, CLOSE_CODES.heartbeatTimeout, "not reading");
+  }
+
+  // -- budgets -------------------------------------------------------------------------------
+
+  /** Bytes the room has sent and not seen read, over every socket the runtime still holds. */
+  get queuedBytes(): number {
+    return this.#queued;
+  }
+
+  /**
+   * Keeps the bytes queued to slow readers within the room's budget and each user's: past one, the
+   * slowest readers (late with an echo, most unread first) are closed; readers that keep up never are.
+   */
+  enforceBudgets(now = Date.now()): void {
+    const overUsers = this.#overUsers;
+    this.#overUsers = undefined;
+    const budget = this.#settings.maxUnreadBytes;
+    for (const userId of overUsers ?? []) {
+      const owner = this.#users.get(userId, now);
+      if (owner.queued <= budget) continue;
+      for (const conn of pickShed(this.#readers(this.live(tagForUser(userId))), owner.queued, budget, now)) {
+        this.closeBehind(conn.conn, "user");
+      }
+    }
+    const roomBudget = this.#settings.roomMaxQueuedBytes;
+    if (this.#queued <= roomBudget) return;
+    const live = [...this.all().values()].filter((c) => !c.isGone);
+    for (const reader of pickShed(this.#readers(live), this.#queued, roomBudget, now)) {
+      this.closeBehind(reader.conn, "room");
+    }
+  }
+
+  #readers(conns: Iterable<Connection>) {
+    return [...conns].map((conn) => ({
+      conn,
+      unread: conn.window.sent - conn.window.read,
+      awaitingSince: conn.attachment.awaiting?.since,
+    }));
+  }
+
+  /** Moves the room's and the owner's queued bytes by `delta`. */
+  #queue(conn: Connection, delta: number): void {
+    this.#queued = Math.max(0, this.#queued + delta);
+    conn.owner.queued = Math.max(0, conn.owner.queued + delta);
   }
 }

@@ -61,6 +61,7 @@ export const FRAME_ERROR_CODES = [
   "unknown_recipient",
   "rate_limited",
   "invalid_token",
+  "over_budget",
 ] as const;
 export type FrameErrorCode = (typeof FRAME_ERROR_CODES)[number];
 

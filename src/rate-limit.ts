@@ -32,9 +32,7 @@ export interface RateLimits {
  * past its limit; a client that backs off starts clean.
  */
 export function take(bucket: TokenBucket, now: number, limits: RateLimits): TakeResult {
-  const elapsed = Math.max(0, now - bucket.updatedAt);
-  bucket.tokens = Math.min(limits.burst, bucket.tokens + (elapsed * limits.perSecond) / 1000);
-  bucket.updatedAt = now;
+  refill(bucket, now, limits);
   if (bucket.tokens >= 1) {
     if (bucket.tokens >= Math.min(2, limits.burst)) bucket.strikes = 0;
     bucket.tokens -= 1;
@@ -42,4 +40,35 @@ export function take(bucket: TokenBucket, now: number, limits: RateLimits): Take
   }
   bucket.strikes += 1;
   return bucket.strikes >= limits.maxStrikes ? "exhausted" : "refused";
+}
+
+/**
+ * Takes one token from a connection's own bucket and one from the bucket its user shares with its
+ * other connections: a user cannot multiply its rate by opening more connections. Refusals are
+ * strikes on the connection, forgiven only once both buckets hold two tokens (as in `take`).
+ */
+export function takeShared(
+  own: TokenBucket,
+  shared: TokenBucket,
+  now: number,
+  ownLimits: RateLimits,
+  sharedLimits: RateLimits,
+): TakeResult {
+  refill(own, now, ownLimits);
+  refill(shared, now, sharedLimits);
+  if (own.tokens >= 1 && shared.tokens >= 1) {
+    const isSlow = own.tokens >= Math.min(2, ownLimits.burst) && shared.tokens >= Math.min(2, sharedLimits.burst);
+    if (isSlow) own.strikes = 0;
+    own.tokens -= 1;
+    shared.tokens -= 1;
+    return "ok";
+  }
+  own.strikes += 1;
+  return own.strikes >= ownLimits.maxStrikes ? "exhausted" : "refused";
+}
+
+function refill(bucket: TokenBucket, now: number, limits: RateLimits): void {
+  const elapsed = Math.max(0, now - bucket.updatedAt);
+  bucket.tokens = Math.min(limits.burst, bucket.tokens + (elapsed * limits.perSecond) / 1000);
+  bucket.updatedAt = now;
 }

@@ -70,15 +70,16 @@ export function judgeUnread(
   awaiting: Awaiting | undefined,
   budget: number,
   now: () => number,
+  probeStep = budget * PROBE_FRACTION,
 ): ReadVerdict {
   const unread = window.sent - window.read;
   if (unread > budget * HARD_FACTOR) return "over";
   if (awaiting !== undefined && unread > budget && now() - awaiting.since > BEHIND_GRACE_MS) return "over";
-  // Another early heartbeat once a quarter of the budget went out since the newest one (or since
-  // what is known read, when none is awaited).
+  // Another early heartbeat once `probeStep` (a quarter of the budget, less in a crowded room) went
+  // out since the newest one (or since what is known read, when none is awaited).
   const pending = window.pending;
   const from = pending.at(-1)?.before ?? window.read;
-  if (window.sent - from > budget * PROBE_FRACTION && pending.length < MAX_PENDING) return "probe";
+  if (window.sent - from > probeStep && pending.length < MAX_PENDING) return "probe";
   return "ok";
 }
 

@@ -5,8 +5,9 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import * as v from "valibot";
+import { refuseConnect } from "./admission";
 import { canAccessRoom, type Identity, verifyToken } from "./auth";
-import { utf8Length } from "./bytes";
+import { byteLength, utf8Length } from "./bytes";
 import type { Config } from "./config";
 import { loadConfig } from "./config";
 import { type Attachment, type Connection, logFieldsOf, tagForUser } from "./connection";
@@ -36,9 +37,10 @@ import {
   type User,
   type WelcomeFrame,
 } from "./protocol";
-import { type RateLimits, take } from "./rate-limit";
+import { type RateLimits, takeShared } from "./rate-limit";
 import { newReadWindow, PROBE_FRACTION } from "./reading";
 import { clientIdOf, idOfRefused, isReservedCloseCode, safeClose, saveAttachment } from "./socket-chores";
+import { Users } from "./users";
 
 /** The content of a room message, from a socket frame or an HTTP body. */
 export interface MessageBody {
@@ -66,6 +68,12 @@ export class Room extends DurableObject<Env> {
   readonly #frameSchema: ReturnType<typeof clientFrameSchema>;
   /** The rate limit, built once rather than per frame. */
   readonly #limits: RateLimits;
+  /** The bucket each user shares over all its connections. */
+  readonly #userLimits: RateLimits;
+  /** Per-user state in this room: shared buckets and queued bytes (src/users.ts). */
+  readonly #users: Users;
+  /** Users whose last connection went, until PRESENCE_GRACE_MS decides whether that was a leave. */
+  readonly #leaveTimers = new Map<string, number>();
   /** Who is here, and every send to them. */
   readonly #connections: Connections;
   #presence = new Presence();
@@ -83,19 +91,28 @@ export class Room extends DurableObject<Env> {
       burst: this.#config?.rateLimitBurst ?? 1,
       maxStrikes: this.#config?.rateLimitStrikes ?? 1,
     };
+    this.#userLimits = {
+      perSecond: this.#config?.userRateLimitPerSecond ?? 1,
+      burst: this.#config?.userRateLimitBurst ?? 1,
+      maxStrikes: this.#config?.rateLimitStrikes ?? 1,
+    };
+    this.#users = new Users({
+      messages: this.#userLimits,
+      connectsPerMinute: this.#config?.connectsPerUserPerMinute ?? 1,
+      replayBytesPerMinute: this.#config?.replayBytesPerUserPerMinute ?? 0,
+    });
     this.#history = new History(ctx.storage, this.#config?.historyLimit ?? 0);
     // With a bad config every entry point stops before using it, so its fallbacks never matter.
     const settings = {
       rateLimitBurst: this.#config?.rateLimitBurst ?? 1,
       maxUnreadBytes: this.#config?.maxUnreadBytes ?? 0,
+      roomMaxQueuedBytes: this.#config?.roomMaxQueuedBytes ?? 0,
     };
-    this.#connections = new Connections(ctx, settings, {
-      restored: (conn) => this.#presence.add(conn.attachment.user),
-      countedOut: (conn) => {
-        const user = conn.attachment.user;
-        if (this.#presence.remove(user.id)) this.#broadcastPresence("leave", user);
-      },
-    });
+    const hooks = {
+      restored: (conn: Connection) => this.#presence.add(conn.attachment.user),
+      countedOut: (conn: Connection) => this.#lastMaybeGone(conn.attachment.user),
+    };
+    this.#connections = new Connections(ctx, settings, hooks, this.#users);
     // Answered by the runtime without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
   }
@@ -110,12 +127,12 @@ export class Room extends DurableObject<Env> {
       if (!handoff.success || request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
         return new HttpError("invalid_request", "not a room connect request").toResponse();
       }
-      if (this.#connections.liveCount() >= config.maxConnectionsPerRoom) {
+      this.#connections.all(); // counts the sockets' queued bytes in after a wake
+      const refusal = refuseConnect(this.ctx, handoff.output, config, this.#users, Date.now());
+      if (refusal !== undefined) {
         const { room, user, ip } = handoff.output;
-        log("info", "gate_refused", { room, user: user.id, ip, status: 503, code: "room_full" });
-        return new HttpError("room_full", "the room is full; retry later", {
-          headers: { "Retry-After": "10" },
-        }).toResponse();
+        log("info", "gate_refused", { room, user: user.id, ip, status: refusal.status, code: refusal.code });
+        return refusal.toResponse();
       }
       // Read once per wake, not per connect: after that this object keeps track itself, and looks
       // again only if the alarm is overdue (its retries ran out, say).
@@ -168,6 +185,8 @@ export class Room extends DurableObject<Env> {
     const connections = this.#connections;
     const now = Date.now();
     try {
+      connections.reconcile();
+      this.#users.prune(now, (userId) => this.ctx.getWebSockets(tagForUser(userId)).length > 0);
       for (const conn of connections.all().values()) {
         if (conn.isGone) continue;
         // One connection's failure must not stop the heartbeat for the others.
@@ -178,6 +197,7 @@ export class Room extends DurableObject<Env> {
           connections.close(conn, CLOSE_CODES.internalError, "internal error");
         }
       }
+      connections.enforceBudgets(now);
     } finally {
       // Rescheduled whatever happened above, or the room would keep live sockets with no alarm.
       this.#hasAlarm = connections.liveCount() > 0;
@@ -268,11 +288,14 @@ export class Room extends DurableObject<Env> {
       attachment,
       lastFrameAt: now,
       bucket: { tokens: config.rateLimitBurst, updatedAt: now, strikes: 0 },
+      owner: this.#users.get(handoff.user.id, now),
       window: newReadWindow(),
       isGone: false,
     };
     this.#connections.add(conn);
     const isFirst = this.#presence.add(handoff.user);
+    this.#cancelLeave(handoff.user.id); // back within the grace: neither a leave nor a join
+
     try {
       this.#greet(conn, handoff, config, isFirst);
     } catch (error) {
@@ -287,9 +310,7 @@ export class Room extends DurableObject<Env> {
   /** Welcome, resume replay, and the `join` for the others. */
   #greet(conn: Connection, handoff: Handoff, config: Config, isFirst: boolean): void {
     const { ws: server, attachment } = conn;
-    // The replay takes at most a quarter of the unread budget, so a reading client is never near it.
-    const replayBytes = Math.min(REPLAY_MAX_BYTES, config.maxUnreadBytes * PROBE_FRACTION);
-    const replay = handoff.since === undefined ? undefined : this.#history.after(handoff.since, replayBytes);
+    const replay = handoff.since === undefined ? undefined : this.#replay(conn, handoff.since, config);
     const welcome: WelcomeFrame = {
       type: "welcome",
       room: handoff.room,
@@ -335,7 +356,7 @@ export class Room extends DurableObject<Env> {
       return;
     }
 
-    const taken = take(conn.bucket, now, this.#limits);
+    const taken = takeShared(conn.bucket, conn.owner.messages, now, this.#limits, this.#userLimits);
     if (taken === "exhausted") {
       connections.close(conn, CLOSE_CODES.rateLimited, "rate limit exceeded");
       return;
@@ -462,10 +483,37 @@ export class Room extends DurableObject<Env> {
     log("info", "token_refreshed", { ...logFieldsOf(conn), exp: identity.exp });
   }
 
+  /**
+   * The resume replay after `since`: at most a quarter of the unread budget (a reading client is
+   * never near it), within what the user's sockets may still queue and its replay bytes per minute,
+   * so reconnecting in a loop cannot multiply the work or the memory.
+   */
+  #replay(conn: Connection, since: number, config: Config) {
+    const userId = conn.attachment.user.id;
+    const left = config.maxUnreadBytes - conn.owner.queued;
+    const allowance = this.#users.replayAllowance(userId, Date.now());
+    const maxBytes = Math.min(REPLAY_MAX_BYTES, config.maxUnreadBytes * PROBE_FRACTION, left, allowance);
+    const replay = this.#history.after(since, maxBytes);
+    const bytes = replay.frames.reduce((n, f) => n + byteLength(f), 0);
+    // `after` keeps at least one message; over what is allowed, that one is a gap too.
+    if (bytes > maxBytes) return { frames: [], recovered: false };
+    this.#users.spendReplay(userId, bytes);
+    return replay;
+  }
+
   #sendHistory(conn: Connection, before: number | undefined, limit: number, config: Config): void {
-    // Small next to the unread budget, so a client paging back quickly stays well within it.
-    const page = this.#history.page({ before, limit }, Math.min(PAGE_MAX_BYTES, config.maxUnreadBytes / 8));
-    this.#send(conn, `{"type":"history","messages":${framesToJsonArray(page.frames)},"hasMore":${page.hasMore}}`);
+    // Small next to the unread budget, so a client paging back quickly stays well within it; and
+    // within what this user's sockets may still queue, so pages asked for and never read cannot
+    // pile up over the user's connections.
+    const left = config.maxUnreadBytes - conn.owner.queued;
+    const maxBytes = Math.min(PAGE_MAX_BYTES, config.maxUnreadBytes / 8, left);
+    const page = maxBytes > 0 ? this.#history.page({ before, limit }, maxBytes) : undefined;
+    const frame = page && `{"type":"history","messages":${framesToJsonArray(page.frames)},"hasMore":${page.hasMore}}`;
+    if (frame === undefined || byteLength(frame) > left) {
+      this.#sendError(conn, "over_budget", "too much is unread on this user's connections; read, then ask again");
+      return;
+    }
+    this.#send(conn, frame);
   }
 
   #directMessage(conn: Connection, frame: ClientMessageFrame, to: string, now: number): void {
@@ -512,6 +560,37 @@ export class Room extends DurableObject<Env> {
       this.#hasAlarm = false;
       this.ctx.storage.deleteAlarm().catch((error) => log("error", "alarm_delete_failed", describeError(error)));
     }
+  }
+
+  /**
+   * A connection was counted out. When it was its user's last, the `leave` waits PRESENCE_GRACE_MS
+   * for a reconnect. A plain timer, not the alarm: it keeps the object awake for the grace only,
+   * and an eviction meanwhile drops every socket, so every client gets a fresh `welcome.presence`.
+   */
+  #lastMaybeGone(user: User): void {
+    const grace = this.#config?.presenceGraceMs ?? 0;
+    if (!this.#presence.remove(user.id, grace > 0)) return;
+    if (grace === 0) {
+      this.#broadcastPresence("leave", user);
+      return;
+    }
+    this.#cancelLeave(user.id);
+    const timer = setTimeout(() => {
+      this.#leaveTimers.delete(user.id);
+      try {
+        if (this.#presence.settle(user.id)) this.#broadcastPresence("leave", user);
+      } catch (error) {
+        log("error", "presence_failed", { user: user.id, ...describeError(error) });
+      }
+    }, grace);
+    this.#leaveTimers.set(user.id, timer);
+  }
+
+  #cancelLeave(userId: string): void {
+    const timer = this.#leaveTimers.get(userId);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.#leaveTimers.delete(userId);
   }
 
   #saveSeenAt(conn: Connection): void {

@@ -9,6 +9,8 @@ import { MAX_CLIENT_ID_LENGTH } from "./protocol";
 export function markClosing(conn: Connection): void {
   if (conn.attachment.closing) return;
   conn.attachment.closing = true;
+  const unread = conn.window.sent - conn.window.read;
+  if (unread > 0) conn.attachment.queued = unread;
   saveAttachment(conn);
 }
 

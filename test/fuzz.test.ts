@@ -166,6 +166,7 @@ describe("a room under random and hostile frames", () => {
   let sentMessages = 0;
   let sentBinaries = 0;
   let totalFrames = 0;
+  let runs = 0;
   const errors = vi.spyOn(console, "error");
 
   beforeAll(async () => {
@@ -176,7 +177,8 @@ describe("a room under random and hostile frames", () => {
   it("answers every frame as documented, never throws, and keeps the room whole", { timeout: 120_000 }, async () => {
     await fc.assert(
       fc.asyncProperty(run, async ({ cases, tail }) => {
-        const { client } = await join(room, { sub: "fuzzer" });
+        // A user per run: the rate and connect limits are per user too, and this test keeps them out.
+        const { client } = await join(room, { sub: `fuzzer-${runs++}` });
         const all = tail ? [...cases, tail] : cases;
         for (const c of all) client.sendRaw(c.frame);
         totalFrames += all.length;
