@@ -90,7 +90,13 @@ export class RawClient {
     const since = options.since === undefined ? "" : `?since=${options.since}`;
     const url = `${server.baseUrl.replace(/^http/, "ws")}/ws/chat/${room}${since}`;
     // Local workerd can take seconds to close TCP after its close frame; the frame is what counts.
-    const wsOptions = { headers: { Authorization: `Bearer ${token}` }, closeTimeout: 1000 };
+    // No permessage-deflate: the bytes on the wire are then the bytes the room counts, which a
+    // reader's pace (and a stalled socket's kernel buffers) is measured in.
+    const wsOptions = {
+      headers: { Authorization: `Bearer ${token}` },
+      closeTimeout: 1000,
+      perMessageDeflate: false,
+    };
     const ws = new WebSocket(url, wsOptions as WebSocket.ClientOptions);
     const client = new RawClient(ws);
     return new Promise<RawClient | Refusal>((resolve, reject) => {
