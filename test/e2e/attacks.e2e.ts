@@ -1,12 +1,26 @@
 /**
  * Issue 10, items 1–4: what one member token can do to a room, against real `wrangler dev` servers
  * (each describe starts its own, with small settings that make the attack cheap). Each test asserts
- * the behaviour docs/contract names (per-user connection cap, per-user rate bucket, per-user unread
+ * the behaviour agreed for issue 10 (per-user connection cap, per-user rate bucket, per-user unread
  * budget and room-wide queue bound, connect and replay limits, presence grace), so it fails on code
  * without those defences.
  *
- * BEFORE-FIGURES (today's code, commit c2a7547, before the defences):
- * (filled in from the first runs; see the end of this comment)
+ * Before the defences (code at c2a7547, `wrangler dev` 4.86 on a shared 2-core machine), all six fail:
+ * 1. lockout: one token held all 10 sockets of the room (want 3), the 11th got 503 room_full (want 429
+ *    too_many_connections at the 4th), and another user got 503 room_full too.
+ *    held: 3 sockets closed 4408 while their client kept TCP open; the user's next connect was
+ *    accepted (101, want 429 too_many_connections).
+ * 2. rate: 5 sockets of one user, 15/s each: 300 of 300 stored in 4.2 s (72/s, 0 refused), against a
+ *    bound of 72 for 10/s + 20 burst.
+ *    honest: 3 sockets of one user at 16/s × 60 KB (~2.9 MB/s) for 6.4 s: the reader (1.5 MB/s, echoing
+ *    every heartbeat) was closed 4408 after 160 of the 288 stored messages.
+ * 3. hoard: 16 stalled sockets of one user, 40 history requests each (40 × 60 KB stored): workerd RSS
+ *    146 → 358 MiB (+212 MiB, want < 80 MiB); 257 MiB of history pages sent to that user (want ≤ 8 MiB),
+ *    no over_budget, each socket closed 4408 at 4 × its own 4 MiB budget (with permessage-deflate on,
+ *    a first run saw +123 MiB).
+ * 4. churn: 12 of 12 `since=0` connects accepted (want 5, then 429 too_many_connects), 41.3 MiB replayed
+ *    (each recovered:true with all 60 messages; want ≤ 12 MiB and empty recovered:false replays), and
+ *    the other member saw 12 joins and 12 leaves (want ≤ 1 join, no leave).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
