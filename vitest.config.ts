@@ -27,6 +27,7 @@ export default defineConfig({
   ],
   test: {
     include: ["test/**/*.test.ts"],
+    setupFiles: ["test/setup.ts"],
     exclude: ["test/e2e/**"],
     testTimeout: 20_000,
     silent: "passed-only",

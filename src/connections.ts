@@ -8,7 +8,7 @@ import { byteLength } from "./bytes";
 import { type Connection, logFieldsOf, restoreConnection, tagForUser } from "./connection";
 import { log } from "./log";
 import { CLOSE_CODES } from "./protocol";
-import { acknowledge, judgeUnread, nextHeartbeat, PROBE_FRACTION, recordHeartbeat } from "./reading";
+import { acknowledge, BEHIND_GRACE_MS, judgeUnread, nextHeartbeat, PROBE_FRACTION, recordHeartbeat } from "./reading";
 import { pickShed } from "./shedding";
 import { markClosing, safeClose, saveAttachment, trySend } from "./socket-chores";
 import type { Users } from "./users";
@@ -256,7 +256,8 @@ export class Connections {
     for (const userId of overUsers ?? []) {
       const owner = this.#users.get(userId, now);
       if (owner.queued <= budget) continue;
-      for (const conn of pickShed(this.#readers(this.live(tagForUser(userId))), owner.queued, budget, now)) {
+      const readers = this.#readers(this.live(tagForUser(userId)));
+      for (const conn of pickShed(readers, owner.queued, budget, now, BEHIND_GRACE_MS)) {
         this.closeBehind(conn.conn, "user");
       }
     }
