@@ -238,7 +238,10 @@ describe("a slow consumer", () => {
 describe("a client that keeps sending but stops reading", () => {
   let server: WranglerServer;
   beforeAll(async () => {
-    server = await WranglerServer.start({ vars: { HEARTBEAT_INTERVAL_MS: "1000", HEARTBEAT_TIMEOUT_MS: "2500" } });
+    // No presence grace: the watcher's `leave` then marks the close itself.
+    server = await WranglerServer.start({
+      vars: { HEARTBEAT_INTERVAL_MS: "1000", HEARTBEAT_TIMEOUT_MS: "2500", PRESENCE_GRACE_MS: "0" },
+    });
   });
   afterAll(async () => {
     await server?.dispose();
@@ -279,7 +282,8 @@ describe("a client that stops reading in a busy room", () => {
   let server: WranglerServer;
   beforeAll(async () => {
     // The default 30 s heartbeat, so only the byte budget can close it within the test.
-    server = await WranglerServer.start({ vars: { MAX_UNREAD_BYTES: "1048576" } });
+    // No presence grace: the watcher's `leave` then marks the close itself.
+    server = await WranglerServer.start({ vars: { MAX_UNREAD_BYTES: "1048576", PRESENCE_GRACE_MS: "0" } });
   });
   afterAll(async () => {
     await server?.dispose();
