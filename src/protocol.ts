@@ -61,6 +61,8 @@ export const FRAME_ERROR_CODES = [
   "unknown_recipient",
   "rate_limited",
   "invalid_token",
+  /** A message id its sender already used for a message with different content; carries the id. */
+  "id_conflict",
 ] as const;
 export type FrameErrorCode = (typeof FRAME_ERROR_CODES)[number];
 

@@ -16,6 +16,7 @@ import { HANDOFF_HEADER, type Handoff, HandoffSchema } from "./handoff";
 import { judgeConnection } from "./heartbeat";
 import { framesToJsonArray, History, PAGE_MAX_BYTES, type Page, type PageQuery, REPLAY_MAX_BYTES } from "./history";
 import { describeError, log } from "./log";
+import { contentHash } from "./message-ids";
 import { Presence } from "./presence";
 import {
   type AckFrame,
@@ -48,10 +49,14 @@ export interface MessageBody {
 }
 
 export interface Published {
+  /** The message's seq and ts; for a reused id, the first message's. */
   seq: number;
   ts: number;
-  /** True when the sender's id matched a stored message, which was not sent again. */
-  isDuplicate: boolean;
+  /**
+   * `stored` and sent; `duplicate`: the sender's id and content matched a remembered message, which
+   * was not sent again; `conflict`: the id was remembered with other content, and nothing was done.
+   */
+  outcome: "stored" | "duplicate" | "conflict";
 }
 
 export interface RoomInfo {
@@ -401,19 +406,26 @@ export class Room extends DurableObject<Env> {
       this.#directMessage(conn, frame, frame.to, now);
       return;
     }
-    const { seq } = this.#publish(conn.attachment.room, conn.attachment.user, frame, now);
-    if (frame.id !== undefined) this.#send(conn, JSON.stringify({ type: "ack", id: frame.id, seq } satisfies AckFrame));
+    const { seq, outcome } = this.#publish(conn.attachment.room, conn.attachment.user, frame, now);
+    if (frame.id === undefined) return;
+    if (outcome === "conflict") {
+      this.#sendError(conn, "id_conflict", "this id was already used for a different message", frame.id);
+      return;
+    }
+    this.#send(conn, JSON.stringify({ type: "ack", id: frame.id, seq } satisfies AckFrame));
   }
 
   /**
-   * Sequences, stores and broadcasts a room message. A message whose id its sender already used
-   * while that message is still in the log is not stored or sent again: the first seq is returned
-   * (so a client or backend that retries after a lost ack creates no duplicate).
+   * Sequences, stores and broadcasts a room message. A message whose id its sender used for a
+   * remembered message (src/message-ids.ts) is not stored or sent again: the same content gets the
+   * first seq (so a client or backend that retries after a lost ack creates no duplicate), other
+   * content a conflict.
    */
   #publish(room: string, from: User, body: MessageBody, now: number): Published {
+    const hash = body.id === undefined ? undefined : contentHash(body.text, body.data);
     if (body.id !== undefined) {
       const first = this.#history.findById(from.id, body.id);
-      if (first) return { ...first, isDuplicate: true };
+      if (first) return { seq: first.seq, ts: first.ts, outcome: first.contentHash === hash ? "duplicate" : "conflict" };
     }
     const seq = this.#history.latestSeq + 1;
     const out: MessageFrame = {
@@ -427,9 +439,9 @@ export class Room extends DurableObject<Env> {
       ts: now,
     };
     const frame = JSON.stringify(out);
-    this.#history.append({ seq, ts: now, userId: from.id, messageId: body.id, frame });
+    this.#history.append({ seq, ts: now, userId: from.id, messageId: body.id, contentHash: hash, frame });
     this.#connections.broadcast(frame);
-    return { seq, ts: now, isDuplicate: false };
+    return { seq, ts: now, outcome: "stored" };
   }
 
   // -- in-band token refresh and history -----------------------------------------------------
