@@ -226,6 +226,12 @@ export const HistoryFrameSchema = v.object({
   hasMore: v.boolean(),
 });
 
+/**
+ * Sent to each recipient immediately before every relayed binary frame (on the same socket, so in
+ * order): who sent the binary frame that follows.
+ */
+export const BinaryFrameSchema = v.object({ type: v.literal("binary"), from: UserSchema });
+
 export const ErrorFrameSchema = v.object({
   type: v.literal("error"),
   code: v.picklist(FRAME_ERROR_CODES),
@@ -242,6 +248,7 @@ export const ServerFrameSchema = v.variant("type", [
   PongFrameSchema,
   AuthFrameSchema,
   HistoryFrameSchema,
+  BinaryFrameSchema,
   ErrorFrameSchema,
 ]);
 
@@ -253,4 +260,5 @@ export type HeartbeatFrame = v.InferOutput<typeof HeartbeatFrameSchema>;
 export type ErrorFrame = v.InferOutput<typeof ErrorFrameSchema>;
 export type AuthFrame = v.InferOutput<typeof AuthFrameSchema>;
 export type HistoryFrame = v.InferOutput<typeof HistoryFrameSchema>;
+export type BinaryFrame = v.InferOutput<typeof BinaryFrameSchema>;
 export type ServerFrame = v.InferOutput<typeof ServerFrameSchema>;

@@ -21,6 +21,7 @@ import { Presence } from "./presence";
 import {
   type AckFrame,
   type AuthFrame,
+  type BinaryFrame,
   CLOSE_CODES,
   type ClientFrame,
   type ClientMessageFrame,
@@ -355,7 +356,9 @@ export class Room extends DurableObject<Env> {
       if (conn.attachment.role === "readonly") {
         this.#sendError(conn, "forbidden", "this connection is read-only");
       } else {
-        connections.broadcast(message, conn.ws);
+        // Attributed by a text frame right before it: receivers can tell who sent it.
+        const from: BinaryFrame = { type: "binary", from: conn.attachment.user };
+        connections.broadcast(message, conn.ws, JSON.stringify(from));
       }
       return;
     }
@@ -425,7 +428,10 @@ export class Room extends DurableObject<Env> {
     const hash = body.id === undefined ? undefined : contentHash(body.text, body.data);
     if (body.id !== undefined) {
       const first = this.#history.findById(from.id, body.id);
-      if (first) return { seq: first.seq, ts: first.ts, outcome: first.contentHash === hash ? "duplicate" : "conflict" };
+      if (first) {
+        const outcome = first.contentHash === hash ? "duplicate" : "conflict";
+        return { seq: first.seq, ts: first.ts, outcome };
+      }
     }
     const seq = this.#history.latestSeq + 1;
     const out: MessageFrame = {

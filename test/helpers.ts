@@ -71,12 +71,12 @@ export interface Closed {
   reason: string;
 }
 
-/** A binary frame as the test sees it. */
-export interface BinaryFrame {
-  type: "binary";
+/** A binary frame as the test sees it (`binary` is the text frame that names its sender). */
+export interface BytesFrame {
+  type: "bytes";
   bytes: Uint8Array;
 }
-export type Received = ServerFrame | BinaryFrame;
+export type Received = ServerFrame | BytesFrame;
 
 /** A client socket with a queue of what it received. */
 export class Client {
@@ -98,7 +98,7 @@ export class Client {
       const frame: Received =
         typeof data === "string"
           ? (JSON.parse(data) as ServerFrame)
-          : { type: "binary", bytes: new Uint8Array(data as ArrayBuffer) };
+          : { type: "bytes", bytes: new Uint8Array(data as ArrayBuffer) };
       this.frames.push(frame);
       if (frame.type === "heartbeat" && this.echoesHeartbeats) this.ws.send(data as string);
       this.#wake();
