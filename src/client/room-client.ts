@@ -539,7 +539,9 @@ export class RoomClient {
       this.#lastSeq = message.seq;
     }
     // Our own message came back (live, or in a replay after a drop): that settles its send.
-    if (message.id !== undefined && message.from.id === this.#user?.id) this.#outbox.settle(message.id, message.seq);
+    if (message.id !== undefined && message.from.id === this.#user?.id) {
+      this.#outbox.settle(message.id, message.seq, true);
+    }
     this.#events.emit("message", message);
     if (this.#replayUntil !== undefined && (this.#lastSeq ?? 0) >= this.#replayUntil) this.#ready();
   }
