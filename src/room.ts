@@ -5,6 +5,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import * as v from "valibot";
+import { alarmForExpiry, HEARTBEAT_DUE_KEY, isRoundDue, nextAlarmAt } from "./alarm-plan";
 import { canAccessRoom, type Identity, verifyToken } from "./auth";
 import { utf8Length } from "./bytes";
 import type { Config } from "./config";
@@ -123,14 +124,7 @@ export class Room extends DurableObject<Env> {
           headers: { "Retry-After": "10" },
         }).toResponse();
       }
-      // Read once per wake, not per connect: after that this object keeps track itself, and looks
-      // again only if the alarm is overdue (its retries ran out, say).
-      if (!this.#hasAlarm || Date.now() > this.#alarmDueAt + config.heartbeatIntervalMs) {
-        const due = (await this.ctx.storage.getAlarm()) ?? Date.now() + config.heartbeatIntervalMs;
-        if (due !== this.#alarmDueAt || !this.#hasAlarm) await this.ctx.storage.setAlarm(Math.max(due, Date.now()));
-        this.#alarmDueAt = due;
-        this.#hasAlarm = true;
-      }
+      await this.#alarmBy(handoff.output.exp, config);
       return this.#accept(handoff.output, config);
     } catch (error) {
       log("error", "connect_failed", describeError(error));
@@ -168,17 +162,20 @@ export class Room extends DurableObject<Env> {
   }
 
   override async alarm(): Promise<void> {
-    // At-least-once and retried: running twice only sends one more heartbeat.
+    // At-least-once and retried: a repeat finds the round done (its due time is stored) and closes
+    // only what has expired since.
     const config = this.#config;
     if (!config) return;
     const connections = this.#connections;
     const now = Date.now();
+    const dueAt = await this.ctx.storage.get<number>(HEARTBEAT_DUE_KEY);
+    const isRound = isRoundDue(now, dueAt, config.heartbeatIntervalMs);
     try {
       for (const conn of connections.all().values()) {
         if (conn.isGone) continue;
         // One connection's failure must not stop the heartbeat for the others.
         try {
-          this.#heartbeat(conn, now, config);
+          this.#heartbeat(conn, now, config, isRound);
         } catch (error) {
           log("error", "heartbeat_failed", { ...logFieldsOf(conn), ...describeError(error) });
           connections.close(conn, CLOSE_CODES.internalError, "internal error");
@@ -186,13 +183,49 @@ export class Room extends DurableObject<Env> {
       }
     } finally {
       // Rescheduled whatever happened above, or the room would keep live sockets with no alarm.
-      this.#hasAlarm = connections.liveCount() > 0;
-      this.#alarmDueAt = now + config.heartbeatIntervalMs;
-      if (this.#hasAlarm) await this.ctx.storage.setAlarm(this.#alarmDueAt);
+      const live = [...connections.all().values()].filter((conn) => !conn.isGone);
+      this.#hasAlarm = live.length > 0;
+      if (this.#hasAlarm) {
+        const roundAt = isRound || dueAt === undefined ? now + config.heartbeatIntervalMs : dueAt;
+        if (isRound) await this.ctx.storage.put(HEARTBEAT_DUE_KEY, roundAt);
+        this.#alarmDueAt = nextAlarmAt(
+          now,
+          roundAt,
+          live.map((conn) => conn.attachment.exp),
+        );
+        await this.ctx.storage.setAlarm(this.#alarmDueAt);
+      }
     }
   }
 
-  #heartbeat(conn: Connection, now: number, config: Config): void {
+  /**
+   * Makes sure an alarm is set, by `exp` at the latest. Storage's alarm is read once per wake, not
+   * per connect: after that this object keeps track itself, and looks again only if the alarm is
+   * overdue (its retries ran out, say).
+   */
+  async #alarmBy(exp: number, config: Config): Promise<void> {
+    const now = Date.now();
+    let isUnset = false;
+    if (!this.#hasAlarm || now > this.#alarmDueAt + config.heartbeatIntervalMs) {
+      const current = await this.ctx.storage.getAlarm();
+      isUnset = current === null || current < now;
+      if (current === null) {
+        // The room's first connection (again): the heartbeat rounds start from now.
+        this.#alarmDueAt = now + config.heartbeatIntervalMs;
+        await this.ctx.storage.put(HEARTBEAT_DUE_KEY, this.#alarmDueAt);
+      } else {
+        this.#alarmDueAt = current;
+      }
+      this.#hasAlarm = true;
+    }
+    const at = alarmForExpiry(this.#alarmDueAt, exp, now) ?? (isUnset ? Math.max(this.#alarmDueAt, now) : undefined);
+    if (at === undefined) return;
+    this.#alarmDueAt = at;
+    await this.ctx.storage.setAlarm(at);
+  }
+
+  /** Closes `conn` if its token expired, it went quiet or it stopped reading; at a round, heartbeats it. */
+  #heartbeat(conn: Connection, now: number, config: Config, isRound: boolean): void {
     const pinged = this.ctx.getWebSocketAutoResponseTimestamp(conn.ws)?.getTime() ?? 0;
     const verdict = judgeConnection({
       now,
@@ -211,6 +244,7 @@ export class Room extends DurableObject<Env> {
       this.#connections.closeBehind(conn);
       return;
     }
+    if (!isRound) return;
     conn.attachment.seenAt = Math.max(conn.attachment.seenAt, conn.lastFrameAt);
     this.#connections.sendHeartbeat(conn, now); // saves the attachment, seenAt with it
   }
@@ -478,6 +512,8 @@ export class Room extends DurableObject<Env> {
     saveAttachment(conn); // the socket may be closing by now
     this.#send(conn, JSON.stringify({ type: "auth", exp: identity.exp } satisfies AuthFrame));
     log("info", "token_refreshed", { ...logFieldsOf(conn), exp: identity.exp });
+    // A sooner expiry moves the alarm; a later one leaves it, and its wake plans again.
+    await this.#alarmBy(identity.exp, config);
   }
 
   #sendHistory(conn: Connection, before: number | undefined, limit: number, config: Config): void {
