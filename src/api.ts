@@ -104,7 +104,10 @@ api.post("/rooms/:room/messages", async (c) => {
   if (!body.success) throw invalid(body.issues, "body", "the message is invalid");
   const from = { id: identity.userId, name: identity.name };
   const published = await roomStub(c, room).publish(room, from, body.output);
-  return c.json({ seq: published.seq, ts: published.ts }, published.isDuplicate ? 200 : 201);
+  if (published.outcome === "conflict") {
+    throw new HttpError("id_conflict", "this id was already used for a different message");
+  }
+  return c.json({ seq: published.seq, ts: published.ts }, published.outcome === "duplicate" ? 200 : 201);
 });
 
 api.get("/rooms/:room/messages", async (c) => {

@@ -10,6 +10,8 @@ export const HTTP_ERRORS = {
   forbidden: 403,
   origin_not_allowed: 403,
   not_found: 404,
+  /** A message id its sender already used for a message with different content. */
+  id_conflict: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   upgrade_required: 426,

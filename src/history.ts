@@ -7,6 +7,7 @@
  * durable: no client sees a `seq` (or an ack) that could be lost.
  */
 import { byteLength } from "./bytes";
+import { idWindow, MESSAGE_IDS_SCHEMA, MessageIds, type SeenId } from "./message-ids";
 
 export interface Replay {
   frames: string[];
@@ -26,8 +27,10 @@ export interface StoredMessage {
   seq: number;
   ts: number;
   userId: string;
-  /** The sender's message id: an idempotency key per user while the message is in the log. */
+  /** The sender's message id: an idempotency key per user (src/message-ids.ts). */
   messageId: string | undefined;
+  /** `contentHash` of the content, kept with the id to tell a retry from a reuse. */
+  contentHash?: number;
   frame: string;
 }
 
@@ -49,8 +52,14 @@ export const TRIM_EVERY = 16;
 
 export class History {
   #hasSchema: boolean;
+  /** Whether the id table exists (rooms from before it have the log without it). */
+  #hasIds: boolean;
+  /** Whether the log's old unique index of ids exists: its rows may still hold ids to honour. */
+  readonly #hasLegacyIds: boolean;
   #seq: number | undefined;
   readonly #sql: SqlStorage;
+  readonly #storage: DurableObjectStorage;
+  readonly #ids: MessageIds;
 
   constructor(
     storage: DurableObjectStorage,
@@ -58,21 +67,34 @@ export class History {
     readonly limit: number,
   ) {
     this.#sql = storage.sql;
-    this.#hasSchema =
-      this.#sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'room_meta'").toArray().length > 0;
+    this.#storage = storage;
+    this.#ids = new MessageIds(storage.sql);
+    const names = new Set(
+      this.#sql
+        .exec<{ name: string }>(
+          "SELECT name FROM sqlite_master WHERE name IN ('room_meta', 'message_ids', 'messages_by_sender_id')",
+        )
+        .toArray()
+        .map((row) => row.name),
+    );
+    this.#hasSchema = names.has("room_meta");
+    this.#hasIds = names.has("message_ids");
+    this.#hasLegacyIds = names.has("messages_by_sender_id");
   }
 
   /**
    * The latest seq handed out; 0 for a room that never had a message. The log always keeps its
    * newest message, so that is its seq; `room_meta` carries the counter only while the log is kept
-   * empty (HISTORY_LIMIT=0), which saves a write per message.
+   * empty (HISTORY_LIMIT=0), which saves a write per message, and not even then for a message with
+   * an id: its row in the id table carries its seq.
    */
   get latestSeq(): number {
     if (this.#seq === undefined) {
+      const ids = this.#hasIds ? ", COALESCE((SELECT MAX(seq) FROM message_ids), 0)" : "";
       const row = this.#hasSchema
         ? this.#sql
             .exec<{ seq: number }>(
-              "SELECT MAX(COALESCE((SELECT MAX(seq) FROM messages), 0), COALESCE((SELECT value FROM room_meta WHERE key = 'seq'), 0)) AS seq",
+              `SELECT MAX(COALESCE((SELECT MAX(seq) FROM messages), 0), COALESCE((SELECT value FROM room_meta WHERE key = 'seq'), 0)${ids}) AS seq`,
             )
             .one()
         : undefined;
@@ -87,46 +109,54 @@ export class History {
   }
 
   /**
-   * The stored message `userId` sent with `messageId`, if it is still stored. Rows past the window
-   * that await their trim count too: they still hold the id in the unique index.
+   * The message `userId` sent with `messageId`, if the id is still remembered: among the newest
+   * `idWindow(limit)` messages (src/message-ids.ts), or, in a room from before the id table, in the log.
    */
-  findById(userId: string, messageId: string): { seq: number; ts: number } | undefined {
+  findById(userId: string, messageId: string): SeenId | undefined {
     if (!this.#hasSchema) return undefined;
-    return this.#sql
-      .exec<{ seq: number; ts: number }>(
-        "SELECT seq, ts FROM messages WHERE user_id = ? AND msg_id = ?",
-        userId,
-        messageId,
-      )
-      .toArray()[0];
+    const seen = this.#hasIds ? this.#ids.find(userId, messageId) : undefined;
+    return seen ?? (this.#hasLegacyIds ? this.#ids.findInLog(userId, messageId) : undefined);
   }
 
   /**
-   * Stores message `seq`, which must be `latestSeq + 1`. The insert is the one write that matters
-   * and comes first: if it fails nothing changed; once it succeeded the counter moves on.
+   * Stores message `seq`, which must be `latestSeq + 1`: its log row (or the counter) and its id's
+   * row, in one transaction, so if either fails nothing changed; once they succeeded the counter
+   * moves on.
    */
   append(message: StoredMessage): void {
     const { seq } = message;
     if (seq !== this.latestSeq + 1) throw new Error(`seq ${seq} does not follow ${this.latestSeq}`);
     this.#ensureSchema();
+    // Two writes only for a stored message with an id: then in one transaction.
+    if (message.messageId !== undefined && this.limit > 0) this.#storage.transactionSync(() => this.#insert(message));
+    else this.#insert(message);
+    this.#seq = seq;
+    // A range, so that lowering HISTORY_LIMIT trims the surplus too.
+    if (this.limit === 0 || seq % TRIM_EVERY === 0) this.#sql.exec("DELETE FROM messages WHERE seq <= ?", this.#floor);
+    if (seq % TRIM_EVERY === 0) this.#ids.trim(seq - idWindow(this.limit));
+  }
+
+  #insert(message: StoredMessage): void {
+    const { seq, messageId } = message;
+    // A reused (sender, id) fails here, on the table's key.
+    if (messageId !== undefined) {
+      this.#ids.remember(message.userId, messageId, { seq, ts: message.ts, contentHash: message.contentHash ?? 0 });
+    }
     if (this.limit > 0) {
+      // The id lives in the id table, not here: no index row to write per message.
       this.#sql.exec(
-        "INSERT INTO messages (seq, ts, user_id, msg_id, frame) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO messages (seq, ts, user_id, msg_id, frame) VALUES (?, ?, ?, NULL, ?)",
         seq,
         message.ts,
         message.userId,
-        message.messageId ?? null,
         message.frame,
       );
-    } else {
+    } else if (messageId === undefined) {
       this.#sql.exec(
         "INSERT INTO room_meta (key, value) VALUES ('seq', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         seq,
       );
     }
-    this.#seq = seq;
-    // A range, so that lowering HISTORY_LIMIT trims the surplus too.
-    if (this.limit === 0 || seq % TRIM_EVERY === 0) this.#sql.exec("DELETE FROM messages WHERE seq <= ?", this.#floor);
   }
 
   /**
@@ -187,6 +217,10 @@ export class History {
   }
 
   #ensureSchema(): void {
+    if (!this.#hasIds) {
+      this.#sql.exec(MESSAGE_IDS_SCHEMA);
+      this.#hasIds = true;
+    }
     if (this.#hasSchema) return;
     this.#sql.exec(`
       CREATE TABLE IF NOT EXISTS messages (
@@ -196,7 +230,6 @@ export class History {
         msg_id TEXT,
         frame TEXT NOT NULL
       );
-      CREATE UNIQUE INDEX IF NOT EXISTS messages_by_sender_id ON messages (user_id, msg_id) WHERE msg_id IS NOT NULL;
       CREATE TABLE IF NOT EXISTS room_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
     `);
     this.#hasSchema = true;

@@ -61,7 +61,10 @@ export const FRAME_ERROR_CODES = [
   "unknown_recipient",
   "rate_limited",
   "invalid_token",
+  /** A `history` request while the user's connections have too much unread. */
   "over_budget",
+  /** A message id its sender already used for a message with different content; carries the id. */
+  "id_conflict",
 ] as const;
 export type FrameErrorCode = (typeof FRAME_ERROR_CODES)[number];
 
@@ -225,6 +228,12 @@ export const HistoryFrameSchema = v.object({
   hasMore: v.boolean(),
 });
 
+/**
+ * Sent to each recipient immediately before every relayed binary frame (on the same socket, so in
+ * order): who sent the binary frame that follows.
+ */
+export const BinaryFrameSchema = v.object({ type: v.literal("binary"), from: UserSchema });
+
 export const ErrorFrameSchema = v.object({
   type: v.literal("error"),
   code: v.picklist(FRAME_ERROR_CODES),
@@ -241,6 +250,7 @@ export const ServerFrameSchema = v.variant("type", [
   PongFrameSchema,
   AuthFrameSchema,
   HistoryFrameSchema,
+  BinaryFrameSchema,
   ErrorFrameSchema,
 ]);
 
@@ -252,4 +262,5 @@ export type HeartbeatFrame = v.InferOutput<typeof HeartbeatFrameSchema>;
 export type ErrorFrame = v.InferOutput<typeof ErrorFrameSchema>;
 export type AuthFrame = v.InferOutput<typeof AuthFrameSchema>;
 export type HistoryFrame = v.InferOutput<typeof HistoryFrameSchema>;
+export type BinaryFrame = v.InferOutput<typeof BinaryFrameSchema>;
 export type ServerFrame = v.InferOutput<typeof ServerFrameSchema>;

@@ -6,6 +6,7 @@
 import { DurableObject } from "cloudflare:workers";
 import * as v from "valibot";
 import { refuseConnect } from "./admission";
+import { alarmForExpiry, HEARTBEAT_DUE_KEY, isRoundDue, nextAlarmAt } from "./alarm-plan";
 import { canAccessRoom, type Identity, verifyToken } from "./auth";
 import { byteLength, utf8Length } from "./bytes";
 import type { Config } from "./config";
@@ -17,10 +18,12 @@ import { HANDOFF_HEADER, type Handoff, HandoffSchema } from "./handoff";
 import { judgeConnection } from "./heartbeat";
 import { framesToJsonArray, History, PAGE_MAX_BYTES, type Page, type PageQuery, REPLAY_MAX_BYTES } from "./history";
 import { describeError, log } from "./log";
+import { contentHash } from "./message-ids";
 import { Presence } from "./presence";
 import {
   type AckFrame,
   type AuthFrame,
+  type BinaryFrame,
   CLOSE_CODES,
   type ClientFrame,
   type ClientMessageFrame,
@@ -50,10 +53,14 @@ export interface MessageBody {
 }
 
 export interface Published {
+  /** The message's seq and ts; for a reused id, the first message's. */
   seq: number;
   ts: number;
-  /** True when the sender's id matched a stored message, which was not sent again. */
-  isDuplicate: boolean;
+  /**
+   * `stored` and sent; `duplicate`: the sender's id and content matched a remembered message, which
+   * was not sent again; `conflict`: the id was remembered with other content, and nothing was done.
+   */
+  outcome: "stored" | "duplicate" | "conflict";
 }
 
 export interface RoomInfo {
@@ -134,14 +141,7 @@ export class Room extends DurableObject<Env> {
         log("info", "gate_refused", { room, user: user.id, ip, status: refusal.status, code: refusal.code });
         return refusal.toResponse();
       }
-      // Read once per wake, not per connect: after that this object keeps track itself, and looks
-      // again only if the alarm is overdue (its retries ran out, say).
-      if (!this.#hasAlarm || Date.now() > this.#alarmDueAt + config.heartbeatIntervalMs) {
-        const due = (await this.ctx.storage.getAlarm()) ?? Date.now() + config.heartbeatIntervalMs;
-        if (due !== this.#alarmDueAt || !this.#hasAlarm) await this.ctx.storage.setAlarm(Math.max(due, Date.now()));
-        this.#alarmDueAt = due;
-        this.#hasAlarm = true;
-      }
+      await this.#alarmBy(handoff.output.exp, config);
       return this.#accept(handoff.output, config);
     } catch (error) {
       log("error", "connect_failed", describeError(error));
@@ -179,11 +179,14 @@ export class Room extends DurableObject<Env> {
   }
 
   override async alarm(): Promise<void> {
-    // At-least-once and retried: running twice only sends one more heartbeat.
+    // At-least-once and retried: a repeat finds the round done (its due time is stored) and closes
+    // only what has expired since.
     const config = this.#config;
     if (!config) return;
     const connections = this.#connections;
     const now = Date.now();
+    const dueAt = await this.ctx.storage.get<number>(HEARTBEAT_DUE_KEY);
+    const isRound = isRoundDue(now, dueAt, config.heartbeatIntervalMs);
     try {
       connections.reconcile();
       this.#users.prune(now, (userId) => this.ctx.getWebSockets(tagForUser(userId)).length > 0);
@@ -191,7 +194,7 @@ export class Room extends DurableObject<Env> {
         if (conn.isGone) continue;
         // One connection's failure must not stop the heartbeat for the others.
         try {
-          this.#heartbeat(conn, now, config);
+          this.#heartbeat(conn, now, config, isRound);
         } catch (error) {
           log("error", "heartbeat_failed", { ...logFieldsOf(conn), ...describeError(error) });
           connections.close(conn, CLOSE_CODES.internalError, "internal error");
@@ -200,13 +203,49 @@ export class Room extends DurableObject<Env> {
       connections.enforceBudgets(now);
     } finally {
       // Rescheduled whatever happened above, or the room would keep live sockets with no alarm.
-      this.#hasAlarm = connections.liveCount() > 0;
-      this.#alarmDueAt = now + config.heartbeatIntervalMs;
-      if (this.#hasAlarm) await this.ctx.storage.setAlarm(this.#alarmDueAt);
+      const live = [...connections.all().values()].filter((conn) => !conn.isGone);
+      this.#hasAlarm = live.length > 0;
+      if (this.#hasAlarm) {
+        const roundAt = isRound || dueAt === undefined ? now + config.heartbeatIntervalMs : dueAt;
+        if (isRound) await this.ctx.storage.put(HEARTBEAT_DUE_KEY, roundAt);
+        this.#alarmDueAt = nextAlarmAt(
+          now,
+          roundAt,
+          live.map((conn) => conn.attachment.exp),
+        );
+        await this.ctx.storage.setAlarm(this.#alarmDueAt);
+      }
     }
   }
 
-  #heartbeat(conn: Connection, now: number, config: Config): void {
+  /**
+   * Makes sure an alarm is set, by `exp` at the latest. Storage's alarm is read once per wake, not
+   * per connect: after that this object keeps track itself, and looks again only if the alarm is
+   * overdue (its retries ran out, say).
+   */
+  async #alarmBy(exp: number, config: Config): Promise<void> {
+    const now = Date.now();
+    let isUnset = false;
+    if (!this.#hasAlarm || now > this.#alarmDueAt + config.heartbeatIntervalMs) {
+      const current = await this.ctx.storage.getAlarm();
+      isUnset = current === null || current < now;
+      if (current === null) {
+        // The room's first connection (again): the heartbeat rounds start from now.
+        this.#alarmDueAt = now + config.heartbeatIntervalMs;
+        await this.ctx.storage.put(HEARTBEAT_DUE_KEY, this.#alarmDueAt);
+      } else {
+        this.#alarmDueAt = current;
+      }
+      this.#hasAlarm = true;
+    }
+    const at = alarmForExpiry(this.#alarmDueAt, exp, now) ?? (isUnset ? Math.max(this.#alarmDueAt, now) : undefined);
+    if (at === undefined) return;
+    this.#alarmDueAt = at;
+    await this.ctx.storage.setAlarm(at);
+  }
+
+  /** Closes `conn` if its token expired, it went quiet or it stopped reading; at a round, heartbeats it. */
+  #heartbeat(conn: Connection, now: number, config: Config, isRound: boolean): void {
     const pinged = this.ctx.getWebSocketAutoResponseTimestamp(conn.ws)?.getTime() ?? 0;
     const verdict = judgeConnection({
       now,
@@ -225,6 +264,7 @@ export class Room extends DurableObject<Env> {
       this.#connections.closeBehind(conn);
       return;
     }
+    if (!isRound) return;
     conn.attachment.seenAt = Math.max(conn.attachment.seenAt, conn.lastFrameAt);
     this.#connections.sendHeartbeat(conn, now); // saves the attachment, seenAt with it
   }
@@ -371,7 +411,9 @@ export class Room extends DurableObject<Env> {
       if (conn.attachment.role === "readonly") {
         this.#sendError(conn, "forbidden", "this connection is read-only");
       } else {
-        connections.broadcast(message, conn.ws);
+        // Attributed by a text frame right before it: receivers can tell who sent it.
+        const from: BinaryFrame = { type: "binary", from: conn.attachment.user };
+        connections.broadcast(message, conn.ws, JSON.stringify(from));
       }
       return;
     }
@@ -422,19 +464,29 @@ export class Room extends DurableObject<Env> {
       this.#directMessage(conn, frame, frame.to, now);
       return;
     }
-    const { seq } = this.#publish(conn.attachment.room, conn.attachment.user, frame, now);
-    if (frame.id !== undefined) this.#send(conn, JSON.stringify({ type: "ack", id: frame.id, seq } satisfies AckFrame));
+    const { seq, outcome } = this.#publish(conn.attachment.room, conn.attachment.user, frame, now);
+    if (frame.id === undefined) return;
+    if (outcome === "conflict") {
+      this.#sendError(conn, "id_conflict", "this id was already used for a different message", frame.id);
+      return;
+    }
+    this.#send(conn, JSON.stringify({ type: "ack", id: frame.id, seq } satisfies AckFrame));
   }
 
   /**
-   * Sequences, stores and broadcasts a room message. A message whose id its sender already used
-   * while that message is still in the log is not stored or sent again: the first seq is returned
-   * (so a client or backend that retries after a lost ack creates no duplicate).
+   * Sequences, stores and broadcasts a room message. A message whose id its sender used for a
+   * remembered message (src/message-ids.ts) is not stored or sent again: the same content gets the
+   * first seq (so a client or backend that retries after a lost ack creates no duplicate), other
+   * content a conflict.
    */
   #publish(room: string, from: User, body: MessageBody, now: number): Published {
+    const hash = body.id === undefined ? undefined : contentHash(body.text, body.data);
     if (body.id !== undefined) {
       const first = this.#history.findById(from.id, body.id);
-      if (first) return { ...first, isDuplicate: true };
+      if (first) {
+        const outcome = first.contentHash === hash ? "duplicate" : "conflict";
+        return { seq: first.seq, ts: first.ts, outcome };
+      }
     }
     const seq = this.#history.latestSeq + 1;
     const out: MessageFrame = {
@@ -448,9 +500,9 @@ export class Room extends DurableObject<Env> {
       ts: now,
     };
     const frame = JSON.stringify(out);
-    this.#history.append({ seq, ts: now, userId: from.id, messageId: body.id, frame });
+    this.#history.append({ seq, ts: now, userId: from.id, messageId: body.id, contentHash: hash, frame });
     this.#connections.broadcast(frame);
-    return { seq, ts: now, isDuplicate: false };
+    return { seq, ts: now, outcome: "stored" };
   }
 
   // -- in-band token refresh and history -----------------------------------------------------
@@ -481,6 +533,8 @@ export class Room extends DurableObject<Env> {
     saveAttachment(conn); // the socket may be closing by now
     this.#send(conn, JSON.stringify({ type: "auth", exp: identity.exp } satisfies AuthFrame));
     log("info", "token_refreshed", { ...logFieldsOf(conn), exp: identity.exp });
+    // A sooner expiry moves the alarm; a later one leaves it, and its wake plans again.
+    await this.#alarmBy(identity.exp, config);
   }
 
   /**

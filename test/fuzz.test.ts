@@ -227,6 +227,8 @@ describe("a room under random and hostile frames", () => {
     const seqs = observer.all("message").map((m) => m.seq);
     expect(seqs).toEqual(seqs.map((_, i) => i + 1));
     expect(seqs).toHaveLength(sentMessages);
+    expect(observer.all("bytes")).toHaveLength(sentBinaries);
+    // Each one named its sender in the frame just before it.
     expect(observer.all("binary")).toHaveLength(sentBinaries);
     expect(observer.closed).toBeUndefined();
 

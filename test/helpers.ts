@@ -2,6 +2,7 @@
 import { env, runDurableObjectAlarm, runInDurableObject, SELF } from "cloudflare:test";
 import { SignJWT } from "jose";
 import { vi } from "vitest";
+import { HEARTBEAT_DUE_KEY } from "../src/alarm-plan";
 import type { ServerFrame } from "../src/protocol";
 
 export const TEST_JWT_SECRET = "edge-rooms-test-secret-0123456789-abcdefghij";
@@ -71,12 +72,12 @@ export interface Closed {
   reason: string;
 }
 
-/** A binary frame as the test sees it. */
-export interface BinaryFrame {
-  type: "binary";
+/** A binary frame as the test sees it (`binary` is the text frame that names its sender). */
+export interface BytesFrame {
+  type: "bytes";
   bytes: Uint8Array;
 }
-export type Received = ServerFrame | BinaryFrame;
+export type Received = ServerFrame | BytesFrame;
 
 /** A client socket with a queue of what it received. */
 export class Client {
@@ -98,7 +99,7 @@ export class Client {
       const frame: Received =
         typeof data === "string"
           ? (JSON.parse(data) as ServerFrame)
-          : { type: "binary", bytes: new Uint8Array(data as ArrayBuffer) };
+          : { type: "bytes", bytes: new Uint8Array(data as ArrayBuffer) };
       this.frames.push(frame);
       if (frame.type === "heartbeat" && this.echoesHeartbeats) this.ws.send(data as string);
       this.#wake();
@@ -230,6 +231,15 @@ export async function runAlarmAfter(room: string, advanceMs: number): Promise<bo
   } finally {
     vi.useRealTimers();
   }
+}
+
+/**
+ * Runs the room's alarm as a heartbeat round: marks the round due (as when its time has come), then
+ * runs it, `advanceMs` on (see `runAlarmAfter`). A plain alarm run is a round only when one is due.
+ */
+export async function runHeartbeatRound(room: string, advanceMs = 0): Promise<boolean> {
+  await runInDurableObject(roomStub(room), (_i, state) => state.storage.delete(HEARTBEAT_DUE_KEY));
+  return advanceMs === 0 ? runDurableObjectAlarm(roomStub(room)) : runAlarmAfter(room, advanceMs);
 }
 
 /** Lets queued frames and close events arrive. */

@@ -1,6 +1,6 @@
-import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { awaitingOf, join, mintToken, roomStub, runAlarmAfter, settle, uniqueRoom } from "./helpers";
+import { awaitingOf, join, mintToken, roomStub, runAlarmAfter, runHeartbeatRound, settle, uniqueRoom } from "./helpers";
 
 describe("eviction and hibernation", () => {
   it("keeps every connection and its identity across an eviction, and seq continues", async () => {
@@ -73,7 +73,7 @@ describe("eviction and hibernation", () => {
     const room = uniqueRoom();
     const reader = await join(room, { sub: "reader" });
     const stalled = await join(room, { sub: "stalled" });
-    await runDurableObjectAlarm(roomStub(room));
+    await runHeartbeatRound(room);
     const beat = await reader.client.next("heartbeat");
     await stalled.client.next("heartbeat");
     await evictDurableObject(roomStub(room));

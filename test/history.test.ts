@@ -73,7 +73,7 @@ describe("history", () => {
         miss: history.findById("u", "x"),
       };
     });
-    expect(found).toEqual({ hit: { seq: 3, ts: 3 }, otherUser: undefined, miss: undefined });
+    expect(found).toEqual({ hit: { seq: 3, ts: 3, contentHash: 0 }, otherUser: undefined, miss: undefined });
   });
 
   it("replays everything after since when it fits, and says recovered", async () => {

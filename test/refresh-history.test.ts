@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { join, mintToken, runAlarmAfter, uniqueRoom } from "./helpers";
+import { join, mintToken, runAlarmAfter, runHeartbeatRound, uniqueRoom } from "./helpers";
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -10,7 +10,7 @@ describe("in-band token refresh", () => {
     const fresh = now() + 3600;
     client.send({ type: "auth", token: await mintToken({ exp: fresh }) });
     expect(await client.next("auth")).toEqual({ type: "auth", exp: fresh * 1000 });
-    await runAlarmAfter(room, 6_000);
+    await runHeartbeatRound(room, 6_000);
     await client.next("heartbeat");
     expect(client.closed).toBeUndefined();
     client.close();

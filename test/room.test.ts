@@ -146,7 +146,7 @@ describe("binary frames", () => {
     const b = await join(room, { sub: "b" });
     await a.client.next("presence");
     a.client.sendRaw(new Uint8Array([1, 2, 3, 255]));
-    expect([...(await b.client.next("binary")).bytes]).toEqual([1, 2, 3, 255]);
+    expect([...(await b.client.next("bytes")).bytes]).toEqual([1, 2, 3, 255]);
     await settle();
     expect(a.client.pending()).toEqual([]);
     const late = await join(room, { sub: "c", since: 0 });

@@ -4,6 +4,7 @@
  */
 export type {
   AckFrame,
+  BinaryFrame,
   ErrorFrame,
   FrameErrorCode,
   MessageFrame,
@@ -21,6 +22,7 @@ export type { SendResult } from "./outbox";
 export { RoomClient } from "./room-client";
 export type { FetchLike, WebSocketConstructor, WebSocketExtraOptions, WebSocketLike } from "./socket";
 export type {
+  BinaryMessage,
   ConnectionState,
   Gap,
   Retry,

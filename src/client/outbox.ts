@@ -44,6 +44,8 @@ export class Outbox {
   readonly #queued: Pending[] = [];
   /** Written and waiting for an ack, in write order. */
   readonly #inFlight = new Map<string, Pending>();
+  /** Sends settled by their echo whose ack is still to come on this connection: id → seq. */
+  readonly #ackDue = new Map<string, number | undefined>();
   #writer: Writer | undefined;
   #tokens: number;
   #refilledAt = Date.now();
@@ -114,11 +116,17 @@ export class Outbox {
   }
 
   /**
-   * An `ack`, or the echo of our own message, arrived. After a drop the echo can come in the resume
-   * replay while the send waits in the queue to be written again: then it need not be.
+   * An `ack`, or the echo of our own message (`isEcho`), arrived. After a drop the echo can come in
+   * the resume replay while the send waits in the queue to be written again: then it need not be.
    */
-  settle(id: string, seq: number | undefined): boolean {
+  settle(id: string, seq: number | undefined, isEcho = false): boolean {
+    if (!isEcho && this.#ackDue.get(id) === seq && this.#ackDue.delete(id)) {
+      // The ack of a send its echo settled already: not the answer to a newer send with that id.
+      return false;
+    }
     let pending = this.#inFlight.get(id);
+    // The echo comes before the ack on the same connection: that ack is still due.
+    if (pending && isEcho) this.#ackDue.set(id, seq);
     if (!pending) {
       const index = this.#queued.findIndex((p) => p.id === id);
       if (index !== -1) [pending] = this.#queued.splice(index, 1);
@@ -149,6 +157,7 @@ export class Outbox {
   /** The connection dropped: room messages go back to the front of the queue, direct ones fail. */
   requeueInFlight(): void {
     this.#writer = undefined;
+    this.#ackDue.clear(); // acks of the old connection never come
     const again: Pending[] = [];
     for (const pending of [...this.#inFlight.values()]) {
       this.#forget(pending);
@@ -172,6 +181,7 @@ export class Outbox {
   /** Rejects everything, queued and in flight, and stops every ack timer. */
   rejectAll(error: RoomClientError): void {
     this.#writer = undefined;
+    this.#ackDue.clear();
     clearTimeout(this.#pumpTimer);
     this.#pumpTimer = undefined;
     const all = [...this.#inFlight.values(), ...this.#queued.splice(0)];

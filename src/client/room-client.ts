@@ -93,6 +93,8 @@ export class RoomClient {
   #user: User | undefined;
   #users = new Map<string, User>();
   #lastFrameAt = 0;
+  /** The sender named by the `binary` frame just received, for the binary frame that follows it. */
+  #binaryFrom: User | undefined;
   /** While set, the resume replay is still arriving; sends wait until it is done. */
   #replayUntil: number | undefined;
 
@@ -450,7 +452,10 @@ export class RoomClient {
   #onData(attempt: Attempt, data: unknown): void {
     if (data instanceof ArrayBuffer) {
       this.#lastFrameAt = Date.now();
+      const from = this.#binaryFrom;
+      this.#binaryFrom = undefined;
       this.#events.emit("binary", data);
+      this.#events.emit("binaryMessage", { data, from });
       return;
     }
     if (typeof data !== "string") return;
@@ -465,6 +470,8 @@ export class RoomClient {
     if (!parsed.success) return;
     const frame = parsed.output;
     if (frame.type !== "pong") this.#lastFrameAt = Date.now();
+    // The server names a binary frame's sender in the text frame right before it.
+    this.#binaryFrom = frame.type === "binary" ? frame.from : undefined;
     switch (frame.type) {
       case "welcome":
         this.#onWelcome(attempt, frame);
@@ -532,7 +539,9 @@ export class RoomClient {
       this.#lastSeq = message.seq;
     }
     // Our own message came back (live, or in a replay after a drop): that settles its send.
-    if (message.id !== undefined && message.from.id === this.#user?.id) this.#outbox.settle(message.id, message.seq);
+    if (message.id !== undefined && message.from.id === this.#user?.id) {
+      this.#outbox.settle(message.id, message.seq, true);
+    }
     this.#events.emit("message", message);
     if (this.#replayUntil !== undefined && (this.#lastSeq ?? 0) >= this.#replayUntil) this.#ready();
   }

@@ -2,7 +2,7 @@
  * The public types of `RoomClient`: its options, its events and what they carry. Kept apart from the
  * class so that the API reads in one place.
  */
-import type { ErrorFrame, MessageFrame, PresenceFrame, WelcomeFrame } from "../protocol";
+import type { ErrorFrame, MessageFrame, PresenceFrame, User, WelcomeFrame } from "../protocol";
 import type { BackoffOptions } from "./backoff";
 import type { Stop } from "./errors";
 import type { FetchLike, WebSocketConstructor } from "./socket";
@@ -65,8 +65,16 @@ export interface RoomClientEvents {
   error: ErrorFrame;
   gap: Gap;
   retry: Retry;
-  /** Binary frames relayed from other connections. */
+  /** Binary frames relayed from other connections (see `binaryMessage` for who sent them). */
   binary: ArrayBuffer;
+  /** The same binary frames with their sender (`undefined` from a server that does not name it). */
+  binaryMessage: BinaryMessage;
+}
+
+/** A relayed binary frame and who sent it. */
+export interface BinaryMessage {
+  data: ArrayBuffer;
+  from: User | undefined;
 }
 
 /** A token, or a function called before every (re)connect to get a fresh one. */

@@ -145,7 +145,17 @@ export class EventLog {
   readonly #waiters = new Set<() => void>();
 
   constructor(readonly client: RoomClient) {
-    const types: EventName[] = ["state", "welcome", "message", "presence", "error", "gap", "retry", "binary"];
+    const types: EventName[] = [
+      "state",
+      "welcome",
+      "message",
+      "presence",
+      "error",
+      "gap",
+      "retry",
+      "binary",
+      "binaryMessage",
+    ];
     for (const type of types) {
       client.on(type, (payload) => {
         this.events.push({ type, payload, at: Date.now() });
