@@ -3,6 +3,7 @@
  * eviction); the rest is a cache rebuilt from it on wake.
  */
 import * as v from "valibot";
+import type { Handoff } from "./handoff";
 import { ROLES } from "./protocol";
 import { createBucket, type TokenBucket } from "./rate-limit";
 import { AwaitingSchema, heartbeatText, newReadWindow, type ReadWindow, type SentHeartbeat } from "./reading";
@@ -52,6 +53,36 @@ export interface Connection {
 
 export function tagForUser(userId: string): string {
   return `u:${userId}`;
+}
+
+/** A connection just accepted: its attachment (saved on the socket) and its in-memory state. */
+export function newConnection(
+  ws: WebSocket,
+  handoff: Handoff,
+  burst: number,
+  owner: UserState,
+  now: number,
+): Connection {
+  const attachment: Attachment = {
+    id: crypto.randomUUID(),
+    room: handoff.room,
+    user: handoff.user,
+    role: handoff.role,
+    exp: handoff.exp,
+    ip: handoff.ip,
+    connectedAt: now,
+    seenAt: now,
+  };
+  ws.serializeAttachment(attachment);
+  return {
+    ws,
+    attachment,
+    lastFrameAt: now,
+    bucket: createBucket(burst, now),
+    owner,
+    window: newReadWindow(),
+    isGone: false,
+  };
 }
 
 /** Rebuilds a connection from its socket after a wake; `undefined` if the attachment is unusable. */

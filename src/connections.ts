@@ -7,7 +7,7 @@
 import { byteLength } from "./bytes";
 import { type Connection, logFieldsOf, restoreConnection, tagForUser } from "./connection";
 import { log } from "./log";
-import { CLOSE_CODES } from "./protocol";
+import { CLOSE_CODES, type ErrorFrame, type FrameErrorCode } from "./protocol";
 import { acknowledge, BEHIND_GRACE_MS, judgeUnread, nextHeartbeat, PROBE_FRACTION, recordHeartbeat } from "./reading";
 import { pickShed } from "./shedding";
 import { markClosing, safeClose, saveAttachment, trySend } from "./socket-chores";
@@ -180,6 +180,12 @@ export class Connections {
     const isBehind = this.#countSent(conn, byteLength(frame));
     if (isBehind && judge) this.closeBehind(conn);
     if (judge) this.enforceBudgets();
+  }
+
+  /** Sends an `error` frame (carrying the refused frame's `id`, when it had one). */
+  sendError(conn: Connection, code: FrameErrorCode, message: string, id?: string): void {
+    const frame: ErrorFrame = { type: "error", code, message, ...(id === undefined ? {} : { id }) };
+    this.send(conn, JSON.stringify(frame));
   }
 
   /**

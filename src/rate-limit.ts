@@ -27,14 +27,15 @@ export interface RateLimits {
  * Takes one token. `refused` when the bucket is empty; `exhausted` when that makes `maxStrikes`
  * refusals (the caller then closes the connection).
  *
- * Strikes are forgiven only once the client slows down enough for its bucket to hold two tokens:
- * a flood that squeezes in a frame at each refill keeps its strikes, since it is still sending
- * past its limit; a client that backs off starts clean.
+ * Strikes are forgiven only once the client slows down enough for its bucket to refill to half its
+ * burst (half a burst's worth of quiet: a second at the defaults): a flood that squeezes in a frame
+ * at each refill keeps its strikes, since it is still sending past its limit, and so does one whose
+ * frames reach a busy room in clumps; a client that backs off starts clean.
  */
 export function take(bucket: TokenBucket, now: number, limits: RateLimits): TakeResult {
   refill(bucket, now, limits);
   if (bucket.tokens >= 1) {
-    if (bucket.tokens >= Math.min(2, limits.burst)) bucket.strikes = 0;
+    if (bucket.tokens >= forgiving(limits)) bucket.strikes = 0;
     bucket.tokens -= 1;
     return "ok";
   }
@@ -45,7 +46,7 @@ export function take(bucket: TokenBucket, now: number, limits: RateLimits): Take
 /**
  * Takes one token from a connection's own bucket and one from the bucket its user shares with its
  * other connections: a user cannot multiply its rate by opening more connections. Refusals are
- * strikes on the connection, forgiven only once both buckets hold two tokens (as in `take`).
+ * strikes on the connection, forgiven only once both buckets have refilled to half (as in `take`).
  */
 export function takeShared(
   own: TokenBucket,
@@ -57,7 +58,7 @@ export function takeShared(
   refill(own, now, ownLimits);
   refill(shared, now, sharedLimits);
   if (own.tokens >= 1 && shared.tokens >= 1) {
-    const isSlow = own.tokens >= Math.min(2, ownLimits.burst) && shared.tokens >= Math.min(2, sharedLimits.burst);
+    const isSlow = own.tokens >= forgiving(ownLimits) && shared.tokens >= forgiving(sharedLimits);
     if (isSlow) own.strikes = 0;
     own.tokens -= 1;
     shared.tokens -= 1;
@@ -71,4 +72,9 @@ function refill(bucket: TokenBucket, now: number, limits: RateLimits): void {
   const elapsed = Math.max(0, now - bucket.updatedAt);
   bucket.tokens = Math.min(limits.burst, bucket.tokens + (elapsed * limits.perSecond) / 1000);
   bucket.updatedAt = now;
+}
+
+/** Tokens a bucket must hold again for its strikes to be forgiven. */
+function forgiving(limits: RateLimits): number {
+  return Math.max(Math.min(2, limits.burst), limits.burst / 2);
 }

@@ -1,0 +1,78 @@
+/**
+ * The room's presence as its members see it: who is here (src/presence.ts) and the `join`/`leave`
+ * frames, with the grace that keeps a quick reconnect from being a `leave` plus a `join` for all.
+ */
+import type { Connections } from "./connections";
+import { describeError, log } from "./log";
+import { Presence } from "./presence";
+import type { PresenceEntry, PresenceFrame, User } from "./protocol";
+
+export class PresenceFeed {
+  readonly #presence = new Presence();
+  /** Users whose last connection went, until the grace decides whether that was a leave. */
+  readonly #leaveTimers = new Map<string, number>();
+  readonly #graceMs: number;
+  readonly #connections: () => Connections;
+
+  constructor(graceMs: number, connections: () => Connections) {
+    this.#graceMs = graceMs;
+    this.#connections = connections;
+  }
+
+  /** A connection found open at a wake: its user is here (nothing to announce). */
+  restored(user: User): void {
+    this.#presence.add(user);
+  }
+
+  /** A new connection: announces `join` to the others when its user was not here (nor lingering). */
+  arrived(user: User, ws: WebSocket): void {
+    const isFirst = this.#presence.add(user);
+    this.#cancelLeave(user.id); // back within the grace: neither a leave nor a join
+    if (isFirst) this.#announce("join", user, ws);
+  }
+
+  /**
+   * A connection was counted out. When it was its user's last, the `leave` waits PRESENCE_GRACE_MS
+   * for a reconnect. A plain timer, not the alarm: it keeps the object awake for the grace only,
+   * and an eviction meanwhile drops every socket, so every client gets a fresh `welcome.presence`.
+   */
+  departed(user: User): void {
+    const grace = this.#graceMs;
+    if (!this.#presence.remove(user.id, grace > 0)) return;
+    if (grace === 0) {
+      this.#announce("leave", user);
+      return;
+    }
+    this.#cancelLeave(user.id);
+    const timer = setTimeout(() => {
+      this.#leaveTimers.delete(user.id);
+      try {
+        if (this.#presence.settle(user.id)) this.#announce("leave", user);
+      } catch (error) {
+        log("error", "presence_failed", { user: user.id, ...describeError(error) });
+      }
+    }, grace);
+    this.#leaveTimers.set(user.id, timer);
+  }
+
+  /** A connection found closing at a wake was never counted in: announce a leave if nobody is left. */
+  leftUncounted(user: User, hasOthers: boolean): void {
+    if (!hasOthers && !this.#presence.has(user.id)) this.#announce("leave", user);
+  }
+
+  list(): PresenceEntry[] {
+    return this.#presence.list();
+  }
+
+  #cancelLeave(userId: string): void {
+    const timer = this.#leaveTimers.get(userId);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.#leaveTimers.delete(userId);
+  }
+
+  #announce(event: PresenceFrame["event"], user: User, except?: WebSocket): void {
+    const frame: PresenceFrame = { type: "presence", event, user, online: this.#presence.online };
+    this.#connections().broadcast(JSON.stringify(frame), except);
+  }
+}

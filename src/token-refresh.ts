@@ -1,0 +1,45 @@
+/**
+ * In-band token refresh (an `auth` frame): a long session swaps its token without reconnecting.
+ * The new token must verify, name the same user and still grant the room.
+ */
+import { canAccessRoom, type Identity, verifyToken } from "./auth";
+import type { Config } from "./config";
+import { type Connection, logFieldsOf } from "./connection";
+import type { Connections } from "./connections";
+import { HttpError } from "./errors";
+import { log } from "./log";
+import { type AuthFrame, CLOSE_CODES } from "./protocol";
+import { saveAttachment } from "./socket-chores";
+
+/** Applies the refresh; returns the connection's new expiry (ms), or nothing when refused. */
+export async function refreshToken(
+  conn: Connection,
+  token: string,
+  config: Config,
+  connections: Connections,
+): Promise<number | undefined> {
+  let identity: Identity;
+  try {
+    identity = await verifyToken(token, config);
+  } catch (error) {
+    const message =
+      error instanceof HttpError && error.code === "invalid_token" ? error.message : "the token could not be verified";
+    connections.sendError(conn, "invalid_token", message);
+    return undefined;
+  }
+  // The socket may have closed while the key set was fetched.
+  if (conn.isGone) return undefined;
+  const a = conn.attachment;
+  if (identity.userId !== a.user.id || !canAccessRoom(identity, a.room)) {
+    connections.sendError(conn, "forbidden", "the new token is for another user or does not grant this room");
+    connections.close(conn, CLOSE_CODES.forbidden, "forbidden");
+    return undefined;
+  }
+  a.exp = identity.exp;
+  a.role = identity.role;
+  a.user = { id: a.user.id, name: identity.name };
+  saveAttachment(conn); // the socket may be closing by now
+  connections.send(conn, JSON.stringify({ type: "auth", exp: identity.exp } satisfies AuthFrame));
+  log("info", "token_refreshed", { ...logFieldsOf(conn), exp: identity.exp });
+  return identity.exp;
+}
