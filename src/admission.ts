@@ -1,27 +1,28 @@
 /**
  * What a room checks before it accepts a connection the Worker already verified: room and user
- * caps that count every socket the runtime still holds (a socket closed for not reading holds its
- * unread bytes until the client lets go), the user's unread bytes, and the user's connect rate.
+ * caps that count every socket the room still holds (a socket closed for not reading holds its
+ * unread bytes until the client lets go, so it counts until then), the user's unread bytes, and the user's connect rate.
  * Each refusal is an `HttpError`, answered before the upgrade completes.
  */
 import type { Config } from "./config";
 import { tagForUser } from "./connection";
+import type { Connections } from "./connections";
 import { HttpError } from "./errors";
 import type { Handoff } from "./handoff";
 import type { Users } from "./users";
 
 export function refuseConnect(
-  ctx: DurableObjectState,
+  connections: Connections,
   handoff: Handoff,
   config: Config,
   users: Users,
   now: number,
 ): HttpError | undefined {
-  if (ctx.getWebSockets().length >= config.maxConnectionsPerRoom) {
+  if (connections.heldCount() >= config.maxConnectionsPerRoom) {
     return new HttpError("room_full", "the room is full; retry later", { headers: { "Retry-After": "10" } });
   }
   const userId = handoff.user.id;
-  if (ctx.getWebSockets(tagForUser(userId)).length >= config.maxConnectionsPerUser) {
+  if (connections.heldCount(tagForUser(userId)) >= config.maxConnectionsPerUser) {
     return new HttpError(
       "too_many_connections",
       `this user already holds ${config.maxConnectionsPerUser} connections to this room (MAX_CONNECTIONS_PER_USER)`,

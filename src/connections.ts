@@ -18,6 +18,8 @@ export interface ConnectionHooks {
   restored(conn: Connection): void;
   /** A connection was counted out, whoever closed it (its user may have left). */
   countedOut(conn: Connection): void;
+  /** The room is about to close a connection: what it queued for it goes out first. */
+  closing?(conn: Connection): void;
 }
 
 export interface ConnectionSettings {
@@ -87,6 +89,18 @@ export class Connections {
     return n;
   }
 
+  /**
+   * Sockets the room still holds, optionally of one tag: open ones, and the ones it closed whose
+   * client has not answered (the runtime keeps what was queued for them until it lets go). A
+   * socket whose close the peer answered is done with, even while the runtime still lists it.
+   */
+  heldCount(tag?: string): number {
+    const byWs = this.all();
+    let n = 0;
+    for (const ws of this.#ctx.getWebSockets(tag)) if (byWs.has(ws)) n++;
+    return n;
+  }
+
   /** Open, counted-in connections, optionally those of one socket tag. */
   live(tag?: string): Connection[] {
     const byWs = this.all();
@@ -110,6 +124,8 @@ export class Connections {
   /** Closes a connection from our side and counts it out. */
   close(conn: Connection, code: number, reason: string): void {
     if (conn.isGone) return;
+    this.#hooks.closing?.(conn);
+    if (conn.isGone) return; // closed while what was queued went out (behind, say)
     markClosing(conn); // before close(): a closed socket may refuse a new attachment
     safeClose(conn.ws, code, reason);
     this.#countOut(conn, code, reason, "server");

@@ -118,22 +118,33 @@ export class History {
     return seen ?? (this.#hasLegacyIds ? this.#ids.findInLog(userId, messageId) : undefined);
   }
 
-  /**
-   * Stores message `seq`, which must be `latestSeq + 1`: its log row (or the counter) and its id's
-   * row, in one transaction, so if either fails nothing changed; once they succeeded the counter
-   * moves on.
-   */
+  /** Stores message `seq`, which must be `latestSeq + 1` (a batch of one). */
   append(message: StoredMessage): void {
-    const { seq } = message;
-    if (seq !== this.latestSeq + 1) throw new Error(`seq ${seq} does not follow ${this.latestSeq}`);
+    this.appendBatch([message]);
+  }
+
+  /**
+   * Stores consecutive messages from `latestSeq + 1` on: their log rows (or the counter) and their
+   * ids' rows, in one transaction, so if any write fails nothing changed; once they all succeeded
+   * the counter moves on. One batch is one commit, however many messages it holds.
+   */
+  appendBatch(messages: readonly StoredMessage[]): void {
+    const first = messages[0];
+    const last = messages.at(-1);
+    if (first === undefined || last === undefined) return;
+    messages.forEach((m, i) => {
+      if (m.seq !== this.latestSeq + 1 + i) throw new Error(`seq ${m.seq} does not follow ${this.latestSeq + i}`);
+    });
     this.#ensureSchema();
-    // Two writes only for a stored message with an id: then in one transaction.
-    if (message.messageId !== undefined && this.limit > 0) this.#storage.transactionSync(() => this.#insert(message));
-    else this.#insert(message);
-    this.#seq = seq;
-    // A range, so that lowering HISTORY_LIMIT trims the surplus too.
-    if (this.limit === 0 || seq % TRIM_EVERY === 0) this.#sql.exec("DELETE FROM messages WHERE seq <= ?", this.#floor);
-    if (seq % TRIM_EVERY === 0) this.#ids.trim(seq - idWindow(this.limit));
+    this.#storage.transactionSync(() => {
+      for (const message of messages) this.#insert(message);
+    });
+    this.#seq = last.seq;
+    // Trimmed when the batch crossed a multiple of TRIM_EVERY (a batch may jump over several); a
+    // range, so that lowering HISTORY_LIMIT trims the surplus too.
+    const crossed = Math.floor(last.seq / TRIM_EVERY) > Math.floor((first.seq - 1) / TRIM_EVERY);
+    if (this.limit === 0 || crossed) this.#sql.exec("DELETE FROM messages WHERE seq <= ?", this.#floor);
+    if (crossed) this.#ids.trim(last.seq - idWindow(this.limit));
   }
 
   #insert(message: StoredMessage): void {

@@ -4,6 +4,7 @@
  * within the user's unread budget.
  */
 import { byteLength } from "./bytes";
+import { CommitQueue } from "./commit-queue";
 import type { Config } from "./config";
 import { type Connection, tagForUser } from "./connection";
 import type { Connections } from "./connections";
@@ -31,54 +32,113 @@ export interface Published {
   outcome: "stored" | "duplicate" | "conflict";
 }
 
+/** What became of a published message, once it is durable (or could not be stored). */
+type Done = (result: Published | StoreFailed) => void;
+
+/** A batch that held the message could not be stored: nothing of it was sent. */
+export class StoreFailed extends Error {
+  override readonly name = "StoreFailed";
+}
+
 export class Messages {
   readonly #history: History;
   readonly #connections: Connections;
   readonly #users: Users;
+  readonly #queue: CommitQueue;
 
   constructor(history: History, connections: Connections, users: Users) {
     this.#history = history;
     this.#connections = connections;
     this.#users = users;
+    this.#queue = new CommitQueue(history);
   }
 
   /** A `message` frame from a member: a room message, or a direct one with `to`. */
   onMessage(conn: Connection, frame: ClientMessageFrame, now: number): void {
     const connections = this.#connections;
     if (conn.attachment.role === "readonly") {
-      connections.sendError(conn, "forbidden", "this connection is read-only", frame.id);
+      this.reply(() => connections.sendError(conn, "forbidden", "this connection is read-only", frame.id));
       return;
     }
-    if (frame.to !== undefined) {
-      this.#direct(conn, frame, frame.to, now);
+    const to = frame.to;
+    if (to !== undefined) {
+      // After the sender's queued messages: a direct message never overtakes them.
+      this.#queue.after(() => this.#direct(conn, frame, to, now));
       return;
     }
-    const { seq, outcome } = this.publish(conn.attachment.room, conn.attachment.user, frame, now);
-    if (frame.id === undefined) return;
-    if (outcome === "conflict") {
-      connections.sendError(conn, "id_conflict", "this id was already used for a different message", frame.id);
-      return;
-    }
-    // Sent after the write in the same turn: the output gate holds it until the write is durable.
-    connections.send(conn, JSON.stringify({ type: "ack", id: frame.id, seq } satisfies AckFrame));
+    this.#submit(conn.attachment.room, conn.attachment.user, frame, now, (result) => {
+      if (result instanceof StoreFailed) {
+        connections.sendError(conn, "store_failed", "the message could not be stored; send it again", frame.id);
+      } else if (frame.id === undefined) {
+        // Nothing to acknowledge.
+      } else if (result.outcome === "conflict") {
+        connections.sendError(conn, "id_conflict", "this id was already used for a different message", frame.id);
+      } else {
+        connections.send(conn, JSON.stringify({ type: "ack", id: frame.id, seq: result.seq } satisfies AckFrame));
+      }
+    });
   }
 
   /**
-   * Sequences, stores and broadcasts a room message. A message whose id its sender used for a
-   * remembered message (src/message-ids.ts) is not stored or sent again: the same content gets the
-   * first seq (so a client or backend that retries after a lost ack creates no duplicate), other
-   * content a conflict.
+   * Stores and sends what is queued now, before a connection is closed: its acks and its own
+   * messages then reach it before the close frame, in the order it sent them.
    */
-  publish(room: string, from: User, body: MessageBody, now: number): Published {
+  flush(): void {
+    this.#queue.flush();
+  }
+
+  /**
+   * Runs `reply` once every message queued so far is sent: a connection's answers (errors, pongs,
+   * pages) then come in the order of the frames they answer, behind the acks of earlier messages.
+   */
+  reply(reply: () => void): void {
+    this.#queue.after(reply);
+  }
+
+  /** Publishes like a socket message (the HTTP API's path); resolves once the message is durable. */
+  publish(room: string, from: User, body: MessageBody, now: number): Promise<Published> {
+    return new Promise((resolve, reject) => {
+      this.#submit(room, from, body, now, (result) =>
+        result instanceof StoreFailed ? reject(result) : resolve(result),
+      );
+    });
+  }
+
+  /**
+   * Sequences a room message and queues it to be stored with others that arrive close together
+   * (src/commit-queue.ts); once durable it is broadcast and `done` is told. A message whose id its
+   * sender used for a remembered or queued message is not stored or sent again: the same content
+   * gets the first seq (so a client or backend that retries after a lost ack creates no duplicate),
+   * other content a conflict.
+   */
+  #submit(room: string, from: User, body: MessageBody, now: number, done: Done): void {
     const hash = body.id === undefined ? undefined : contentHash(body.text, body.data);
     if (body.id !== undefined) {
       const first = this.#history.findById(from.id, body.id);
       if (first) {
-        const outcome = first.contentHash === hash ? "duplicate" : "conflict";
-        return { seq: first.seq, ts: first.ts, outcome };
+        done({ seq: first.seq, ts: first.ts, outcome: first.contentHash === hash ? "duplicate" : "conflict" });
+        return;
+      }
+      const queued = this.#queue.findQueued(from.id, body.id);
+      if (queued) {
+        const { seq, ts } = queued.stored;
+        if (queued.stored.contentHash !== hash) {
+          done({ seq, ts, outcome: "conflict" });
+          return;
+        }
+        const { onStored, onFailed } = queued;
+        queued.onStored = () => {
+          onStored();
+          done({ seq, ts, outcome: "duplicate" });
+        };
+        queued.onFailed = (error) => {
+          onFailed(error);
+          done(new StoreFailed("not stored", { cause: error }));
+        };
+        return;
       }
     }
-    const seq = this.#history.latestSeq + 1;
+    const seq = this.#queue.nextSeq;
     const out: MessageFrame = {
       type: "message",
       seq,
@@ -90,9 +150,14 @@ export class Messages {
       ts: now,
     };
     const frame = JSON.stringify(out);
-    this.#history.append({ seq, ts: now, userId: from.id, messageId: body.id, contentHash: hash, frame });
-    this.#connections.broadcast(frame);
-    return { seq, ts: now, outcome: "stored" };
+    this.#queue.add({
+      stored: { seq, ts: now, userId: from.id, messageId: body.id, contentHash: hash, frame },
+      onStored: () => {
+        this.#connections.broadcast(frame);
+        done({ seq, ts: now, outcome: "stored" });
+      },
+      onFailed: (error) => done(new StoreFailed("not stored", { cause: error })),
+    });
   }
 
   /**
@@ -113,8 +178,12 @@ export class Messages {
     return replay;
   }
 
-  /** Answers a `history` request with a page, or `over_budget`. */
+  /** Answers a `history` request with a page, or `over_budget`, after what is queued. */
   sendHistory(conn: Connection, before: number | undefined, limit: number, config: Config): void {
+    this.reply(() => this.#sendPage(conn, before, limit, config));
+  }
+
+  #sendPage(conn: Connection, before: number | undefined, limit: number, config: Config): void {
     // Small next to the unread budget, so a client paging back quickly stays well within it; and
     // within what this user's sockets may still queue, so pages asked for and never read cannot
     // pile up over the user's connections.

@@ -65,6 +65,8 @@ export const FRAME_ERROR_CODES = [
   "over_budget",
   /** A message id its sender already used for a message with different content; carries the id. */
   "id_conflict",
+  /** The message's batch could not be stored (a storage failure): nothing was sent; send it again. */
+  "store_failed",
 ] as const;
 export type FrameErrorCode = (typeof FRAME_ERROR_CODES)[number];
 

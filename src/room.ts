@@ -92,6 +92,7 @@ export class Room extends DurableObject<Env> {
     const hooks = {
       restored: (conn: Connection) => this.#presence.restored(conn.attachment.user),
       countedOut: (conn: Connection) => this.#presence.departed(conn.attachment.user),
+      closing: () => this.#messages.flush(),
     };
     this.#connections = new Connections(ctx, settings, hooks, this.#users);
     this.#messages = new Messages(this.#history, this.#connections, this.#users);
@@ -110,8 +111,7 @@ export class Room extends DurableObject<Env> {
       if (!handoff.success || request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
         return new HttpError("invalid_request", "not a room connect request").toResponse();
       }
-      this.#connections.all(); // counts the sockets' queued bytes in after a wake
-      const refusal = refuseConnect(this.ctx, handoff.output, config, this.#users, Date.now());
+      const refusal = refuseConnect(this.#connections, handoff.output, config, this.#users, Date.now());
       if (refusal !== undefined) {
         const { room, user, ip } = handoff.output;
         log("info", "gate_refused", { room, user: user.id, ip, status: refusal.status, code: refusal.code });
@@ -361,11 +361,12 @@ export class Room extends DurableObject<Env> {
 
   // -- sending -------------------------------------------------------------------------------
 
+  /** Answers `conn`, after the messages queued before (src/messages.ts `reply`). */
   #send(conn: Connection, frame: string): void {
-    this.#connections.send(conn, frame);
+    this.#messages.reply(() => this.#connections.send(conn, frame));
   }
 
   #sendError(conn: Connection, code: Parameters<Connections["sendError"]>[1], message: string, id?: string): void {
-    this.#connections.sendError(conn, code, message, id);
+    this.#messages.reply(() => this.#connections.sendError(conn, code, message, id));
   }
 }
