@@ -14,14 +14,14 @@ import { SignJWT } from "jose";
 import * as v from "valibot";
 import { loadConfig } from "./config";
 import { HttpError } from "./errors";
-import { MAX_NAME_LENGTH, MAX_USER_ID_LENGTH, ROLES, RoomIdSchema } from "./protocol";
+import { MAX_NAME_LENGTH, ROLES, RoomIdSchema, UserIdSchema } from "./protocol";
 
 export const DEV_TOKEN_PATH = "/dev/token";
 export const DEV_TOKEN_TTL_DEFAULT = 3600;
 export const DEV_TOKEN_TTL_MAX = 86_400;
 
 const DevTokenRequestSchema = v.object({
-  sub: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_USER_ID_LENGTH)),
+  sub: UserIdSchema,
   name: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_NAME_LENGTH))),
   /** Rooms the token grants (the `rooms` claim); absent: every room. */
   rooms: v.optional(v.pipe(v.array(RoomIdSchema), v.minLength(1), v.maxLength(16))),
