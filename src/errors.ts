@@ -13,6 +13,7 @@ export const HTTP_ERRORS = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   upgrade_required: 426,
+  too_many_requests: 429,
   internal_error: 500,
   server_misconfigured: 500,
   auth_unavailable: 503,

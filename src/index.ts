@@ -37,7 +37,9 @@ app.get("/healthz", async (c) => {
 app.get("/ws/chat/:room", async (c) => {
   const config = configOrThrow(c.env);
   const room = c.req.param("room");
-  const handoff = await admit(c.req.raw, room, config);
+  // The binding may have been removed from wrangler.toml: the gate then admits without the limit.
+  const limiter = (c.env as Partial<Env>).CONNECT_LIMITER;
+  const handoff = await admit(c.req.raw, room, config, limiter);
   const stub = c.env.ROOMS.get(c.env.ROOMS.idFromName(room));
   // A fresh request: none of the client's headers reach the object, so none can be forged.
   return stub.fetch("https://room.internal/connect", {
