@@ -53,7 +53,7 @@ app.use("/api/*", async (c, next) => {
 });
 app.route("/api", api);
 
-// Dev only: answers 404 unless DEV_TOKENS is "true" (npm run dev) and the request is on loopback.
+// Dev only: answers 404 unless npm run dev switched it on (DEV_TOKENS and its per-run DEV_TOKENS_RUN).
 app.route("/", devTokens);
 
 app.notFound(() => new HttpError("not_found", "no such route").toResponse());
