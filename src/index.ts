@@ -9,7 +9,7 @@ import { type Config, loadConfig } from "./config";
 import { devTokens } from "./dev-tokens";
 import { HttpError } from "./errors";
 import { admit } from "./gate";
-import { HANDOFF_HEADER } from "./handoff";
+import { encodeHandoff, HANDOFF_HEADER } from "./handoff";
 import { describeError, log } from "./log";
 
 export { Room } from "./room";
@@ -43,7 +43,7 @@ app.get("/ws/chat/:room", async (c) => {
   const stub = c.env.ROOMS.get(c.env.ROOMS.idFromName(room));
   // A fresh request: none of the client's headers reach the object, so none can be forged.
   return stub.fetch("https://room.internal/connect", {
-    headers: { Upgrade: "websocket", [HANDOFF_HEADER]: JSON.stringify(handoff) },
+    headers: { Upgrade: "websocket", [HANDOFF_HEADER]: encodeHandoff(handoff) },
   });
 });
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { encodeHandoff } from "../src/handoff";
 import { errorOf, join, mintToken, uniqueRoom, upgrade } from "./helpers";
 
 // The room tags each socket `u:<sub>` and the runtime refuses a tag over 256 bytes: a sub the
@@ -20,5 +21,19 @@ describe("user ids and the room's socket tag", () => {
     const error = await errorOf(await upgrade(uniqueRoom(), { token: await mintToken({ sub }) }));
     expect(error).toMatchObject({ status: 401, code: "invalid_token" });
     expect(error.message).toContain("sub");
+  });
+
+  it("hands a non-ASCII user id to the room in an ASCII-only header that parses back to the same id", () => {
+    const handoff = {
+      room: "r",
+      user: { id: `${EMOJI}é\u2028`, name: "Zoë" },
+      role: "member" as const,
+      exp: 1,
+      ip: null,
+      selectProtocol: false,
+    };
+    const header = encodeHandoff(handoff);
+    expect(header).toMatch(/^[\x20-\x7e]*$/);
+    expect(JSON.parse(header)).toEqual(handoff);
   });
 });
