@@ -22,6 +22,12 @@ export default defineConfig({
           // Short, so that a leave is announced soon after a close; the grace itself is tested.
           PRESENCE_GRACE_MS: "300",
         },
+        ratelimits: {
+          // The suite connects hundreds of times from "no IP"; the shipped limit is tested with a
+          // strict twin (test/connect-limit.test.ts) and end to end (test/e2e/gate.e2e.ts).
+          CONNECT_LIMITER: { namespace_id: "1001", simple: { limit: 1_000_000, period: 60 } },
+          CONNECT_LIMITER_STRICT: { namespace_id: "1002", simple: { limit: 3, period: 60 } },
+        },
       },
     }),
   ],

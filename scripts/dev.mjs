@@ -1,50 +1,32 @@
 #!/usr/bin/env node
 // `npm run dev`: `wrangler dev` on 127.0.0.1:8787 with the dev-only JWT secret, unless a key is
-// configured already (a --var JWT_SECRET/JWKS_URL/JWT_PUBLIC_KEY argument, or .dev.vars / .env),
-// and with DEV_TOKENS=true, which turns on the dev-only token endpoint the demo page uses
-// (POST /dev/token). Neither ever goes into wrangler.toml, so `wrangler deploy` carries neither.
+// configured already (a --var JWT_SECRET/JWKS_URL/JWT_PUBLIC_KEY argument, or .dev.vars / .env), and
+// with the dev-only token endpoint the demo page uses (POST /dev/token) while it listens on loopback.
+// scripts/lib/dev-args.mjs decides what is passed, and why dev tokens can be switched on only here.
+// Neither the dev secret nor dev tokens ever go into wrangler.toml, so `wrangler deploy` carries neither.
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { buildClient, DEMO_DIR, watchClient } from "./build-client.mjs";
 import { DEV_JWT_SECRET } from "./dev-secret.mjs";
+import { devArgs } from "./lib/dev-args.mjs";
 
 const args = process.argv.slice(2);
-const KEY_SETTINGS = /^(JWT_SECRET|JWKS_URL|JWT_PUBLIC_KEY)\s*[:=]/m;
-const hasKeyArg = args.some((a) => KEY_SETTINGS.test(a));
-const DEV_TOKENS_SETTING = /^DEV_TOKENS\s*[:=]/m;
-const inEnvFile = (pattern) =>
-  [".dev.vars", ".env"].some((f) => existsSync(f) && pattern.test(readFileSync(f, "utf8")));
-const hasKeyFile = inEnvFile(KEY_SETTINGS);
-const hasDevTokens = args.some((a) => DEV_TOKENS_SETTING.test(a)) || inEnvFile(DEV_TOKENS_SETTING);
-const has = (flag) => args.some((a) => a === flag || a.startsWith(`${flag}=`));
-
-const wranglerArgs = ["dev"];
-if (!has("--ip")) wranglerArgs.push("--ip", "127.0.0.1");
-if (!has("--port")) wranglerArgs.push("--port", "8787");
-if (!hasKeyArg && !hasKeyFile) {
-  wranglerArgs.push("--var", `JWT_SECRET:${DEV_JWT_SECRET}`);
-  console.log("edge-rooms: using the dev-only JWT secret; mint a token with `npm run token -- --sub alice`");
+const envFiles = [".dev.vars", ".env"]
+  .filter((f) => existsSync(f))
+  .map((f) => readFileSync(f, "utf8"))
+  .join("\n");
+const { wranglerArgs, notes, error } = devArgs(args, envFiles, DEV_JWT_SECRET);
+if (error !== undefined) {
+  console.error(`edge-rooms: ${error}`);
+  process.exit(2);
 }
-// Dev tokens sign with the dev secret only: not with a key the developer brought (it may be shared
-// with a real environment), and not when wrangler listens beyond loopback (anyone could mint one).
-const ipAt = args.indexOf("--ip");
-const ip = (ipAt === -1 ? args.find((a) => a.startsWith("--ip="))?.slice(5) : args[ipAt + 1]) ?? "127.0.0.1";
-const isLoopbackIp = ["127.0.0.1", "localhost", "::1", "[::1]"].includes(ip);
-if (!hasDevTokens && (hasKeyArg || hasKeyFile || !isLoopbackIp)) {
-  console.log("edge-rooms: dev tokens (and so the demo page's sign-in) are off: your own key, or --ip beyond loopback");
-} else if (!hasDevTokens) {
-  wranglerArgs.push("--var", "DEV_TOKENS:true");
-  const at = args.indexOf("--port");
-  const port = (at === -1 ? args.find((a) => a.startsWith("--port="))?.slice(7) : args[at + 1]) ?? "8787";
-  console.log(`edge-rooms: the demo chat is at http://127.0.0.1:${port}/ (dev tokens from POST /dev/token)`);
-}
-if (!has("--assets")) {
+for (const note of notes) console.log(`edge-rooms: ${note}`);
+if (!args.some((a) => a === "--assets" || a.startsWith("--assets="))) {
   // The demo page is dev-only: built here (and again on every change) and served as static assets.
   await buildClient();
   watchClient();
   wranglerArgs.push("--assets", DEMO_DIR);
 }
-wranglerArgs.push(...args);
 
 const child = spawn("npx", ["wrangler", ...wranglerArgs], { stdio: "inherit" });
 for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal));

@@ -8,7 +8,7 @@ import { canAccessRoom, type Identity, verifyToken } from "./auth";
 import type { Config } from "./config";
 import { HttpError } from "./errors";
 import { framesToJsonArray } from "./history";
-import { hasContent, MAX_USER_ID_LENGTH, messageContentEntries, NO_CONTENT_MESSAGE, RoomIdSchema } from "./protocol";
+import { hasContent, messageContentEntries, NO_CONTENT_MESSAGE, RoomIdSchema, UserIdSchema } from "./protocol";
 
 export type ApiEnv = { Bindings: Env; Variables: { config: Config } };
 
@@ -41,8 +41,6 @@ function bodySchema(maxTextLength: number) {
     v.check((b) => hasContent(b), NO_CONTENT_MESSAGE),
   );
 }
-
-const UserIdSchema = v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_USER_ID_LENGTH));
 
 function invalid(issues: readonly v.BaseIssue<unknown>[], where: string, message: string): HttpError {
   return new HttpError("invalid_request", message, {

@@ -8,7 +8,7 @@ import * as jose from "jose";
 import * as v from "valibot";
 import type { Config, KeySource } from "./config";
 import { HttpError } from "./errors";
-import { MAX_NAME_LENGTH, MAX_USER_ID_LENGTH, ROLES, type Role, RoomIdSchema } from "./protocol";
+import { MAX_NAME_LENGTH, ROLES, type Role, RoomIdSchema, UserIdSchema } from "./protocol";
 
 const HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"];
 const ASYMMETRIC_ALGORITHMS = [
@@ -33,7 +33,7 @@ const RoomPatternSchema = v.union([
 ]);
 
 export const ClaimsSchema = v.object({
-  sub: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_USER_ID_LENGTH)),
+  sub: UserIdSchema,
   exp: v.pipe(v.number(), v.integer()),
   name: v.optional(v.pipe(v.string(), v.maxLength(MAX_NAME_LENGTH))),
   rooms: v.optional(v.pipe(v.array(RoomPatternSchema), v.maxLength(256))),

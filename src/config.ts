@@ -5,6 +5,7 @@
  */
 import * as v from "valibot";
 import { log } from "./log";
+import { type AllowedOrigins, parseAllowedOrigins } from "./origins";
 import { HARD_FACTOR } from "./reading";
 
 /** A whole number written in decimal, within [min, max]. */
@@ -47,7 +48,8 @@ const EnvSchema = v.object({
   JWT_AUDIENCE: text(),
   JWT_CLOCK_TOLERANCE_SECONDS: integer(30, 0, 300),
   ALLOWED_ORIGINS: text(),
-  ALLOW_QUERY_TOKEN: boolean(true),
+  ALLOW_QUERY_TOKEN: boolean(false),
+  ALLOW_ANY_AUDIENCE: boolean(false),
   MAX_CONNECTIONS_PER_ROOM: integer(1000, 1, 32_768),
   HISTORY_LIMIT: integer(1000, 0, 10_000),
   HEARTBEAT_INTERVAL_MS: integer(30_000, 1000, 3_600_000),
@@ -78,8 +80,10 @@ export interface Config {
   audience: string | undefined;
   clockToleranceSeconds: number;
   /** `undefined` allows every origin. */
-  allowedOrigins: ReadonlySet<string> | undefined;
+  allowedOrigins: AllowedOrigins | undefined;
   allowQueryToken: boolean;
+  /** A JWKS or public key with no JWT_AUDIENCE was allowed on purpose. */
+  allowAnyAudience: boolean;
   maxConnectionsPerRoom: number;
   historyLimit: number;
   heartbeatIntervalMs: number;
@@ -181,18 +185,26 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       error: new ConfigError("ROOM_MAX_QUEUED_BYTES", "must be at least 2 × MAX_UNREAD_BYTES"),
     };
   }
-  const origins: string[] = [];
-  for (const entry of e.ALLOWED_ORIGINS?.split(",") ?? []) {
-    const trimmed = entry.trim();
-    if (trimmed === "") continue;
-    const origin = originOf(trimmed);
-    if (origin === undefined) {
-      return {
-        ok: false,
-        error: new ConfigError("ALLOWED_ORIGINS", "must list origins such as https://app.example.com"),
-      };
-    }
-    origins.push(origin);
+  // A shared identity provider's key verifies tokens it issued for every app: without an audience,
+  // any of them would open every room. A secret is this service's own, so it needs none.
+  if (key.kind !== "secret" && e.JWT_AUDIENCE === undefined && e.ALLOW_ANY_AUDIENCE !== "true") {
+    return {
+      ok: false,
+      error: new ConfigError(
+        "JWT_AUDIENCE",
+        `is required with ${key.kind === "jwks" ? "JWKS_URL" : "JWT_PUBLIC_KEY"} (or set ALLOW_ANY_AUDIENCE=true)`,
+      ),
+    };
+  }
+  const origins = e.ALLOWED_ORIGINS === undefined ? undefined : parseAllowedOrigins(e.ALLOWED_ORIGINS);
+  if (origins === undefined && e.ALLOWED_ORIGINS !== undefined) {
+    return {
+      ok: false,
+      error: new ConfigError(
+        "ALLOWED_ORIGINS",
+        "must list origins such as https://app.example.com or https://*.example.com",
+      ),
+    };
   }
   return {
     ok: true,
@@ -201,8 +213,10 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       issuer: e.JWT_ISSUER,
       audience: e.JWT_AUDIENCE,
       clockToleranceSeconds: e.JWT_CLOCK_TOLERANCE_SECONDS,
-      allowedOrigins: origins.length > 0 ? new Set(origins) : undefined,
+      allowedOrigins:
+        origins !== undefined && (origins.exact.size > 0 || origins.wildcards.length > 0) ? origins : undefined,
       allowQueryToken: e.ALLOW_QUERY_TOKEN === "true",
+      allowAnyAudience: e.ALLOW_ANY_AUDIENCE === "true",
       maxConnectionsPerRoom: e.MAX_CONNECTIONS_PER_ROOM,
       historyLimit: e.HISTORY_LIMIT,
       heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
@@ -223,18 +237,6 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       presenceGraceMs: e.PRESENCE_GRACE_MS,
     },
   };
-}
-
-/** The serialized origin of `url` (scheme, host, port; lower case, no trailing slash), if it is one. */
-function originOf(url: string): string | undefined {
-  try {
-    const parsed = new URL(url);
-    if (parsed.protocol !== "https:" && parsed.protocol !== "http:") return undefined;
-    if (parsed.pathname !== "/" || parsed.search !== "" || parsed.hash !== "") return undefined;
-    return parsed.origin;
-  } catch {
-    return undefined;
-  }
 }
 
 const cache = new WeakMap<object, ConfigResult>();

@@ -1,8 +1,10 @@
 /**
  * Dev-only token endpoint, for the demo page and local tests: `POST /dev/token` signs an HS256 JWT
- * with `JWT_SECRET`. It exists only while the `DEV_TOKENS` setting is exactly "true" (`npm run dev`
- * passes it); otherwise it answers 404 `not_found` like any unknown route. Never set `DEV_TOKENS` in
- * `wrangler.toml` or on a deployed Worker: anyone could then mint tokens for any user.
+ * with `JWT_SECRET`. It exists only while `DEV_TOKENS` is exactly "true" *and* `DEV_TOKENS_RUN` holds
+ * the random value `npm run dev` makes for each run (scripts/lib/dev-args.mjs, which passes both only
+ * while wrangler listens on loopback); otherwise it answers 404 `not_found` like any unknown route.
+ * DEV_TOKENS alone (in .dev.vars, .env or a --var) does nothing: the Worker cannot tell where wrangler
+ * listens, nor trust the peer address it is told, so the script that starts wrangler decides.
  *
  * @example
  * curl -sX POST http://127.0.0.1:8787/dev/token -H "Content-Type: application/json" \
@@ -14,14 +16,14 @@ import { SignJWT } from "jose";
 import * as v from "valibot";
 import { loadConfig } from "./config";
 import { HttpError } from "./errors";
-import { MAX_NAME_LENGTH, MAX_USER_ID_LENGTH, ROLES, RoomIdSchema } from "./protocol";
+import { MAX_NAME_LENGTH, ROLES, RoomIdSchema, UserIdSchema } from "./protocol";
 
 export const DEV_TOKEN_PATH = "/dev/token";
 export const DEV_TOKEN_TTL_DEFAULT = 3600;
 export const DEV_TOKEN_TTL_MAX = 86_400;
 
 const DevTokenRequestSchema = v.object({
-  sub: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_USER_ID_LENGTH)),
+  sub: UserIdSchema,
   name: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_NAME_LENGTH))),
   /** Rooms the token grants (the `rooms` claim); absent: every room. */
   rooms: v.optional(v.pipe(v.array(RoomIdSchema), v.minLength(1), v.maxLength(16))),
@@ -37,18 +39,22 @@ export interface DevTokenResponse {
   expiresAt: number;
 }
 
-/** Whether the endpoint is switched on: only the exact string "true" counts. */
+/** What `npm run dev` puts in DEV_TOKENS_RUN: 16 random bytes in hex (scripts/lib/dev-args.mjs). */
+const DEV_TOKENS_RUN_PATTERN = /^[0-9a-f]{32}$/;
+
+/** Whether the endpoint is switched on: DEV_TOKENS exactly "true", and a run value from `npm run dev`. */
 export function areDevTokensEnabled(env: object): boolean {
-  return (env as { DEV_TOKENS?: unknown }).DEV_TOKENS === "true";
+  const { DEV_TOKENS, DEV_TOKENS_RUN } = env as { DEV_TOKENS?: unknown; DEV_TOKENS_RUN?: unknown };
+  return DEV_TOKENS === "true" && typeof DEV_TOKENS_RUN === "string" && DEV_TOKENS_RUN_PATTERN.test(DEV_TOKENS_RUN);
 }
 
 const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
 const LOOPBACK_PEERS = new Set(["127.0.0.1", "::1", "::ffff:127.0.0.1"]);
 
 /**
- * Defence in depth: even switched on by mistake, a deployed Worker (a real host name) mints nothing,
- * and neither does a dev server reached from another machine (the peer address, when the runtime
- * says it, must be loopback too: the Host header alone is the caller's to choose).
+ * Defence in depth only: a deployed Worker (a real host name) mints nothing even if switched on by
+ * mistake. Locally both values are the caller's to choose (wrangler dev keeps a client-sent
+ * CF-Connecting-IP), which is why loopback is enforced by `npm run dev`, not here.
  */
 export function isLoopback(url: string, peer: string | null = null): boolean {
   return LOOPBACK_HOSTS.has(new URL(url).hostname) && (peer === null || LOOPBACK_PEERS.has(peer));
@@ -57,6 +63,7 @@ export function isLoopback(url: string, peer: string | null = null): boolean {
 /** The settings the endpoint reads (the Worker's whole env reaches it; `loadConfig` reads the rest). */
 export interface DevTokensBindings {
   DEV_TOKENS?: string;
+  DEV_TOKENS_RUN?: string;
   JWT_SECRET?: string;
 }
 

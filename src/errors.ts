@@ -17,6 +17,7 @@ export const HTTP_ERRORS = {
   upgrade_required: 426,
   too_many_connections: 429,
   too_many_connects: 429,
+  too_many_requests: 429,
   internal_error: 500,
   server_misconfigured: 500,
   auth_unavailable: 503,

@@ -5,8 +5,11 @@
 import * as v from "valibot";
 import { canAccessRoom, findToken, verifyToken } from "./auth";
 import type { Config } from "./config";
+import { checkConnectLimit } from "./connect-limit";
 import { HttpError } from "./errors";
 import type { Handoff } from "./handoff";
+import { handshakeIssues } from "./handshake";
+import { isOriginAllowed } from "./origins";
 import { BEARER_PROTOCOL_PREFIX, RoomIdSchema, SUBPROTOCOL } from "./protocol";
 
 const ConnectQuerySchema = v.object({
@@ -30,16 +33,33 @@ export function offeredProtocols(request: Request): string[] {
     .filter((p) => p.length > 0);
 }
 
-/** Runs steps 1-5 of the gate and returns what the room object needs to accept the connection. */
-export async function admit(request: Request, room: string, config: Config): Promise<Handoff> {
-  // 1. Only WebSocket upgrades.
+/**
+ * Runs the gate's steps and returns what the room object needs to accept the connection.
+ * `limiter` is the `CONNECT_LIMITER` binding (absent: no per-IP limit).
+ */
+export async function admit(
+  request: Request,
+  room: string,
+  config: Config,
+  limiter: RateLimit | undefined,
+): Promise<Handoff> {
+  // 1. Only WebSocket upgrades, and only real handshakes: a plain request that says
+  // `Upgrade: websocket` would otherwise be accepted by the room as a connection that never was.
   if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
     throw new HttpError("upgrade_required", "this endpoint only accepts WebSocket upgrades", {
       headers: { Upgrade: "websocket" },
     });
   }
+  const handshake = handshakeIssues(request.headers);
+  if (handshake.length > 0) {
+    throw new HttpError("invalid_request", "this is not a WebSocket handshake", { issues: handshake });
+  }
 
-  // 2. Room id, query and subprotocol offer.
+  // 2. The per-IP connect limit, before any work on the token or the room.
+  const ip = request.headers.get("CF-Connecting-IP");
+  await checkConnectLimit(limiter, ip);
+
+  // 3. Room id, query and subprotocol offer.
   const url = new URL(request.url);
   const roomResult = v.safeParse(RoomIdSchema, room);
   const query = v.safeParse(ConnectQuerySchema, {
@@ -58,13 +78,13 @@ export async function admit(request: Request, room: string, config: Config): Pro
     throw new HttpError("invalid_request", "the room id or query is invalid", { issues });
   }
 
-  // 3. Origin, when the browser says one and an allow-list is set.
+  // 4. Origin, when the browser says one and an allow-list is set.
   const origin = request.headers.get("Origin");
-  if (origin !== null && config.allowedOrigins !== undefined && !config.allowedOrigins.has(origin)) {
+  if (origin !== null && config.allowedOrigins !== undefined && !isOriginAllowed(config.allowedOrigins, origin)) {
     throw new HttpError("origin_not_allowed", "this origin may not connect");
   }
 
-  // 4. A token that verifies.
+  // 5. A token that verifies.
   const found = findToken(request, protocols, query.output.token, config);
   if (found === undefined) {
     const where = config.allowQueryToken
@@ -76,7 +96,7 @@ export async function admit(request: Request, room: string, config: Config): Pro
   }
   const identity = await verifyToken(found.token, config);
 
-  // 5. The token's rooms claim must cover this room.
+  // 6. The token's rooms claim must cover this room.
   if (!canAccessRoom(identity, room)) {
     throw new HttpError("forbidden", "the token does not grant access to this room");
   }
@@ -86,7 +106,7 @@ export async function admit(request: Request, room: string, config: Config): Pro
     user: { id: identity.userId, name: identity.name },
     role: identity.role,
     exp: identity.exp,
-    ip: request.headers.get("CF-Connecting-IP"),
+    ip,
     since: query.output.since,
     selectProtocol: protocols.length > 0,
   };

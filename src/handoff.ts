@@ -20,3 +20,15 @@ export const HandoffSchema = v.object({
   selectProtocol: v.boolean(),
 });
 export type Handoff = v.InferOutput<typeof HandoffSchema>;
+
+/**
+ * The header value: JSON with every non-ASCII character written as a `\u` escape. Header values are
+ * bytes; workerd passes raw UTF-8 through with a warning, and other runtimes refuse it. `JSON.parse`
+ * reads the escapes back to the same strings.
+ */
+export function encodeHandoff(handoff: Handoff): string {
+  return JSON.stringify(handoff).replace(
+    /[\u007f-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}

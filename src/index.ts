@@ -9,7 +9,7 @@ import { type Config, loadConfig } from "./config";
 import { devTokens } from "./dev-tokens";
 import { HttpError } from "./errors";
 import { admit } from "./gate";
-import { HANDOFF_HEADER } from "./handoff";
+import { encodeHandoff, HANDOFF_HEADER } from "./handoff";
 import { describeError, log } from "./log";
 
 export { Room } from "./room";
@@ -37,11 +37,13 @@ app.get("/healthz", async (c) => {
 app.get("/ws/chat/:room", async (c) => {
   const config = configOrThrow(c.env);
   const room = c.req.param("room");
-  const handoff = await admit(c.req.raw, room, config);
+  // The binding may have been removed from wrangler.toml: the gate then admits without the limit.
+  const limiter = (c.env as Partial<Env>).CONNECT_LIMITER;
+  const handoff = await admit(c.req.raw, room, config, limiter);
   const stub = c.env.ROOMS.get(c.env.ROOMS.idFromName(room));
   // A fresh request: none of the client's headers reach the object, so none can be forged.
   return stub.fetch("https://room.internal/connect", {
-    headers: { Upgrade: "websocket", [HANDOFF_HEADER]: JSON.stringify(handoff) },
+    headers: { Upgrade: "websocket", [HANDOFF_HEADER]: encodeHandoff(handoff) },
   });
 });
 
@@ -51,7 +53,7 @@ app.use("/api/*", async (c, next) => {
 });
 app.route("/api", api);
 
-// Dev only: answers 404 unless DEV_TOKENS is "true" (npm run dev) and the request is on loopback.
+// Dev only: answers 404 unless npm run dev switched it on (DEV_TOKENS and its per-run DEV_TOKENS_RUN).
 app.route("/", devTokens);
 
 app.notFound(() => new HttpError("not_found", "no such route").toResponse());

@@ -28,6 +28,18 @@ export type Role = (typeof ROLES)[number];
 export const MAX_CLIENT_ID_LENGTH = 64;
 /** User ids (the token's `sub`). */
 export const MAX_USER_ID_LENGTH = 128;
+/**
+ * User ids in UTF-8 bytes: the room tags each socket `u:<id>`, and the runtime refuses a tag over
+ * 256 bytes (measured in workerd), so an id may take 254. 128 emoji are 128 characters but 512 bytes.
+ */
+export const MAX_USER_ID_BYTES = 254;
+/** A user id: 1–128 characters and at most 254 UTF-8 bytes. */
+export const UserIdSchema = v.pipe(
+  v.string(),
+  v.minLength(1, "must not be empty"),
+  v.maxLength(MAX_USER_ID_LENGTH, `must be at most ${MAX_USER_ID_LENGTH} characters`),
+  v.maxBytes(MAX_USER_ID_BYTES, `must be at most ${MAX_USER_ID_BYTES} UTF-8 bytes`),
+);
 /** Display names (the token's `name`). */
 export const MAX_NAME_LENGTH = 64;
 /** `data` may nest at most this deep; deeper payloads are refused as `invalid_message`. */

@@ -114,7 +114,7 @@ describe("token verification", () => {
   it("verifies RS256 with JWT_PUBLIC_KEY and refuses HS256 signed with the public key's text (alg confusion)", async () => {
     const { publicKey, privateKey } = await generateKeyPair("RS256", { extractable: true });
     const pem = await exportSPKI(publicKey);
-    const cfg = config({ JWT_PUBLIC_KEY: pem });
+    const cfg = config({ JWT_PUBLIC_KEY: pem, ALLOW_ANY_AUDIENCE: "true" });
     const rs = await new SignJWT({})
       .setProtectedHeader({ alg: "RS256" })
       .setSubject("a")
@@ -130,7 +130,7 @@ describe("token verification", () => {
   it("verifies ES256 and Ed25519 public keys, each only with its own algorithm", async () => {
     for (const alg of ["ES256", "Ed25519"] as const) {
       const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
-      const cfg = config({ JWT_PUBLIC_KEY: await exportSPKI(publicKey) });
+      const cfg = config({ JWT_PUBLIC_KEY: await exportSPKI(publicKey), ALLOW_ANY_AUDIENCE: "true" });
       const token = await new SignJWT({})
         .setProtectedHeader({ alg })
         .setSubject("a")
@@ -184,7 +184,7 @@ describe("a remote key set (JWKS_URL)", () => {
         .setSubject(sub)
         .setExpirationTime("1h")
         .sign(privateKey);
-    return { cfg: config({ JWKS_URL: url }), fetchMock, sign, url };
+    return { cfg: config({ JWKS_URL: url, ALLOW_ANY_AUDIENCE: "true" }), fetchMock, sign, url };
   }
 
   it("verifies a token signed by a key in the set, fetching the set once per isolate", async () => {

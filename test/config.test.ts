@@ -18,7 +18,8 @@ describe("configuration", () => {
       audience: undefined,
       clockToleranceSeconds: 30,
       allowedOrigins: undefined,
-      allowQueryToken: true,
+      allowQueryToken: false,
+      allowAnyAudience: false,
       maxConnectionsPerRoom: 1000,
       historyLimit: 1000,
       heartbeatIntervalMs: 30_000,
@@ -43,21 +44,50 @@ describe("configuration", () => {
     const result = parseConfig({
       ...KEY,
       ALLOWED_ORIGINS: " https://a.example ,https://b.example,",
-      ALLOW_QUERY_TOKEN: "FALSE",
+      ALLOW_QUERY_TOKEN: "TRUE",
     });
-    expect(result.ok && [...(result.config.allowedOrigins ?? [])]).toEqual(["https://a.example", "https://b.example"]);
-    expect(result.ok && result.config.allowQueryToken).toBe(false);
+    expect(result.ok && result.config.allowedOrigins?.exact).toEqual(
+      new Set(["https://a.example", "https://b.example"]),
+    );
+    expect(result.ok && result.config.allowQueryToken).toBe(true);
   });
 
   it("normalizes origins (case, default port, trailing slash) and refuses entries that are not origins", () => {
     const result = parseConfig({ ...KEY, ALLOWED_ORIGINS: "HTTPS://App.Example.com/, http://localhost:80" });
-    expect(result.ok && [...(result.config.allowedOrigins ?? [])]).toEqual([
-      "https://app.example.com",
-      "http://localhost",
-    ]);
-    for (const bad of ["app.example.com", "https://app.example.com/path", "ftp://x.example", "*"]) {
+    expect(result.ok && result.config.allowedOrigins?.exact).toEqual(
+      new Set(["https://app.example.com", "http://localhost"]),
+    );
+    const bads = [
+      "app.example.com",
+      "https://app.example.com/path",
+      "ftp://x.example",
+      "*",
+      "https://*",
+      "https://*.com",
+    ];
+    for (const bad of [...bads, "https://a.*.example.com", "https://*app.example.com", "*.example.com"]) {
       expect(settingOf({ ...KEY, ALLOWED_ORIGINS: bad })).toBe("ALLOWED_ORIGINS");
     }
+  });
+
+  it("reads a wildcard origin as any subdomain, with its scheme and port exact", () => {
+    const result = parseConfig({ ...KEY, ALLOWED_ORIGINS: "HTTPS://*.Example.com, http://*.dev.example:8080/" });
+    expect(result.ok && result.config.allowedOrigins?.wildcards).toEqual([
+      { scheme: "https:", suffix: ".example.com", port: "" },
+      { scheme: "http:", suffix: ".dev.example", port: "8080" },
+    ]);
+  });
+
+  it("refuses JWKS_URL or JWT_PUBLIC_KEY without JWT_AUDIENCE, naming JWT_AUDIENCE, unless ALLOW_ANY_AUDIENCE=true", () => {
+    const pem = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----";
+    for (const key of [{ JWKS_URL: "https://issuer.example/jwks.json" }, { JWT_PUBLIC_KEY: pem }]) {
+      expect(settingOf(key)).toBe("JWT_AUDIENCE");
+      expect(parseConfig({ ...key, JWT_AUDIENCE: "rooms" }).ok).toBe(true);
+      const any = parseConfig({ ...key, ALLOW_ANY_AUDIENCE: "true" });
+      expect(any.ok && any.config.allowAnyAudience).toBe(true);
+    }
+    // A secret is this service's own: any token it verifies was meant for it.
+    expect(parseConfig(KEY).ok).toBe(true);
   });
 
   it("treats an empty string as unset", () => {
@@ -87,6 +117,7 @@ describe("configuration", () => {
     [{ ALLOW_QUERY_TOKEN: "yes" }, "ALLOW_QUERY_TOKEN"],
     [{ JWT_CLOCK_TOLERANCE_SECONDS: "3600" }, "JWT_CLOCK_TOLERANCE_SECONDS"],
     [{ JWKS_URL: "http://insecure.example/jwks" }, "JWKS_URL"],
+    [{ ALLOW_ANY_AUDIENCE: "maybe" }, "ALLOW_ANY_AUDIENCE"],
   ])("names the setting of a bad value: %o", (env, setting) => {
     expect(settingOf({ ...KEY, ...env })).toBe(setting);
   });
@@ -96,7 +127,7 @@ describe("configuration", () => {
     expect(settingOf({ JWT_SECRET: "short" })).toBe("JWT_SECRET");
     expect(settingOf({ ...KEY, JWKS_URL: "https://issuer.example/jwks" })).toBe("JWT_SECRET");
     expect(settingOf({ JWT_PUBLIC_KEY: "not a pem" })).toBe("JWT_PUBLIC_KEY");
-    const jwks = parseConfig({ JWKS_URL: "https://issuer.example/.well-known/jwks.json" });
+    const jwks = parseConfig({ JWKS_URL: "https://issuer.example/.well-known/jwks.json", JWT_AUDIENCE: "rooms" });
     expect(jwks.ok && jwks.config.key).toEqual({ kind: "jwks", url: "https://issuer.example/.well-known/jwks.json" });
   });
 

@@ -1,7 +1,7 @@
 import { env, runInDurableObject, SELF } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import worker from "../src/index";
-import { connect, errorOf, join, mintToken, roomStub, uniqueRoom, upgrade } from "./helpers";
+import { connect, errorOf, handshake, join, mintToken, roomStub, uniqueRoom, upgrade } from "./helpers";
 
 describe("the upgrade gate", () => {
   it("answers /healthz with 200 ok", async () => {
@@ -119,18 +119,19 @@ describe("the upgrade gate", () => {
     res.webSocket?.close();
   });
 
-  it("takes the token from the query when ALLOW_QUERY_TOKEN is on (the default)", async () => {
-    const client = await connect(uniqueRoom(), { via: "query" });
-    await client.next("welcome");
-    client.close();
+  it("takes the token from the query when ALLOW_QUERY_TOKEN=true", async () => {
+    const token = await mintToken({ sub: "from-query" });
+    const request = new Request(`https://rooms.test/ws/chat/${uniqueRoom()}?token=${token}`, {
+      headers: handshake(),
+    });
+    const res = await worker.fetch(request, { ...env, ALLOW_QUERY_TOKEN: "true" } as Env, {} as ExecutionContext);
+    expect(res.status).toBe(101);
+    res.webSocket?.accept();
+    res.webSocket?.close();
   });
 
-  it("refuses a query token with 401 missing_token when ALLOW_QUERY_TOKEN=false", async () => {
-    const token = await mintToken();
-    const request = new Request(`https://rooms.test/ws/chat/${uniqueRoom()}?token=${token}`, {
-      headers: { Upgrade: "websocket" },
-    });
-    const res = await worker.fetch(request, { ...env, ALLOW_QUERY_TOKEN: "false" } as Env, {} as ExecutionContext);
+  it("refuses a query token with 401 missing_token by default (ALLOW_QUERY_TOKEN off)", async () => {
+    const res = await upgrade(uniqueRoom(), { token: await mintToken(), via: "query" });
     expect(await errorOf(res)).toMatchObject({ status: 401, code: "missing_token" });
   });
 
@@ -181,7 +182,7 @@ describe("the upgrade gate", () => {
     const bad = { ...env, HISTORY_LIMIT: "lots" } as Env;
     for (const path of ["/healthz", `/ws/chat/${uniqueRoom()}`]) {
       const res = await worker.fetch(
-        new Request(`https://rooms.test${path}`, { headers: { Upgrade: "websocket" } }),
+        new Request(`https://rooms.test${path}`, { headers: { ...handshake() } }),
         bad,
         {} as ExecutionContext,
       );
@@ -224,10 +225,10 @@ describe("the gate decides before touching a room object", () => {
 
   it.each([
     ["no upgrade", {}, "", 426],
-    ["a bad room id", { Upgrade: "websocket" }, "bad.room", 400],
-    ["a foreign origin", { Upgrade: "websocket", Origin: "https://evil.example" }, "", 403],
-    ["no token", { Upgrade: "websocket" }, "", 401],
-    ["a bad token", { Upgrade: "websocket", Authorization: "Bearer x.y.z" }, "", 401],
+    ["a bad room id", { ...handshake() }, "bad.room", 400],
+    ["a foreign origin", { ...handshake(), Origin: "https://evil.example" }, "", 403],
+    ["no token", { ...handshake() }, "", 401],
+    ["a bad token", { ...handshake(), Authorization: "Bearer x.y.z" }, "", 401],
   ])("refuses %s without touching the room namespace", async (_what, headers, room, status) => {
     const res = await worker.fetch(
       new Request(`https://rooms.test/ws/chat/${room || uniqueRoom()}`, { headers }),
@@ -241,7 +242,7 @@ describe("the gate decides before touching a room object", () => {
     const token = await mintToken({ rooms: ["elsewhere"] });
     const res = await worker.fetch(
       new Request(`https://rooms.test/ws/chat/${uniqueRoom()}`, {
-        headers: { Upgrade: "websocket", Authorization: `Bearer ${token}` },
+        headers: { ...handshake(), Authorization: `Bearer ${token}` },
       }),
       envWithoutRooms(),
       {} as ExecutionContext,
@@ -261,7 +262,7 @@ describe("the gate decides before touching a room object", () => {
     const token = await mintToken();
     const res = await worker.fetch(
       new Request(`https://rooms.test/ws/chat/${uniqueRoom()}`, {
-        headers: { Upgrade: "websocket", Origin: "https://anywhere.example", Authorization: `Bearer ${token}` },
+        headers: { ...handshake(), Origin: "https://anywhere.example", Authorization: `Bearer ${token}` },
       }),
       rest as Env,
       {} as ExecutionContext,
@@ -289,7 +290,7 @@ describe("the gate decides before touching a room object", () => {
     const pem = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----";
     const res = await worker.fetch(
       new Request("https://rooms.test/healthz"),
-      { ...rest, JWT_PUBLIC_KEY: pem } as Env,
+      { ...rest, JWT_PUBLIC_KEY: pem, JWT_AUDIENCE: "rooms" } as Env,
       {} as ExecutionContext,
     );
     expect(await errorOf(res)).toMatchObject({ status: 500, code: "server_misconfigured" });
@@ -319,7 +320,7 @@ describe("logs", () => {
   it("logs a gate refusal as one JSON line with status, code and IP, never the token", async () => {
     const logs = captureLogs();
     const token = await mintToken({ ttl: -3600 });
-    await upgrade(uniqueRoom(), { token, via: "query", headers: { "CF-Connecting-IP": "198.51.100.4" } });
+    await upgrade(uniqueRoom(), { token, via: "header", headers: { "CF-Connecting-IP": "198.51.100.4" } });
     await upgrade(uniqueRoom(), { token, via: "protocol" });
     logs.restore();
     const refusals = logs.lines.filter((l) => l.event === "gate_refused");

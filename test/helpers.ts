@@ -52,9 +52,18 @@ export interface ConnectOptions {
   query?: string;
 }
 
+/**
+ * The headers of a real WebSocket handshake (RFC 6455 §4.1): a random 16-byte key and version 13.
+ * The gate refuses an upgrade without them, so every test upgrade sends them.
+ */
+export function handshake(): Record<string, string> {
+  const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+  return { Upgrade: "websocket", "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13" };
+}
+
 /** Sends an upgrade request to the Worker (through its real fetch handler). */
 export function upgrade(room: string, options: ConnectOptions = {}): Promise<Response> {
-  const headers = new Headers({ Upgrade: "websocket", ...options.headers });
+  const headers = new Headers({ ...handshake(), ...options.headers });
   const params = new URLSearchParams(options.query ?? "");
   if (options.since !== undefined) params.set("since", String(options.since));
   if (options.token !== undefined) {

@@ -35,6 +35,7 @@ import {
   WRANGLER,
   wranglerEnv,
 } from "../../scripts/lib/processes.mjs";
+import { raiseConnectLimitIn } from "../../scripts/lib/wrangler-config.mjs";
 
 export { freePort, HOST, REPO_ROOT, signalGroup, sleep, stopGroup };
 
@@ -139,6 +140,8 @@ export function snapshotRepo(dir) {
     });
   }
   symlinkSync(join(REPO_ROOT, "node_modules"), join(dir, "node_modules"), "dir");
+  // Connect storms come from one address: the shipped per-IP limit would refuse them.
+  raiseConnectLimitIn(join(dir, "wrangler.toml"));
 }
 
 /** Output of a git command run in the repo. @param {string[]} args */
@@ -157,6 +160,7 @@ export function snapshotRef(ref, dir) {
   const archive = execFileSync("git", ["archive", "--format=tar", ref], { cwd: REPO_ROOT, maxBuffer: 1 << 30 });
   execFileSync("tar", ["-x", "-C", dir], { input: archive });
   symlinkSync(join(REPO_ROOT, "node_modules"), join(dir, "node_modules"), "dir");
+  raiseConnectLimitIn(join(dir, "wrangler.toml"));
 }
 
 // -- the server -----------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ beforeAll(async () => {
     );
   }
   await mkdir(RESULTS_DIR, { recursive: true });
-  server = await WranglerServer.start({ demo: true, vars: { DEV_TOKENS: "true", HEARTBEAT_INTERVAL_MS: "5000" } });
+  server = await WranglerServer.start({ demo: true, devTokens: true, vars: { HEARTBEAT_INTERVAL_MS: "5000" } });
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
 });
 

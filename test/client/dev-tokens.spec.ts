@@ -6,12 +6,14 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { jwtVerify } from "jose";
 import { describe, expect, it } from "vitest";
+import { devArgs, isLoopbackIp } from "../../scripts/lib/dev-args.mjs";
 import { devTokens } from "../../src/dev-tokens";
 import { REPO_ROOT } from "../support/wrangler-server";
 import { BASE_URL, closeClients, makeClient, uniqueRoom } from "./helpers";
 
 const SECRET = "dev-tokens-test-secret-0123456789abcdef";
-const ON = { DEV_TOKENS: "true", JWT_SECRET: SECRET };
+const RUN = "0123456789abcdef0123456789abcdef";
+const ON = { DEV_TOKENS: "true", DEV_TOKENS_RUN: RUN, JWT_SECRET: SECRET };
 
 function post(body: unknown, env: Record<string, string>, raw?: string) {
   return devTokens.request(
@@ -27,6 +29,15 @@ describe("POST /dev/token", () => {
       const response = await post({ sub: "alice" }, env);
       expect(response.status).toBe(404);
       expect(await response.json()).toEqual({ error: { code: "not_found", message: "no such route" } });
+    }
+  });
+
+  it("is absent (404) with DEV_TOKENS=true alone, as .dev.vars, .env or a --var would set it", async () => {
+    for (const env of [
+      { DEV_TOKENS: "true", JWT_SECRET: SECRET },
+      { ...ON, DEV_TOKENS_RUN: "true" },
+    ]) {
+      expect((await post({ sub: "alice" }, env)).status).toBe(404);
     }
   });
 
@@ -95,7 +106,8 @@ describe("POST /dev/token", () => {
   });
 
   it("answers 500 server_misconfigured when there is no secret to sign with", async () => {
-    const response = await post({ sub: "a" }, { DEV_TOKENS: "true", JWKS_URL: "https://keys.example/jwks.json" });
+    const env = { DEV_TOKENS: "true", DEV_TOKENS_RUN: RUN, JWKS_URL: "https://keys.example/jwks.json" };
+    const response = await post({ sub: "a" }, { ...env, ALLOW_ANY_AUDIENCE: "true" });
     expect(response.status).toBe(500);
     expect(((await response.json()) as { error: { code: string } }).error.code).toBe("server_misconfigured");
   });
@@ -129,5 +141,43 @@ describe("POST /dev/token", () => {
     const toml = readFileSync(join(REPO_ROOT, "wrangler.toml"), "utf8");
     const settings = toml.split("\n").filter((line) => !line.trimStart().startsWith("#"));
     expect(settings.filter((line) => line.includes("DEV_TOKENS"))).toEqual([]);
+  });
+});
+
+describe("npm run dev (scripts/lib/dev-args.mjs): the only way dev tokens take effect", () => {
+  const varsOf = (args: string[]) => args.flatMap((a, i) => (args[i - 1] === "--var" ? [a] : []));
+
+  it("listens on 127.0.0.1 and switches dev tokens on with a fresh random run value", () => {
+    const first = devArgs([], "", "dev-secret");
+    const second = devArgs([], "", "dev-secret");
+    expect(first.devTokens).toBe(true);
+    expect(first.wranglerArgs.slice(0, 5)).toEqual(["dev", "--ip", "127.0.0.1", "--port", "8787"]);
+    const run = varsOf(first.wranglerArgs).find((v) => v.startsWith("DEV_TOKENS_RUN:"));
+    expect(run).toMatch(/^DEV_TOKENS_RUN:[0-9a-f]{32}$/);
+    expect(varsOf(second.wranglerArgs)).not.toContain(run);
+    expect(varsOf(first.wranglerArgs)).toContain("DEV_TOKENS:true");
+  });
+
+  it("switches them off, over any DEV_TOKENS in .dev.vars, when asked to listen beyond loopback", () => {
+    for (const ip of ["0.0.0.0", "192.0.2.2", "::"]) {
+      const result = devArgs(["--ip", ip], "DEV_TOKENS=true\n", "dev-secret");
+      expect(result.devTokens).toBe(false);
+      expect(result.wranglerArgs.slice(0, 3)).toEqual(["dev", "--ip", ip]);
+      expect(varsOf(result.wranglerArgs)).toContain("DEV_TOKENS:false");
+      expect(varsOf(result.wranglerArgs).some((v) => v.startsWith("DEV_TOKENS_RUN"))).toBe(false);
+    }
+    expect(devArgs(["--ip=127.0.0.5"], "", "s").devTokens).toBe(true);
+  });
+
+  it("refuses a DEV_TOKENS or DEV_TOKENS_RUN passed with --var, and signs with no key the developer brought", () => {
+    expect(devArgs(["--var", "DEV_TOKENS:true"], "", "s").error).toBeDefined();
+    expect(devArgs(["--var", "DEV_TOKENS_RUN:abc"], "", "s").error).toBeDefined();
+    expect(devArgs([], "JWT_SECRET=mine-mine-mine\n", "s").devTokens).toBe(false);
+  });
+
+  it("knows loopback addresses", () => {
+    for (const ip of ["127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]"]) expect(isLoopbackIp(ip), ip).toBe(true);
+    for (const ip of ["0.0.0.0", "::", "10.0.0.1", "128.0.0.1", "localhost.example"])
+      expect(isLoopbackIp(ip), ip).toBe(false);
   });
 });

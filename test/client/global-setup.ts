@@ -18,7 +18,8 @@ export const TEST_HEARTBEAT_INTERVAL_MS = 1_000;
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const server = await WranglerServer.start({
-    vars: { HEARTBEAT_INTERVAL_MS: String(TEST_HEARTBEAT_INTERVAL_MS), DEV_TOKENS: "true" },
+    vars: { HEARTBEAT_INTERVAL_MS: String(TEST_HEARTBEAT_INTERVAL_MS) },
+    devTokens: true,
   });
   project.provide("clientBaseUrl", server.baseUrl);
   project.provide("clientJwtSecret", server.secret);

@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { devTokenVars } from "../../scripts/lib/dev-args.mjs";
 import {
   freePort,
   HOST,
@@ -23,6 +24,7 @@ import {
   waitGroupGone,
   wranglerEnv,
 } from "../../scripts/lib/processes.mjs";
+import { writeHarnessConfig } from "../../scripts/lib/wrangler-config.mjs";
 
 export { freePort, HOST, REPO_ROOT };
 
@@ -46,6 +48,15 @@ export interface ServerOptions {
   vars?: Record<string, string>;
   /** Build the demo page and serve it as static assets, as `npm run dev` does. */
   demo?: boolean;
+  /** Switch the dev token endpoint on the way `npm run dev` does (DEV_TOKENS and a per-run DEV_TOKENS_RUN). */
+  devTokens?: boolean;
+  /** The address wrangler listens on; default 127.0.0.1. Requests still go to 127.0.0.1. */
+  ip?: string;
+  /**
+   * `"shipped"`: the CONNECT_LIMITER of wrangler.toml as it is. Default: a copy of wrangler.toml
+   * whose limit no test reaches (the suites connect hundreds of times a minute from one address).
+   */
+  connectLimit?: "shipped";
 }
 
 /** A `wrangler dev` process group on a fixed port, with its own persistence dir and secret. */
@@ -136,12 +147,20 @@ export class WranglerServer {
   }
 
   async #startProcess(): Promise<void> {
-    const vars = { ...this.options.vars, JWT_SECRET: this.secret };
+    const vars = {
+      ...this.options.vars,
+      ...(this.options.devTokens ? devTokenVars() : {}),
+      JWT_SECRET: this.secret,
+    };
     if (this.options.demo) await buildDemo();
+    const config =
+      this.options.connectLimit === "shipped" ? join(REPO_ROOT, "wrangler.toml") : writeHarnessConfig(this.dir);
     const args = [
       "dev",
+      "--config",
+      config,
       "--ip",
-      HOST,
+      this.options.ip ?? HOST,
       "--port",
       String(this.port),
       "--persist-to",
