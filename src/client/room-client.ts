@@ -145,8 +145,13 @@ export class RoomClient<TData = unknown> {
       },
       onStall: () => this.#onStall(),
     });
-    if (options.autoConnect ?? true) queueMicrotask(() => void this.#connect());
-    else this.#state = "closed";
+    // Not if close() came first (React strict mode mounts, unmounts and mounts again at once).
+    if (options.autoConnect ?? true) {
+      const epoch = this.#epoch;
+      queueMicrotask(() => {
+        if (epoch === this.#epoch) void this.#connect();
+      });
+    } else this.#state = "closed";
   }
 
   /** The connection state. */
