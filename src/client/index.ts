@@ -19,6 +19,7 @@ export { type BackoffOptions, backoffCeiling, backoffDelay, DEFAULT_BACKOFF, res
 export type { Listener } from "./emitter";
 export { RoomClientError, type SendErrorCode, type Stop, type StopCode } from "./errors";
 export type { SendResult } from "./outbox";
+export type { Refusal } from "./refusal";
 export { RoomClient } from "./room-client";
 export type { FetchLike, WebSocketConstructor, WebSocketExtraOptions, WebSocketLike } from "./socket";
 export type {
@@ -29,6 +30,7 @@ export type {
   RetryReason,
   RoomClientEvents,
   RoomClientOptions,
+  RoomMessage,
   SendOptions,
   StateChange,
   TokenSource,

@@ -5,13 +5,18 @@
  * stored with the first `seq` instead of storing it twice. A direct message cannot be resent that
  * way (it is not stored), so a drop rejects it with `connection_lost`.
  *
+ * A missing `ack` does not fail a send: it means the connection is stalled, so the outbox asks the
+ * client to drop it (`onStall`) and the send is written again on the next one. A send fails on its
+ * own only when its deadline (`sendDeadlineMs`, counted from `send()`) passes: `send_timeout`, with
+ * `wasWritten` saying whether it may have reached the server.
+ *
  * Writes are paced by a token bucket that mirrors the server's per-connection limit (20/s, burst 40
  * by default), so a full queue flushed after a reconnect is not refused; a room message the server
  * still refuses with `rate_limited` goes back to the front of the queue and is written again once the
  * bucket has refilled, rather than failing.
  */
 import type { ErrorFrame } from "../protocol";
-import { RoomClientError } from "./errors";
+import { RoomClientError, type SendErrorCode } from "./errors";
 
 /** The result of an acknowledged send. */
 export interface SendResult {
@@ -28,7 +33,10 @@ export interface Pending {
   isDirect: boolean;
   resolve: (result: SendResult) => void;
   reject: (error: RoomClientError) => void;
+  /** Written to a socket at least once: the server may have stored it. */
+  wasWritten?: boolean;
   timer?: ReturnType<typeof setTimeout>;
+  deadline?: ReturnType<typeof setTimeout>;
 }
 
 /** Writes a frame; false when the socket would not take it. */
@@ -40,7 +48,23 @@ export interface Pace {
   burst: number;
 }
 
+export interface OutboxOptions {
+  maxQueue: number;
+  /** How long a written send may wait for its ack before the connection counts as stalled. */
+  ackTimeoutMs: number;
+  /** How long a send may wait, from `send()`, before it is rejected with `send_timeout`. */
+  sendDeadlineMs: number;
+  pace?: Pace;
+  /** A written send got no ack in time: the connection should be dropped (its sends are requeued). */
+  onStall?: () => void;
+}
+
 export class Outbox {
+  readonly maxQueue: number;
+  readonly ackTimeoutMs: number;
+  readonly sendDeadlineMs: number;
+  readonly pace: Pace;
+  readonly #onStall: () => void;
   readonly #queued: Pending[] = [];
   /** Written and waiting for an ack, in write order. */
   readonly #inFlight = new Map<string, Pending>();
@@ -51,12 +75,13 @@ export class Outbox {
   #refilledAt = Date.now();
   #pumpTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(
-    readonly maxQueue: number,
-    readonly ackTimeoutMs: number,
-    readonly pace: Pace = { perSecond: 20, burst: 40 },
-  ) {
-    this.#tokens = pace.burst;
+  constructor(options: OutboxOptions) {
+    this.maxQueue = options.maxQueue;
+    this.ackTimeoutMs = options.ackTimeoutMs;
+    this.sendDeadlineMs = options.sendDeadlineMs;
+    this.pace = options.pace ?? { perSecond: 20, burst: 40 };
+    this.#onStall = options.onStall ?? (() => {});
+    this.#tokens = this.pace.burst;
   }
 
   /** Sends waiting for a connection. */
@@ -76,13 +101,27 @@ export class Outbox {
 
   /** Adds a send; it is written now when a writer is set, else queued. False when the queue is full. */
   add(pending: Pending): boolean {
-    if (this.#writer && this.#queued.length === 0 && this.#hasToken()) {
-      if (this.#write(pending, this.#writer)) return true;
+    if (!(this.#writer && this.#queued.length === 0 && this.#hasToken() && this.#write(pending, this.#writer))) {
+      if (this.#queued.length >= this.maxQueue) return false;
+      this.#queued.push(pending);
+      this.#pump();
     }
-    if (this.#queued.length >= this.maxQueue) return false;
-    this.#queued.push(pending);
-    this.#pump();
+    pending.deadline = setTimeout(() => this.#expire(pending), this.sendDeadlineMs);
     return true;
+  }
+
+  /** The send's deadline passed without an ack: it is given up, and never written again. */
+  #expire(pending: Pending): void {
+    const index = this.#queued.indexOf(pending);
+    if (index !== -1) this.#queued.splice(index, 1);
+    this.#forget(pending);
+    const maybe = pending.wasWritten ? "it was written and may have been stored" : "it was never written";
+    pending.reject(
+      new RoomClientError("send_timeout", `no ack within ${this.sendDeadlineMs} ms (${maybe})`, {
+        id: pending.id,
+        wasWritten: pending.wasWritten === true,
+      }),
+    );
   }
 
   /** Sets (or, with `undefined`, removes) the writer; setting it flushes the queue in order. */
@@ -141,8 +180,8 @@ export class Outbox {
   fail(id: string, frame: ErrorFrame): boolean {
     const pending = this.#inFlight.get(id);
     if (!pending) return false;
-    this.#forget(pending);
     if (frame.code === "rate_limited" && !pending.isDirect) {
+      this.#park(pending);
       // The server's bucket is empty (it counts frames we do not pace, or runs a lower limit):
       // write it again, first, once ours has refilled.
       this.#tokens = 0;
@@ -150,7 +189,8 @@ export class Outbox {
       this.#pump();
       return true;
     }
-    pending.reject(new RoomClientError(frame.code, frame.message, { frame }));
+    this.#forget(pending);
+    pending.reject(new RoomClientError(frame.code, frame.message, { frame, id, wasWritten: true }));
     return true;
   }
 
@@ -160,10 +200,16 @@ export class Outbox {
     this.#ackDue.clear(); // acks of the old connection never come
     const again: Pending[] = [];
     for (const pending of [...this.#inFlight.values()]) {
-      this.#forget(pending);
       if (pending.isDirect) {
-        pending.reject(new RoomClientError("connection_lost", "the connection dropped before the ack"));
+        this.#forget(pending);
+        pending.reject(
+          new RoomClientError("connection_lost", "the connection dropped before the ack", {
+            id: pending.id,
+            wasWritten: true,
+          }),
+        );
       } else {
+        this.#park(pending);
         again.push(pending);
       }
     }
@@ -171,15 +217,15 @@ export class Outbox {
   }
 
   /** Rejects the most recently written send (the one a 1009 close refers to). */
-  rejectNewestInFlight(error: RoomClientError): void {
+  rejectNewestInFlight(code: SendErrorCode, message: string): void {
     const newest = [...this.#inFlight.values()].at(-1);
     if (!newest) return;
     this.#forget(newest);
-    newest.reject(error);
+    newest.reject(new RoomClientError(code, message, { id: newest.id, wasWritten: true }));
   }
 
-  /** Rejects everything, queued and in flight, and stops every ack timer. */
-  rejectAll(error: RoomClientError): void {
+  /** Rejects everything, queued and in flight (each with its id), and stops every timer. */
+  rejectAll(code: SendErrorCode, message: string): void {
     this.#writer = undefined;
     this.#ackDue.clear();
     clearTimeout(this.#pumpTimer);
@@ -187,24 +233,34 @@ export class Outbox {
     const all = [...this.#inFlight.values(), ...this.#queued.splice(0)];
     for (const pending of all) {
       this.#forget(pending);
-      pending.reject(error);
+      const wasWritten = pending.wasWritten === true;
+      pending.reject(new RoomClientError(code, message, { id: pending.id, wasWritten }));
     }
   }
 
   #write(pending: Pending, writer: Writer): boolean {
     if (!writer(pending.frame)) return false;
     this.#tokens -= 1;
+    pending.wasWritten = true;
     this.#inFlight.set(pending.id, pending);
-    pending.timer = setTimeout(() => {
-      this.#forget(pending);
-      pending.reject(new RoomClientError("ack_timeout", `no ack within ${this.ackTimeoutMs} ms`));
-    }, this.ackTimeoutMs);
+    clearTimeout(pending.timer);
+    // No ack in time: the link is stalled (half-open), not the message bad. The client drops the
+    // connection, which puts this send back in the queue for the next one.
+    pending.timer = setTimeout(() => this.#onStall(), this.ackTimeoutMs);
     return true;
   }
 
-  #forget(pending: Pending): void {
+  /** Out of the in-flight set, ack timer stopped. The deadline stays until the send settles. */
+  #park(pending: Pending): void {
     clearTimeout(pending.timer);
     pending.timer = undefined;
     this.#inFlight.delete(pending.id);
+  }
+
+  /** Done with: no timer of it runs any more. */
+  #forget(pending: Pending): void {
+    this.#park(pending);
+    clearTimeout(pending.deadline);
+    pending.deadline = undefined;
   }
 }

@@ -19,7 +19,9 @@ import {
 import { type BackoffOptions, backoffDelay, resolveBackoff } from "./backoff";
 import { Emitter, type Listener } from "./emitter";
 import { RoomClientError, type Stop } from "./errors";
+import { Liveness } from "./liveness";
 import { Outbox, type SendResult } from "./outbox";
+import { readRefusal } from "./refusal";
 import {
   CLOSING,
   connectUrl,
@@ -36,12 +38,21 @@ import {
   type WebSocketConstructor,
   type WebSocketLike,
 } from "./socket";
-import type { ConnectionState, Gap, Retry, RoomClientEvents, RoomClientOptions, SendOptions } from "./types";
+import type {
+  ConnectionState,
+  Gap,
+  Retry,
+  RoomClientEvents,
+  RoomClientOptions,
+  RoomMessage,
+  SendOptions,
+} from "./types";
 
 /** The close code the client uses when it abandons a connection it considers dead. */
 const ABANDON_CODE = 4000;
 const PROBE_TIMEOUT_MS = 5_000;
 const MIN_PING_INTERVAL_MS = 250;
+const DEFAULT_PONG_TIMEOUT_MS = 5_000;
 /** For `ws`: give up on the server's TCP close after this long, as browsers do. */
 const SOCKET_CLOSE_TIMEOUT_MS = 2_000;
 /**
@@ -60,6 +71,10 @@ interface Attempt {
   isTokenFresh: boolean;
   isOpen: boolean;
   status: number | undefined;
+  /** The server's JSON error of a refused upgrade, when the implementation lets us read it (`ws`). */
+  refusal: { code: string; message: string } | undefined;
+  /** The implementation reports refused upgrades (`ws`): a close before `open` without one is a network failure. */
+  canSeeRefusals: boolean;
 }
 
 /**
@@ -73,13 +88,16 @@ interface Attempt {
  * });
  * client.on("message", (m) => console.log(m.seq, m.from.name, m.text));
  * const { seq } = await client.send("hello");
+ *
+ * `TData` is the type of messages' `data`; give `dataSchema` (a valibot schema) to have incoming
+ * `data` checked against it (and `TData` inferred from it).
  */
-export class RoomClient {
+export class RoomClient<TData = unknown> {
   readonly room: string;
-  readonly #options: RoomClientOptions;
+  readonly #options: RoomClientOptions<TData>;
   readonly #backoff: BackoffOptions;
   readonly #WebSocket: WebSocketConstructor;
-  readonly #events = new Emitter<RoomClientEvents>();
+  readonly #events = new Emitter<RoomClientEvents<TData>>();
   readonly #outbox: Outbox;
   readonly #idPrefix = randomId();
   #idCounter = 0;
@@ -92,7 +110,7 @@ export class RoomClient {
   #lastSeq: number | undefined;
   #user: User | undefined;
   #users = new Map<string, User>();
-  #lastFrameAt = 0;
+  #liveness: Liveness | undefined;
   /** The sender named by the `binary` frame just received, for the binary frame that follows it. */
   #binaryFrom: User | undefined;
   /** While set, the resume replay is still arriving; sends wait until it is done. */
@@ -100,11 +118,10 @@ export class RoomClient {
 
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #connectTimer: ReturnType<typeof setTimeout> | undefined;
-  #heartbeatTimer: ReturnType<typeof setTimeout> | undefined;
   #probe: AbortController | undefined;
   #isListeningOnline = false;
 
-  constructor(options: RoomClientOptions) {
+  constructor(options: RoomClientOptions<TData>) {
     const room = v.safeParse(RoomIdSchema, options.room);
     if (!room.success) throw new TypeError(`room: ${room.issues[0].message}`);
     if (typeof options.token !== "string" && typeof options.token !== "function") {
@@ -118,16 +135,25 @@ export class RoomClient {
     this.#options = options;
     this.#backoff = resolveBackoff(options.reconnect);
     this.#WebSocket = resolveWebSocket(options.WebSocket);
-    this.#outbox = new Outbox(
-      positive(options.maxQueue ?? 100, "maxQueue", true),
-      positive(options.ackTimeoutMs ?? 10_000, "ackTimeoutMs"),
-      {
+    if (options.pingIntervalMs !== undefined) positive(options.pingIntervalMs, "pingIntervalMs");
+    positive(options.pongTimeoutMs ?? 1, "pongTimeoutMs");
+    this.#outbox = new Outbox({
+      maxQueue: positive(options.maxQueue ?? 100, "maxQueue", true),
+      ackTimeoutMs: positive(options.ackTimeoutMs ?? 10_000, "ackTimeoutMs"),
+      sendDeadlineMs: positive(options.sendDeadlineMs ?? 60_000, "sendDeadlineMs"),
+      pace: {
         perSecond: positive(options.rateLimit?.perSecond ?? 20, "rateLimit.perSecond"),
         burst: positive(options.rateLimit?.burst ?? 40, "rateLimit.burst", true),
       },
-    );
-    if (options.autoConnect ?? true) queueMicrotask(() => void this.#connect());
-    else this.#state = "closed";
+      onStall: () => this.#onStall(),
+    });
+    // Not if close() came first (React strict mode mounts, unmounts and mounts again at once).
+    if (options.autoConnect ?? true) {
+      const epoch = this.#epoch;
+      queueMicrotask(() => {
+        if (epoch === this.#epoch) void this.#connect();
+      });
+    } else this.#state = "closed";
   }
 
   /** The connection state. */
@@ -156,11 +182,11 @@ export class RoomClient {
   }
 
   /** Listens to an event; returns the function that stops listening. */
-  on<K extends keyof RoomClientEvents>(type: K, listener: Listener<RoomClientEvents[K]>): () => void {
+  on<K extends keyof RoomClientEvents<TData>>(type: K, listener: Listener<RoomClientEvents<TData>[K]>): () => void {
     return this.#events.on(type, listener);
   }
 
-  off<K extends keyof RoomClientEvents>(type: K, listener: Listener<RoomClientEvents[K]>): void {
+  off<K extends keyof RoomClientEvents<TData>>(type: K, listener: Listener<RoomClientEvents<TData>[K]>): void {
     this.#events.off(type, listener);
   }
 
@@ -183,16 +209,21 @@ export class RoomClient {
 
   /**
    * Sends a message to the room: a string as `text`, anything else as `data` (JSON). Resolves with
-   * the `ack` (`seq` for a room message), rejects with a `RoomClientError`. While disconnected the
-   * send waits in a bounded queue and goes out, in order, once the client is back.
+   * the `ack` (`seq` for a room message) once, and only once, the server stored it; rejects with a
+   * `RoomClientError` carrying the message's `id`. While disconnected the send waits in a bounded
+   * queue and goes out, in order, once the client is back; a room message written on a connection
+   * that died is written again with the same id (the server stores an id once). It fails on its own
+   * only when `sendDeadlineMs` passes (`send_timeout`; see `wasWritten`).
    */
-  send(content: unknown, options: SendOptions = {}): Promise<SendResult> {
-    if (this.#state === "closed") {
-      return Promise.reject(new RoomClientError("closed", "the client is closed"));
-    }
+  send(content: string | TData, options: SendOptions = {}): Promise<SendResult> {
     const id = options.id ?? `${this.#idPrefix}${(++this.#idCounter).toString(36)}`;
+    if (this.#state === "closed") {
+      return Promise.reject(new RoomClientError("closed", "the client is closed", { id, wasWritten: false }));
+    }
     if (this.#outbox.has(id)) {
-      return Promise.reject(new RoomClientError("invalid_message", `a send with id ${id} is already pending`));
+      return Promise.reject(
+        new RoomClientError("invalid_message", `a send with id ${id} is already pending`, { id, wasWritten: false }),
+      );
     }
     const message = {
       type: "message" as const,
@@ -209,13 +240,14 @@ export class RoomClient {
     }
     if (frame === undefined) {
       const why = checked.success ? "data is not JSON" : (checked.issues[0].message ?? "invalid message");
-      return Promise.reject(new RoomClientError("invalid_message", why));
+      return Promise.reject(new RoomClientError("invalid_message", why, { id, wasWritten: false }));
     }
     const serialized = frame;
     return new Promise<SendResult>((resolve, reject) => {
       const pending = { id, frame: serialized, isDirect: options.to !== undefined, resolve, reject };
       if (!this.#outbox.add(pending)) {
-        reject(new RoomClientError("queue_full", `${this.#outbox.maxQueue} sends are already waiting`));
+        const why = `${this.#outbox.maxQueue} sends are already waiting`;
+        reject(new RoomClientError("queue_full", why, { id, wasWritten: false }));
       }
     });
   }
@@ -256,8 +288,14 @@ export class RoomClient {
       isTokenFresh: typeof source !== "string",
       isOpen: false,
       status: undefined,
+      refusal: undefined,
+      canSeeRefusals: false,
     };
     this.#current = attempt;
+    attempt.canSeeRefusals = readRefusal(socket, (status, refusal) => {
+      attempt.status = status;
+      attempt.refusal = refusal;
+    });
     socket.binaryType = "arraybuffer";
     socket.onopen = () => {
       attempt.isOpen = true;
@@ -295,7 +333,7 @@ export class RoomClient {
       return;
     }
     if (code === CLOSE_CODES.messageTooBig) {
-      this.#outbox.rejectNewestInFlight(new RoomClientError("message_too_big", "the server closed with 1009"));
+      this.#outbox.rejectNewestInFlight("message_too_big", "the server closed with 1009");
     }
     this.#outbox.requeueInFlight();
     if (code === CLOSE_CODES.forbidden) {
@@ -324,6 +362,11 @@ export class RoomClient {
       else this.#stopRefused(attempt, status);
       return;
     }
+    if (attempt.canSeeRefusals) {
+      // Not refused (that would have said so): the connection broke, for example mid-handshake.
+      this.#retry({ reason: "unreachable", message: "the connection failed before it opened" });
+      return;
+    }
     const global = globalThis as { fetch?: FetchLike };
     // Called as a method: a detached `window.fetch` throws "Illegal invocation" in browsers.
     const fetchImpl: FetchLike | undefined =
@@ -346,12 +389,15 @@ export class RoomClient {
   }
 
   #stopRefused(attempt: Attempt, status: number | undefined): void {
-    const what = status === undefined ? "refused the connection" : `refused the connection (HTTP ${status})`;
+    const { refusal } = attempt;
+    const http = status === undefined ? "" : `HTTP ${status}`;
+    const why = [http, refusal && `${refusal.code}: ${refusal.message}`].filter(Boolean).join(", ");
     const token = attempt.isTokenFresh ? "a fresh token" : "the token";
     this.#stop({
       code: "handshake_refused",
-      message: `the server ${what} with ${token}`,
+      message: `the server refused the connection${why ? ` (${why})` : ""} with ${token}`,
       ...(status === undefined ? {} : { status }),
+      ...(refusal === undefined ? {} : { error: refusal }),
     });
   }
 
@@ -405,7 +451,7 @@ export class RoomClient {
     this.#probe?.abort();
     this.#probe = undefined;
     this.#listenOnline(false);
-    this.#outbox.rejectAll(new RoomClientError("closed", stop.message));
+    this.#outbox.rejectAll("closed", stop.message);
     this.#users.clear();
     this.#setState("closed", stop);
   }
@@ -416,9 +462,9 @@ export class RoomClient {
     this.#current = undefined;
     this.#replayUntil = undefined;
     clearTimeout(this.#connectTimer);
-    clearTimeout(this.#heartbeatTimer);
     this.#connectTimer = undefined;
-    this.#heartbeatTimer = undefined;
+    this.#liveness?.stop();
+    this.#liveness = undefined;
     this.#outbox.setWriter(undefined);
     if (!attempt) return;
     const { socket } = attempt;
@@ -440,6 +486,13 @@ export class RoomClient {
     (socket as { terminate?: () => void }).terminate?.();
   }
 
+  /** A written send got no ack in time: the link is stalled. Drop it; its sends go out again on the next. */
+  #onStall(): void {
+    if (this.#state !== "open") return;
+    this.#abandon("no ack");
+    this.#retry({ reason: "ack_timeout", message: `a send got no ack within ${this.#outbox.ackTimeoutMs} ms` });
+  }
+
   #setState(state: ConnectionState, stop?: Stop): void {
     const previous = this.#state;
     if (previous === state) return;
@@ -451,7 +504,7 @@ export class RoomClient {
 
   #onData(attempt: Attempt, data: unknown): void {
     if (data instanceof ArrayBuffer) {
-      this.#lastFrameAt = Date.now();
+      this.#liveness?.onFrame(false);
       const from = this.#binaryFrom;
       this.#binaryFrom = undefined;
       this.#events.emit("binary", data);
@@ -469,7 +522,7 @@ export class RoomClient {
     const parsed = v.safeParse(ServerFrameSchema, json);
     if (!parsed.success) return;
     const frame = parsed.output;
-    if (frame.type !== "pong") this.#lastFrameAt = Date.now();
+    this.#liveness?.onFrame(frame.type === "pong");
     // The server names a binary frame's sender in the text frame right before it.
     this.#binaryFrom = frame.type === "binary" ? frame.from : undefined;
     switch (frame.type) {
@@ -483,7 +536,9 @@ export class RoomClient {
         this.#outbox.settle(frame.id, frame.seq);
         return;
       case "error":
-        if (frame.id === undefined || !this.#outbox.fail(frame.id, frame)) this.#events.emit("error", frame);
+        if (frame.id === undefined || !this.#outbox.fail(frame.id, frame)) {
+          this.#events.emit("error", new RoomClientError(frame.code, frame.message, { frame }));
+        }
         return;
       case "presence":
         if (frame.event === "join") this.#users.set(frame.user.id, frame.user);
@@ -524,10 +579,10 @@ export class RoomClient {
     this.#setState("open");
     this.#events.emit("welcome", welcome);
     if (gap) this.#events.emit("gap", gap);
-    this.#startHeartbeat(attempt, welcome.heartbeatInterval);
+    this.#startLiveness(attempt, welcome.heartbeatInterval);
     if (since !== undefined && welcome.seq > (this.#lastSeq ?? 0)) {
       this.#replayUntil = welcome.seq;
-      this.#write(PING_FRAME);
+      this.#liveness?.ping();
     } else {
       this.#ready();
     }
@@ -542,7 +597,9 @@ export class RoomClient {
     if (message.id !== undefined && message.from.id === this.#user?.id) {
       this.#outbox.settle(message.id, message.seq, true);
     }
-    this.#events.emit("message", message);
+    const checked = checkData(message, this.#options.dataSchema);
+    if (checked instanceof RoomClientError) this.#events.emit("error", checked);
+    else this.#events.emit("message", checked);
     if (this.#replayUntil !== undefined && (this.#lastSeq ?? 0) >= this.#replayUntil) this.#ready();
   }
 
@@ -563,37 +620,22 @@ export class RoomClient {
     }
   }
 
-  /**
-   * Pings at half the server's interval; no frame for two intervals means the connection is dead.
-   * A socket that is closing is not pinged: it gets `CLOSING_GRACE_MS` for its close event.
-   */
-  #startHeartbeat(attempt: Attempt, intervalMs: number): void {
-    const every = Math.max(MIN_PING_INTERVAL_MS, intervalMs / 2);
-    const deadAfter = 2 * Math.max(intervalMs, MIN_PING_INTERVAL_MS);
-    let closingSince: number | undefined;
-    const tick = () => {
-      this.#heartbeatTimer = undefined;
-      if (this.#current !== attempt) return;
-      const now = Date.now();
-      let isAlive: boolean;
-      if (attempt.socket.readyState >= CLOSING) {
-        closingSince ??= now;
-        isAlive = now - closingSince <= CLOSING_GRACE_MS;
-      } else {
-        isAlive = now - this.#lastFrameAt <= deadAfter;
-        if (isAlive) this.#write(PING_FRAME);
-      }
-      if (isAlive) {
-        this.#heartbeatTimer = setTimeout(tick, every);
-        return;
-      }
-      this.#abandon("heartbeat missed");
-      const why =
-        closingSince === undefined ? `no frame from the server for ${deadAfter} ms` : "the close never finished";
-      this.#retry({ reason: "heartbeat", message: why });
-    };
-    clearTimeout(this.#heartbeatTimer);
-    this.#heartbeatTimer = setTimeout(tick, every);
+  /** Pings every `pingIntervalMs` (default half the server's interval) and watches for pongs. */
+  #startLiveness(attempt: Attempt, intervalMs: number): void {
+    this.#liveness?.stop();
+    this.#liveness = new Liveness({
+      pingEveryMs: this.#options.pingIntervalMs ?? Math.max(MIN_PING_INTERVAL_MS, intervalMs / 2),
+      pongTimeoutMs: this.#options.pongTimeoutMs ?? DEFAULT_PONG_TIMEOUT_MS,
+      silentAfterMs: 2 * Math.max(intervalMs, MIN_PING_INTERVAL_MS),
+      closingGraceMs: CLOSING_GRACE_MS,
+      ping: () => this.#write(PING_FRAME),
+      isClosing: () => attempt.socket.readyState >= CLOSING,
+      onDead: (why) => {
+        if (this.#current !== attempt) return;
+        this.#abandon("heartbeat missed");
+        this.#retry({ reason: "heartbeat", message: why });
+      },
+    });
   }
 }
 
@@ -621,4 +663,19 @@ function describe(error: unknown): string {
 function randomId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
   return `${Array.from(bytes, (b) => (b % 36).toString(36)).join("")}-`;
+}
+
+/** The message with its `data` checked against the schema, or the error that says why it failed. */
+function checkData<TData>(
+  message: MessageFrame,
+  schema: v.GenericSchema<unknown, TData> | undefined,
+): RoomMessage<TData> | RoomClientError {
+  if (schema === undefined || message.data === undefined) return message as RoomMessage<TData>;
+  const result = v.safeParse(schema, message.data);
+  if (result.success) return { ...message, data: result.output };
+  const where = message.seq === undefined ? `message ${message.id ?? ""}` : `message seq ${message.seq}`;
+  return new RoomClientError("invalid_data", `${where}: data ${result.issues[0].message}`, {
+    ...(message.id === undefined ? {} : { id: message.id }),
+    cause: { message, issues: result.issues },
+  });
 }

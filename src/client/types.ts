@@ -2,9 +2,10 @@
  * The public types of `RoomClient`: its options, its events and what they carry. Kept apart from the
  * class so that the API reads in one place.
  */
+import type * as v from "valibot";
 import type { ErrorFrame, MessageFrame, PresenceFrame, User, WelcomeFrame } from "../protocol";
 import type { BackoffOptions } from "./backoff";
-import type { Stop } from "./errors";
+import type { RoomClientError, Stop } from "./errors";
 import type { FetchLike, WebSocketConstructor } from "./socket";
 
 /** `connecting` (first attempt) → `open` (welcomed) → `reconnecting` (waiting or retrying) → … → `closed`. */
@@ -27,8 +28,10 @@ export type RetryReason =
   | "unavailable"
   /** No `welcome` within `connectTimeoutMs`. */
   | "timeout"
-  /** No frame from the server for two heartbeat intervals. */
+  /** A ping got no pong within `pongTimeoutMs`, or no frame came for two heartbeat intervals. */
   | "heartbeat"
+  /** A written send got no `ack` within `ackTimeoutMs`: the link is stalled (its sends are written again). */
+  | "ack_timeout"
   /** Closed with 4401: the next attempt gets a fresh token, at once. */
   | "token_expired"
   /** The token function threw or returned no token. */
@@ -53,16 +56,22 @@ export interface Gap {
   reason: "trimmed" | "reset";
 }
 
+/** A message frame whose `data` is typed (and, with `dataSchema`, checked). */
+export type RoomMessage<TData = unknown> = Omit<MessageFrame, "data"> & { data?: TData };
+
 /** Every event, and what its listeners receive. */
-export interface RoomClientEvents {
+export interface RoomClientEvents<TData = unknown> {
   state: StateChange;
   /** Each connection's first frame (also after every reconnect). */
   welcome: WelcomeFrame;
   /** Room messages in `seq` order, each once; direct messages (no `seq`) as they come. */
-  message: MessageFrame;
+  message: RoomMessage<TData>;
   presence: PresenceFrame;
-  /** Error frames not answered by a `send()` rejection (for example `rate_limited`). */
-  error: ErrorFrame;
+  /**
+   * Errors no `send()` rejection answers: server error frames without a pending send (`frame` set,
+   * for example `rate_limited`), and messages whose `data` failed `dataSchema` (`invalid_data`).
+   */
+  error: RoomClientError;
   gap: Gap;
   retry: Retry;
   /** Binary frames relayed from other connections (see `binaryMessage` for who sent them). */
@@ -80,7 +89,7 @@ export interface BinaryMessage {
 /** A token, or a function called before every (re)connect to get a fresh one. */
 export type TokenSource = string | (() => string | Promise<string>);
 
-export interface RoomClientOptions {
+export interface RoomClientOptions<TData = unknown> {
   /** The service's base URL, `https://…` or `wss://…` (`/ws/chat/<room>` is appended). */
   url: string;
   room: string;
@@ -88,8 +97,25 @@ export interface RoomClientOptions {
   /** Resume from this seq on the first connect (`0`: the whole stored history). Default: only new messages. */
   since?: number;
   reconnect?: Partial<BackoffOptions>;
-  /** How long a written send waits for its `ack` before it is rejected. Default 10 000 ms. */
+  /**
+   * How long a written send waits for its `ack` before the connection counts as stalled: it is
+   * dropped and the send written again (same id) on the next one. Default 10 000 ms.
+   */
   ackTimeoutMs?: number;
+  /**
+   * How long a send may take, from `send()` to its `ack`, before it is rejected with `send_timeout`
+   * (queued or in flight, across reconnects). Default 60 000 ms.
+   */
+  sendDeadlineMs?: number;
+  /** How often to ping an open connection. Default: half the server's `heartbeatInterval`. */
+  pingIntervalMs?: number;
+  /** A ping unanswered (no pong, no frame at all) this long means the link is dead. Default 5 000 ms. */
+  pongTimeoutMs?: number;
+  /**
+   * A valibot schema for messages' `data`: incoming `data` that fails it is not emitted as a
+   * `message` but as an `error` event with code `invalid_data`; `TData` is inferred from it.
+   */
+  dataSchema?: v.GenericSchema<unknown, TData>;
   /** Sends kept while disconnected; more are rejected with `queue_full`. Default 100. */
   maxQueue?: number;
   /**

@@ -67,6 +67,12 @@ export class TestSocket extends WebSocket {
     lab.sockets.push(this);
   }
 
+  // As in a browser: the refused upgrade's response cannot be read (the client's listener is ignored).
+  override on(event: string | symbol, listener: (...args: never[]) => void): this {
+    if (event === "unexpected-response" && this.hidesStatus) return this;
+    return super.on(event, listener as (...args: unknown[]) => void);
+  }
+
   override emit(event: string | symbol, ...args: unknown[]): boolean {
     if (event === "error" && this.hidesStatus) return super.emit(event, new Error("WebSocket connection failed"));
     return super.emit(event, ...args);
