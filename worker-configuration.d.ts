@@ -3,12 +3,12 @@
 // Runtime types generated with workerd@1.20260426.1 2026-04-26 
 declare namespace Cloudflare {
 	interface GlobalProps {
-		mainModule: typeof import("./src/index");
+		mainModule: typeof import("./src/worker/index");
 		durableNamespaces: "Room";
 	}
 	interface Env {
 		CONNECT_LIMITER: RateLimit;
-		ROOMS: DurableObjectNamespace<import("./src/index").Room>;
+		ROOMS: DurableObjectNamespace<import("./src/worker/index").Room>;
 	}
 }
 interface Env extends Cloudflare.Env {}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { alarmForExpiry, isRoundDue, nextAlarmAt, roundSlackMs } from "../src/alarm-plan";
+import { alarmForExpiry, isRoundDue, nextAlarmAt, roundSlackMs } from "../src/room/alarm-plan";
 
 describe("alarm plan", () => {
   it("runs the heartbeat round when it is due, a little early, or when its time is unknown", () => {

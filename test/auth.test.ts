@@ -1,8 +1,8 @@
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, UnsecuredJWT } from "jose";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { canAccessRoom, verifyToken } from "../src/auth";
-import { type Config, parseConfig } from "../src/config";
-import { HttpError } from "../src/errors";
+import { canAccessRoom, verifyToken } from "../src/common/auth";
+import { type Config, parseConfig } from "../src/common/config";
+import { HttpError } from "../src/common/errors";
 import { errorOf, mintToken, signRaw, TEST_JWT_SECRET, uniqueRoom, upgrade } from "./helpers";
 
 function config(env: Record<string, string>): Config {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { createBucket, takeShared } from "../src/rate-limit";
-import { pickShed, SHED_GRACE_MS } from "../src/shedding";
-import { Users } from "../src/users";
+import { createBucket, takeShared } from "../src/room/rate-limit";
+import { pickShed, SHED_GRACE_MS } from "../src/room/shedding";
+import { Users } from "../src/room/users";
 
 describe("shedding slow readers over a budget", () => {
   const now = 100_000;

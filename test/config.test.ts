@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseConfig } from "../src/config";
+import { parseConfig } from "../src/common/config";
 
 const KEY = { JWT_SECRET: "k".repeat(32) };
 

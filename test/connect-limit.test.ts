@@ -1,6 +1,6 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
-import worker from "../src/index";
+import worker from "../src/worker/index";
 import { errorOf, handshake, mintToken, uniqueRoom } from "./helpers";
 
 type LimiterEnv = Env & { CONNECT_LIMITER_STRICT: RateLimit };

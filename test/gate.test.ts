@@ -1,6 +1,6 @@
 import { env, runInDurableObject, SELF } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
-import worker from "../src/index";
+import worker from "../src/worker/index";
 import { connect, errorOf, handshake, join, mintToken, roomStub, uniqueRoom, upgrade } from "./helpers";
 
 describe("the upgrade gate", () => {

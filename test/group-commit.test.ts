@@ -1,7 +1,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { CommitQueue } from "../src/commit-queue";
-import { History, TRIM_EVERY } from "../src/history";
+import { CommitQueue } from "../src/room/commit-queue";
+import { History, TRIM_EVERY } from "../src/room/history";
 import { join, roomStub, settle, uniqueRoom } from "./helpers";
 
 /** Runs `fn` over a fresh room object's real storage. */

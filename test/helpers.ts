@@ -2,8 +2,8 @@
 import { env, runDurableObjectAlarm, runInDurableObject, SELF } from "cloudflare:test";
 import { SignJWT } from "jose";
 import { vi } from "vitest";
-import { HEARTBEAT_DUE_KEY } from "../src/alarm-plan";
 import type { ServerFrame } from "../src/protocol";
+import { HEARTBEAT_DUE_KEY } from "../src/room/alarm-plan";
 
 export const TEST_JWT_SECRET = "edge-rooms-test-secret-0123456789-abcdefghij";
 export const secretKey = new TextEncoder().encode(TEST_JWT_SECRET);

@@ -1,6 +1,6 @@
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { History, TRIM_EVERY } from "../src/history";
+import { History, TRIM_EVERY } from "../src/room/history";
 import { roomStub, uniqueRoom } from "./helpers";
 
 /** Runs `fn` over a fresh room object's real storage. */

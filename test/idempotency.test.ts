@@ -1,7 +1,7 @@
 import { runInDurableObject, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { History } from "../src/history";
-import { contentHash } from "../src/message-ids";
+import { History } from "../src/room/history";
+import { contentHash } from "../src/room/message-ids";
 import { errorOf, join, mintToken, roomStub, settle, uniqueRoom } from "./helpers";
 
 async function post(room: string, body: unknown) {

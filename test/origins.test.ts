@@ -1,6 +1,6 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import worker from "../src/index";
+import worker from "../src/worker/index";
 import { handshake, mintToken, uniqueRoom } from "./helpers";
 
 /** The status of an upgrade from `origin` with ALLOWED_ORIGINS set to `allowed`. */

@@ -1,6 +1,6 @@
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
-import { TRIM_EVERY } from "../src/history";
+import { TRIM_EVERY } from "../src/room/history";
 import { join, roomStub, settle, uniqueRoom } from "./helpers";
 
 describe("welcome and messages", () => {

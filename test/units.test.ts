@@ -1,11 +1,11 @@
 import * as fc from "fast-check";
 import * as v from "valibot";
 import { describe, expect, it } from "vitest";
-import { byteLength } from "../src/bytes";
-import { judgeConnection } from "../src/heartbeat";
-import { Presence } from "../src/presence";
 import { clientFrameSchema, jsonDepth, MAX_DATA_DEPTH, quickMessageFrame } from "../src/protocol";
-import { createBucket, take } from "../src/rate-limit";
+import { byteLength } from "../src/room/bytes";
+import { judgeConnection } from "../src/room/heartbeat";
+import { Presence } from "../src/room/presence";
+import { createBucket, take } from "../src/room/rate-limit";
 import {
   acknowledge,
   heartbeatText,
@@ -15,7 +15,7 @@ import {
   newReadWindow,
   nextHeartbeat,
   recordHeartbeat,
-} from "../src/reading";
+} from "../src/room/reading";
 
 const limits = { perSecond: 20, burst: 40, maxStrikes: 50 };
 

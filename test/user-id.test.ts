@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { encodeHandoff } from "../src/handoff";
+import { encodeHandoff } from "../src/room/handoff";
 import { errorOf, join, mintToken, uniqueRoom, upgrade } from "./helpers";
 
 // The room tags each socket `u:<sub>` and the runtime refuses a tag over 256 bytes: a sub the

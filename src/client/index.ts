@@ -1,6 +1,6 @@
 /**
  * `edge-rooms/client`: the browser and Node client of edge-rooms. Frame types come from the same
- * valibot schemas the server uses (`src/protocol.ts`).
+ * valibot schemas the server uses (`src/protocol/index.ts`).
  */
 export type {
   AckFrame,

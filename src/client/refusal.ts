@@ -5,7 +5,7 @@
  * do not, and there the refusal stays a bare close before `open`.
  */
 
-/** The server's JSON error body: `{ "error": { "code", "message" } }` (src/errors.ts). */
+/** The server's JSON error body: `{ "error": { "code", "message" } }` (src/common/errors.ts). */
 export interface Refusal {
   code: string;
   message: string;

@@ -1,5 +1,5 @@
 /**
- * The dev-only token endpoint (src/dev-tokens.ts): its answers on a test app, then its use against
+ * The dev-only token endpoint (src/worker/dev-tokens.ts): its answers on a test app, then its use against
  * the real Worker, and that nothing can switch it on in production.
  */
 import { readFileSync } from "node:fs";
@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { jwtVerify } from "jose";
 import { describe, expect, it } from "vitest";
 import { devArgs, isLoopbackIp } from "../../scripts/lib/dev-args.mjs";
-import { devTokens } from "../../src/dev-tokens";
+import { devTokens } from "../../src/worker/dev-tokens";
 import { REPO_ROOT } from "../support/wrangler-server";
 import { BASE_URL, closeClients, makeClient, uniqueRoom } from "./helpers";
 

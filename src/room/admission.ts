@@ -4,10 +4,10 @@
  * unread bytes until the client lets go, so it counts until then), the user's unread bytes, and the user's connect rate.
  * Each refusal is an `HttpError`, answered before the upgrade completes.
  */
-import type { Config } from "./config";
+import type { Config } from "../common/config";
+import { HttpError } from "../common/errors";
 import { tagForUser } from "./connection";
 import type { Connections } from "./connections";
-import { HttpError } from "./errors";
 import type { Handoff } from "./handoff";
 import type { Users } from "./users";
 

@@ -5,7 +5,7 @@
  * PRESENCE_GRACE_MS: a reconnect within the grace (a page reload, a network switch) is then neither
  * a `leave` nor a `join` for everyone else.
  */
-import type { PresenceEntry, User } from "./protocol";
+import type { PresenceEntry, User } from "../protocol";
 
 export class Presence {
   readonly #users = new Map<string, PresenceEntry>();

@@ -4,11 +4,11 @@
  */
 import { type Context, Hono } from "hono";
 import * as v from "valibot";
-import { canAccessRoom, type Identity, verifyToken } from "./auth";
-import type { Config } from "./config";
-import { HttpError } from "./errors";
-import { framesToJsonArray } from "./history";
-import { hasContent, messageContentEntries, NO_CONTENT_MESSAGE, RoomIdSchema, UserIdSchema } from "./protocol";
+import { canAccessRoom, type Identity, verifyToken } from "../common/auth";
+import type { Config } from "../common/config";
+import { HttpError } from "../common/errors";
+import { hasContent, messageContentEntries, NO_CONTENT_MESSAGE, RoomIdSchema, UserIdSchema } from "../protocol";
+import { framesToJsonArray } from "../room/history";
 
 export type ApiEnv = { Bindings: Env; Variables: { config: Config } };
 

@@ -1,13 +1,14 @@
 /**
  * A room's connections: the cache of its sockets' state (rebuilt from their attachments on the first
  * event after a wake), counting them in and out, and every frame sent to them, metered against how
- * much each client has shown it read (src/reading.ts). The room decides what to send and whom to
+ * much each client has shown it read (src/room/reading.ts). The room decides what to send and whom to
  * close; this module does the sending and the closing.
  */
+
+import { log } from "../common/log";
+import { CLOSE_CODES, type ErrorFrame, type FrameErrorCode } from "../protocol";
 import { byteLength } from "./bytes";
 import { type Connection, logFieldsOf, restoreConnection, tagForUser } from "./connection";
-import { log } from "./log";
-import { CLOSE_CODES, type ErrorFrame, type FrameErrorCode } from "./protocol";
 import { acknowledge, BEHIND_GRACE_MS, judgeUnread, nextHeartbeat, PROBE_FRACTION, recordHeartbeat } from "./reading";
 import { pickShed } from "./shedding";
 import { markClosing, safeClose, saveAttachment, trySend } from "./socket-chores";

@@ -6,19 +6,10 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import * as v from "valibot";
-import { refuseConnect } from "./admission";
-import { Alarms } from "./alarms";
-import { utf8Length } from "./bytes";
-import type { Config } from "./config";
-import { loadConfig } from "./config";
-import { type Connection, logFieldsOf, newConnection, tagForUser } from "./connection";
-import { Connections } from "./connections";
-import { HttpError } from "./errors";
-import { HANDOFF_HEADER, type Handoff, HandoffSchema } from "./handoff";
-import { History, type Page, type PageQuery } from "./history";
-import { describeError, log } from "./log";
-import { type MessageBody, Messages, type Published } from "./messages";
-import { PresenceFeed } from "./presence-feed";
+import type { Config } from "../common/config";
+import { loadConfig } from "../common/config";
+import { HttpError } from "../common/errors";
+import { describeError, log } from "../common/log";
 import {
   type BinaryFrame,
   CLOSE_CODES,
@@ -31,7 +22,16 @@ import {
   SUBPROTOCOL,
   type User,
   type WelcomeFrame,
-} from "./protocol";
+} from "../protocol";
+import { refuseConnect } from "./admission";
+import { Alarms } from "./alarms";
+import { utf8Length } from "./bytes";
+import { type Connection, logFieldsOf, newConnection, tagForUser } from "./connection";
+import { Connections } from "./connections";
+import { HANDOFF_HEADER, type Handoff, HandoffSchema } from "./handoff";
+import { History, type Page, type PageQuery } from "./history";
+import { type MessageBody, Messages, type Published } from "./messages";
+import { PresenceFeed } from "./presence-feed";
 import { type RateLimits, takeShared } from "./rate-limit";
 import { clientIdOf, idOfRefused, isReservedCloseCode, safeClose, saveAttachment } from "./socket-chores";
 import { refreshToken } from "./token-refresh";
@@ -53,7 +53,7 @@ export class Room extends DurableObject<Env> {
   readonly #limits: RateLimits;
   /** The bucket each user shares over all its connections. */
   readonly #userLimits: RateLimits;
-  /** Per-user state in this room: shared buckets and queued bytes (src/users.ts). */
+  /** Per-user state in this room: shared buckets and queued bytes (src/room/users.ts). */
   readonly #users: Users;
   /** Who is here, and every send to them. */
   readonly #connections: Connections;
@@ -361,7 +361,7 @@ export class Room extends DurableObject<Env> {
 
   // -- sending -------------------------------------------------------------------------------
 
-  /** Answers `conn`, after the messages queued before (src/messages.ts `reply`). */
+  /** Answers `conn`, after the messages queued before (src/room/messages.ts `reply`). */
   #send(conn: Connection, frame: string): void {
     this.#messages.reply(() => this.#connections.send(conn, frame));
   }

@@ -132,7 +132,7 @@ export function clientFrameSchema(maxTextLength: number) {
     ),
     v.object({ type: v.literal("ping") }),
     // An echo of a `heartbeat` frame. Only a byte-for-byte echo of the newest one sent to this
-    // connection proves that the client reads (src/reading.ts); anything else is just a frame.
+    // connection proves that the client reads (src/room/reading.ts); anything else is just a frame.
     v.object({
       type: v.literal("heartbeat"),
       timestamp: v.number(),

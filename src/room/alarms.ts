@@ -1,15 +1,16 @@
 /**
  * The room's one alarm: heartbeat rounds every HEARTBEAT_INTERVAL_MS, and each connection's token
- * expiry at its `exp` (src/alarm-plan.ts plans when). Alarms are at-least-once and retried: a repeat
+ * expiry at its `exp` (src/room/alarm-plan.ts plans when). Alarms are at-least-once and retried: a repeat
  * finds the round done (its due time is stored) and closes only what has expired since.
  */
+
+import type { Config } from "../common/config";
+import { describeError, log } from "../common/log";
+import { CLOSE_CODES } from "../protocol";
 import { alarmForExpiry, HEARTBEAT_DUE_KEY, isRoundDue, nextAlarmAt } from "./alarm-plan";
-import type { Config } from "./config";
 import { type Connection, logFieldsOf } from "./connection";
 import type { Connections } from "./connections";
 import { judgeConnection } from "./heartbeat";
-import { describeError, log } from "./log";
-import { CLOSE_CODES } from "./protocol";
 
 export class Alarms {
   readonly #ctx: DurableObjectState;

@@ -1,11 +1,12 @@
 /**
- * The room's presence as its members see it: who is here (src/presence.ts) and the `join`/`leave`
+ * The room's presence as its members see it: who is here (src/room/presence.ts) and the `join`/`leave`
  * frames, with the grace that keeps a quick reconnect from being a `leave` plus a `join` for all.
  */
+
+import { describeError, log } from "../common/log";
+import type { PresenceEntry, PresenceFrame, User } from "../protocol";
 import type { Connections } from "./connections";
-import { describeError, log } from "./log";
 import { Presence } from "./presence";
-import type { PresenceEntry, PresenceFrame, User } from "./protocol";
 
 export class PresenceFeed {
   readonly #presence = new Presence();

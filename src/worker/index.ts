@@ -3,16 +3,16 @@
  * ones to the room's Durable Object.
  */
 import { Hono } from "hono";
+import { checkKey } from "../common/auth";
+import { type Config, loadConfig } from "../common/config";
+import { HttpError } from "../common/errors";
+import { describeError, log } from "../common/log";
+import { encodeHandoff, HANDOFF_HEADER } from "../room/handoff";
 import { api } from "./api";
-import { checkKey } from "./auth";
-import { type Config, loadConfig } from "./config";
 import { devTokens } from "./dev-tokens";
-import { HttpError } from "./errors";
 import { admit } from "./gate";
-import { encodeHandoff, HANDOFF_HEADER } from "./handoff";
-import { describeError, log } from "./log";
 
-export { Room } from "./room";
+export { Room } from "../room/room";
 
 type AppEnv = { Bindings: Env; Variables: { config: Config } };
 

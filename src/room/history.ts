@@ -27,7 +27,7 @@ export interface StoredMessage {
   seq: number;
   ts: number;
   userId: string;
-  /** The sender's message id: an idempotency key per user (src/message-ids.ts). */
+  /** The sender's message id: an idempotency key per user (src/room/message-ids.ts). */
   messageId: string | undefined;
   /** `contentHash` of the content, kept with the id to tell a retry from a reuse. */
   contentHash?: number;
@@ -110,7 +110,7 @@ export class History {
 
   /**
    * The message `userId` sent with `messageId`, if the id is still remembered: among the newest
-   * `idWindow(limit)` messages (src/message-ids.ts), or, in a room from before the id table, in the log.
+   * `idWindow(limit)` messages (src/room/message-ids.ts), or, in a room from before the id table, in the log.
    */
   findById(userId: string, messageId: string): SeenId | undefined {
     if (!this.#hasSchema) return undefined;

@@ -6,9 +6,9 @@
  */
 import * as jose from "jose";
 import * as v from "valibot";
+import { MAX_NAME_LENGTH, ROLES, type Role, RoomIdSchema, UserIdSchema } from "../protocol";
 import type { Config, KeySource } from "./config";
 import { HttpError } from "./errors";
-import { MAX_NAME_LENGTH, ROLES, type Role, RoomIdSchema, UserIdSchema } from "./protocol";
 
 const HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"];
 const ASYMMETRIC_ALGORITHMS = [

@@ -3,14 +3,14 @@
  * Each refusal is an `HttpError`; the app maps it to a response in one place.
  */
 import * as v from "valibot";
-import { canAccessRoom, findToken, verifyToken } from "./auth";
-import type { Config } from "./config";
+import { canAccessRoom, findToken, verifyToken } from "../common/auth";
+import type { Config } from "../common/config";
+import { HttpError } from "../common/errors";
+import { BEARER_PROTOCOL_PREFIX, RoomIdSchema, SUBPROTOCOL } from "../protocol";
+import type { Handoff } from "../room/handoff";
 import { checkConnectLimit } from "./connect-limit";
-import { HttpError } from "./errors";
-import type { Handoff } from "./handoff";
 import { handshakeIssues } from "./handshake";
 import { isOriginAllowed } from "./origins";
-import { BEARER_PROTOCOL_PREFIX, RoomIdSchema, SUBPROTOCOL } from "./protocol";
 
 const ConnectQuerySchema = v.object({
   since: v.optional(

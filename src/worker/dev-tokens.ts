@@ -14,9 +14,9 @@
 import { Hono } from "hono";
 import { SignJWT } from "jose";
 import * as v from "valibot";
-import { loadConfig } from "./config";
-import { HttpError } from "./errors";
-import { MAX_NAME_LENGTH, ROLES, RoomIdSchema, UserIdSchema } from "./protocol";
+import { loadConfig } from "../common/config";
+import { HttpError } from "../common/errors";
+import { MAX_NAME_LENGTH, ROLES, RoomIdSchema, UserIdSchema } from "../protocol";
 
 export const DEV_TOKEN_PATH = "/dev/token";
 export const DEV_TOKEN_TTL_DEFAULT = 3600;

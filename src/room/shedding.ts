@@ -4,7 +4,7 @@
  *
  * Only a reader whose oldest heartbeat has waited longer than a grace for its echo can be shed
  * (SHED_GRACE_MS for a room over its budget; a user over its own gets the burst grace of
- * src/reading.ts, as one connection over its budget does): one that keeps up echoes within a round trip, so it is never closed. Among those, the one
+ * src/room/reading.ts, as one connection over its budget does): one that keeps up echoes within a round trip, so it is never closed. Among those, the one
  * with the most unread goes first, until what can still grow fits the budget. Closing a socket does
  * not free what the runtime already holds for it (that goes when the client lets go of the
  * connection), but it stops it growing: so the bytes of the readers closed count as settled.

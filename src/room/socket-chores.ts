@@ -2,8 +2,9 @@
  * Small socket chores of the room, kept out of its class: guarded sends and closes, the attachment's
  * counted-out mark, and the client's id read from a frame that failed validation.
  */
+
+import { MAX_CLIENT_ID_LENGTH } from "../protocol";
 import type { Connection } from "./connection";
-import { MAX_CLIENT_ID_LENGTH } from "./protocol";
 
 /** Marks a connection counted out in its attachment, so a wake that still lists the socket skips it. */
 export function markClosing(conn: Connection): void {

@@ -55,7 +55,7 @@ export const MESSAGE_IDS_SCHEMA = `
   ) WITHOUT ROWID;
 `;
 
-/** Reads and writes of the table; the schema is created by the log's (src/history.ts). */
+/** Reads and writes of the table; the schema is created by the log's (src/room/history.ts). */
 export class MessageIds {
   constructor(readonly sql: SqlStorage) {}
 

@@ -6,8 +6,8 @@
  * dev sets to the peer's address). A request without it still counts, under one shared key, so that
  * leaving the header out is never a way around the limit.
  */
-import { HttpError } from "./errors";
-import { log } from "./log";
+import { HttpError } from "../common/errors";
+import { log } from "../common/log";
 
 /** The window of the binding in wrangler.toml, in seconds: a refused client may retry after it. */
 export const CONNECT_LIMIT_PERIOD_SECONDS = 60;

@@ -3,8 +3,8 @@
  * eviction); the rest is a cache rebuilt from it on wake.
  */
 import * as v from "valibot";
+import { ROLES } from "../protocol";
 import type { Handoff } from "./handoff";
-import { ROLES } from "./protocol";
 import { createBucket, type TokenBucket } from "./rate-limit";
 import { AwaitingSchema, heartbeatText, newReadWindow, type ReadWindow, type SentHeartbeat } from "./reading";
 import type { UserState } from "./users";
@@ -22,7 +22,7 @@ export const AttachmentSchema = v.object({
   connectedAt: v.number(),
   /** Last frame received, ms; written at most once per heartbeat interval (not per frame). */
   seenAt: v.number(),
-  /** The heartbeats the client has not echoed yet (src/reading.ts); absent when it is even. */
+  /** The heartbeats the client has not echoed yet (src/room/reading.ts); absent when it is even. */
   awaiting: v.optional(AwaitingSchema),
   /** Set when the room counted the connection out, so a wake does not count it in again. */
   closing: v.optional(v.literal(true)),
@@ -40,7 +40,7 @@ export interface Connection {
   bucket: TokenBucket;
   /** The user's state in this room (shared buckets, bytes queued), shared by its connections. */
   owner: UserState;
-  /** Bytes sent and known read, and the heartbeats whose echo would say so (src/reading.ts). */
+  /** Bytes sent and known read, and the heartbeats whose echo would say so (src/room/reading.ts). */
   window: ReadWindow;
   /** Set once the room has counted this connection out (our close or the peer's). */
   isGone: boolean;
@@ -97,7 +97,7 @@ export function restoreConnection(
   const closedByUs = parsed.output.closing === true;
   const isDying = !closedByUs && ws.readyState !== WebSocket.OPEN;
   const window = newReadWindow(pendingOf(parsed.output));
-  // What a closed socket still held at its close; an open one's count starts again (src/reading.ts).
+  // What a closed socket still held at its close; an open one's count starts again (src/room/reading.ts).
   if (closedByUs) window.sent = parsed.output.queued ?? 0;
   return {
     ws,

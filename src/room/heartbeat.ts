@@ -1,5 +1,5 @@
 /** What the heartbeat alarm decides for one connection. Pure, so it is tested without a clock. */
-import { CLOSE_CODES } from "./protocol";
+import { CLOSE_CODES } from "../protocol";
 
 export type HeartbeatVerdict =
   | { action: "keep" }

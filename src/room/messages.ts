@@ -3,14 +3,15 @@
  * durable), direct messages, and what they read back: resume replays and `history` pages, each
  * within the user's unread budget.
  */
+
+import type { Config } from "../common/config";
+import type { AckFrame, ClientMessageFrame, MessageFrame, User } from "../protocol";
 import { byteLength } from "./bytes";
 import { CommitQueue } from "./commit-queue";
-import type { Config } from "./config";
 import { type Connection, tagForUser } from "./connection";
 import type { Connections } from "./connections";
 import { framesToJsonArray, type History, PAGE_MAX_BYTES, REPLAY_MAX_BYTES, type Replay } from "./history";
 import { contentHash } from "./message-ids";
-import type { AckFrame, ClientMessageFrame, MessageFrame, User } from "./protocol";
 import { PROBE_FRACTION } from "./reading";
 import type { Users } from "./users";
 
@@ -106,7 +107,7 @@ export class Messages {
 
   /**
    * Sequences a room message and queues it to be stored with others that arrive close together
-   * (src/commit-queue.ts); once durable it is broadcast and `done` is told. A message whose id its
+   * (src/room/commit-queue.ts); once durable it is broadcast and `done` is told. A message whose id its
    * sender used for a remembered or queued message is not stored or sent again: the same content
    * gets the first seq (so a client or backend that retries after a lost ack creates no duplicate),
    * other content a conflict.

@@ -4,9 +4,9 @@
  * it as 500 `server_misconfigured` instead of crashing.
  */
 import * as v from "valibot";
+import { HARD_FACTOR } from "../room/reading";
+import { type AllowedOrigins, parseAllowedOrigins } from "../worker/origins";
 import { log } from "./log";
-import { type AllowedOrigins, parseAllowedOrigins } from "./origins";
-import { HARD_FACTOR } from "./reading";
 
 /** A whole number written in decimal, within [min, max]. */
 function whole(min: number, max: number) {

@@ -10,8 +10,9 @@
  * If the batch fails to store, nothing of it is broadcast: each sender is told, with its id, and
  * the seqs it had been given are given again (nobody saw them).
  */
+
+import { describeError, log } from "../common/log";
 import type { History, StoredMessage } from "./history";
-import { describeError, log } from "./log";
 
 /** A batch is flushed at once when it holds this many messages, or this many bytes of frames. */
 export const BATCH_MAX_MESSAGES = 128;

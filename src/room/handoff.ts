@@ -4,7 +4,7 @@
  * identity header; the object still validates it, since it is its only input.
  */
 import * as v from "valibot";
-import { ROLES, RoomIdSchema } from "./protocol";
+import { ROLES, RoomIdSchema } from "../protocol";
 
 export const HANDOFF_HEADER = "X-Edge-Rooms-Handoff";
 

@@ -2,13 +2,13 @@
  * In-band token refresh (an `auth` frame): a long session swaps its token without reconnecting.
  * The new token must verify, name the same user and still grant the room.
  */
-import { canAccessRoom, type Identity, verifyToken } from "./auth";
-import type { Config } from "./config";
+import { canAccessRoom, type Identity, verifyToken } from "../common/auth";
+import type { Config } from "../common/config";
+import { HttpError } from "../common/errors";
+import { log } from "../common/log";
+import { type AuthFrame, CLOSE_CODES } from "../protocol";
 import { type Connection, logFieldsOf } from "./connection";
 import type { Connections } from "./connections";
-import { HttpError } from "./errors";
-import { log } from "./log";
-import { type AuthFrame, CLOSE_CODES } from "./protocol";
 import { saveAttachment } from "./socket-chores";
 
 /** Applies the refresh; returns the connection's new expiry (ms), or nothing when refused. */
