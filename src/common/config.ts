@@ -6,7 +6,7 @@
 import * as v from "valibot";
 import { HARD_FACTOR } from "../room/reading";
 import { type AllowedOrigins, parseAllowedOrigins } from "../worker/origins";
-import { log } from "./log";
+import { log, setLogLevel } from "./log";
 
 /** A whole number written in decimal, within [min, max]. */
 function whole(min: number, max: number) {
@@ -67,6 +67,10 @@ const EnvSchema = v.object({
   ROOM_MAX_QUEUED_BYTES: integer(64 * 1024 * 1024, 1_048_576, 1_073_741_824),
   REPLAY_BYTES_PER_USER_PER_MINUTE: integer(32 * 1024 * 1024, 0, 1_073_741_824),
   PRESENCE_GRACE_MS: integer(5000, 0, 60_000),
+  LOG_LEVEL: v.optional(
+    v.pipe(v.string(), v.trim(), v.toLowerCase(), v.picklist(["debug", "info"], "must be debug or info")),
+    "info",
+  ),
 });
 
 export type KeySource =
@@ -108,6 +112,8 @@ export interface Config {
   replayBytesPerUserPerMinute: number;
   /** How long a user's last connection may be gone before the room announces its `leave`. */
   presenceGraceMs: number;
+  /** `debug` adds a line per connection open and close; `info` (the default) leaves them out. */
+  logLevel: "debug" | "info";
 }
 
 /** A setting with a bad value. `setting` names it; `message` says what is wrong, never the value. */
@@ -235,6 +241,7 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       roomMaxQueuedBytes: e.ROOM_MAX_QUEUED_BYTES,
       replayBytesPerUserPerMinute: e.REPLAY_BYTES_PER_USER_PER_MINUTE,
       presenceGraceMs: e.PRESENCE_GRACE_MS,
+      logLevel: e.LOG_LEVEL as "debug" | "info",
     },
   };
 }
@@ -247,7 +254,8 @@ export function loadConfig(env: object): ConfigResult {
   if (result === undefined) {
     result = parseConfig(env as Record<string, unknown>);
     cache.set(env, result);
-    if (!result.ok) log("error", "config_invalid", { setting: result.error.setting, message: result.error.message });
+    if (result.ok) setLogLevel(result.config.logLevel);
+    else log("error", "config_invalid", { setting: result.error.setting, message: result.error.message });
   }
   return result;
 }

@@ -237,7 +237,7 @@ export class Room extends DurableObject<Env> {
     // Counted, but not judged: a connection is never behind on what it is greeted with.
     this.#connections.send(conn, JSON.stringify(welcome), false);
     for (const frame of replay?.frames ?? []) this.#connections.send(conn, frame, false);
-    log("info", "connection_open", {
+    log("debug", "connection_open", {
       ...logFieldsOf(conn),
       since: handoff.since,
       recovered: replay?.recovered,
