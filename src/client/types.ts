@@ -3,7 +3,7 @@
  * class so that the API reads in one place.
  */
 import type * as v from "valibot";
-import type { ErrorFrame, MessageFrame, PresenceFrame, User, WelcomeFrame } from "../protocol";
+import type { MessageFrame, PresenceFrame, User, WelcomeFrame } from "../protocol";
 import type { BackoffOptions } from "./backoff";
 import type { RoomClientError, Stop } from "./errors";
 import type { FetchLike, WebSocketConstructor } from "./socket";
