@@ -1,5 +1,5 @@
 /** Why a `send()` was rejected, and why a client stopped for good. */
-import type { ErrorFrame, FrameErrorCode } from "../protocol";
+import type { ErrorFrame, FrameErrorCode } from "../protocol.js";
 
 /**
  * Codes of a rejected `send()`: the server's error frame codes, plus the client's own.

@@ -15,11 +15,11 @@ import {
   SUBPROTOCOL,
   type User,
   type WelcomeFrame,
-} from "../protocol";
-import { type BackoffOptions, backoffDelay, resolveBackoff } from "./backoff";
-import { Emitter, type Listener } from "./emitter";
-import { RoomClientError, type Stop } from "./errors";
-import { Outbox, type SendResult } from "./outbox";
+} from "../protocol.js";
+import { type BackoffOptions, backoffDelay, resolveBackoff } from "./backoff.js";
+import { Emitter, type Listener } from "./emitter.js";
+import { RoomClientError, type Stop } from "./errors.js";
+import { Outbox, type SendResult } from "./outbox.js";
 import {
   CLOSING,
   connectUrl,
@@ -27,6 +27,7 @@ import {
   isReachable,
   isTransientStatus,
   OPEN,
+  openSocket,
   probeUrl,
   refusedStatus,
   resolveWebSocket,
@@ -35,8 +36,8 @@ import {
   type SocketMessageEvent,
   type WebSocketConstructor,
   type WebSocketLike,
-} from "./socket";
-import type { ConnectionState, Gap, Retry, RoomClientEvents, RoomClientOptions, SendOptions } from "./types";
+} from "./socket.js";
+import type { ConnectionState, Gap, Retry, RoomClientEvents, RoomClientOptions, SendOptions } from "./types.js";
 
 /** The close code the client uses when it abandons a connection it considers dead. */
 const ABANDON_CODE = 4000;
@@ -239,7 +240,7 @@ export class RoomClient {
     const url = connectUrl(this.#options.url, this.room, since);
     let socket: WebSocketLike;
     try {
-      socket = new this.#WebSocket(url, [SUBPROTOCOL, `${BEARER_PROTOCOL_PREFIX}${token}`], {
+      socket = openSocket(this.#WebSocket, url, [SUBPROTOCOL, `${BEARER_PROTOCOL_PREFIX}${token}`], {
         closeTimeout: SOCKET_CLOSE_TIMEOUT_MS,
       });
     } catch (error) {

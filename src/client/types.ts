@@ -2,10 +2,10 @@
  * The public types of `RoomClient`: its options, its events and what they carry. Kept apart from the
  * class so that the API reads in one place.
  */
-import type { ErrorFrame, MessageFrame, PresenceFrame, WelcomeFrame } from "../protocol";
-import type { BackoffOptions } from "./backoff";
-import type { Stop } from "./errors";
-import type { FetchLike, WebSocketConstructor } from "./socket";
+import type { ErrorFrame, MessageFrame, PresenceFrame, WelcomeFrame } from "../protocol.js";
+import type { BackoffOptions } from "./backoff.js";
+import type { Stop } from "./errors.js";
+import type { FetchLike, WebSocketConstructor } from "./socket.js";
 
 /** `connecting` (first attempt) → `open` (welcomed) → `reconnecting` (waiting or retrying) → … → `closed`. */
 export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
