@@ -23,7 +23,7 @@ if (!has("--ip")) wranglerArgs.push("--ip", "127.0.0.1");
 if (!has("--port")) wranglerArgs.push("--port", "8787");
 if (!hasKeyArg && !hasKeyFile) {
   wranglerArgs.push("--var", `JWT_SECRET:${DEV_JWT_SECRET}`);
-  console.log("edge-rooms: using the dev-only JWT secret; mint a token with `npm run token -- --sub alice`");
+  console.log("edge-rooms: using the dev-only JWT secret; mint a token with `npm run -s token -- --sub alice`");
 }
 // Dev tokens sign with the dev secret only: not with a key the developer brought (it may be shared
 // with a real environment), and not when wrangler listens beyond loopback (anyone could mint one).

@@ -2,9 +2,9 @@
 // `npm run size`: what `edge-rooms/client` costs a browser app. Bundles the client's entry (all its
 // exports, valibot tree-shaken) with esbuild as an app's bundler would, minified, and prints the bytes
 // raw and gzipped. `--max-kib N` fails when the gzipped size is over N KiB.
-import { gzipSync } from "node:zlib";
-import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { gzipSync } from "node:zlib";
 import { build } from "esbuild";
 
 const { values } = parseArgs({ options: { "max-kib": { type: "string" } } });
@@ -24,7 +24,8 @@ const code = result.outputFiles[0].contents;
 const gzipped = gzipSync(code, { level: 9 }).length;
 const kib = (bytes) => `${(bytes / 1024).toFixed(1)} KiB`;
 const byPackage = new Map();
-for (const [path, input] of Object.entries(result.metafile.outputs[Object.keys(result.metafile.outputs)[0]].inputs)) {
+const [output] = Object.values(result.metafile.outputs);
+for (const [path, input] of Object.entries(output.inputs)) {
   const name = path.includes("node_modules/") ? path.split("node_modules/")[1].split("/")[0] : "edge-rooms";
   byPackage.set(name, (byPackage.get(name) ?? 0) + input.bytesInOutput);
 }
