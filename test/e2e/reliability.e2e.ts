@@ -238,7 +238,10 @@ describe("a slow consumer", () => {
 describe("a client that keeps sending but stops reading", () => {
   let server: WranglerServer;
   beforeAll(async () => {
-    server = await WranglerServer.start({ vars: { HEARTBEAT_INTERVAL_MS: "1000", HEARTBEAT_TIMEOUT_MS: "2500" } });
+    // No presence grace: the watcher sees the leave when the room closes the socket, not 5 s later.
+    server = await WranglerServer.start({
+      vars: { HEARTBEAT_INTERVAL_MS: "1000", HEARTBEAT_TIMEOUT_MS: "2500", PRESENCE_GRACE_MS: "0" },
+    });
   });
   afterAll(async () => {
     await server?.dispose();
