@@ -7,6 +7,7 @@ import * as v from "valibot";
 import { HARD_FACTOR } from "../room/reading";
 import { type AllowedOrigins, parseAllowedOrigins } from "../worker/origins";
 import { log } from "./log";
+import { parseWebhookSettings, type WebhookSettings } from "./webhook-settings";
 
 /** A whole number written in decimal, within [min, max]. */
 function whole(min: number, max: number) {
@@ -67,6 +68,10 @@ const EnvSchema = v.object({
   ROOM_MAX_QUEUED_BYTES: integer(64 * 1024 * 1024, 1_048_576, 1_073_741_824),
   REPLAY_BYTES_PER_USER_PER_MINUTE: integer(32 * 1024 * 1024, 0, 1_073_741_824),
   PRESENCE_GRACE_MS: integer(5000, 0, 60_000),
+  WEBHOOK_URL: text(),
+  WEBHOOK_SECRET: v.optional(v.string()),
+  WEBHOOK_EVENTS: text(),
+  WEBHOOK_RETRY_BASE_SECONDS: integer(10, 1, 3600),
 });
 
 export type KeySource =
@@ -108,6 +113,8 @@ export interface Config {
   replayBytesPerUserPerMinute: number;
   /** How long a user's last connection may be gone before the room announces its `leave`. */
   presenceGraceMs: number;
+  /** Where room events are posted (README "Webhooks"); `undefined`: webhooks are off. */
+  webhooks: WebhookSettings | undefined;
 }
 
 /** A setting with a bad value. `setting` names it; `message` says what is wrong, never the value. */
@@ -206,6 +213,8 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       ),
     };
   }
+  const webhooks = parseWebhookSettings(e);
+  if (Array.isArray(webhooks)) return { ok: false, error: new ConfigError(webhooks[0], webhooks[1]) };
   return {
     ok: true,
     config: {
@@ -235,6 +244,7 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       roomMaxQueuedBytes: e.ROOM_MAX_QUEUED_BYTES,
       replayBytesPerUserPerMinute: e.REPLAY_BYTES_PER_USER_PER_MINUTE,
       presenceGraceMs: e.PRESENCE_GRACE_MS,
+      webhooks,
     },
   };
 }
