@@ -96,7 +96,8 @@ export class Room extends DurableObject<Env> {
       closing: () => this.#messages.flush(),
     };
     this.#connections = new Connections(ctx, settings, hooks, this.#users);
-    // Webhooks: off without WEBHOOK_URL or the WEBHOOK_QUEUE binding (src/room/room-events.ts).
+    // Webhooks: off without WEBHOOK_URL or the WEBHOOK_QUEUE binding (src/room/room-events.ts). The
+    // room's name is the idFromName name (https://developers.cloudflare.com/changelog/post/2026-03-15-durable-object-id-name/).
     const events = new RoomEvents(this.#config?.webhooks, (env as Partial<Env>).WEBHOOK_QUEUE, ctx.id.name ?? "");
     this.#presence.onAnnounced = (event, user, online) => events.announced(event, user, online, Date.now());
     this.#messages = new Messages(this.#history, this.#connections, this.#users, (stored) => events.committed(stored));
