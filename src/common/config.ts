@@ -7,6 +7,7 @@ import * as v from "valibot";
 import { HARD_FACTOR } from "../room/reading";
 import { type AllowedOrigins, parseAllowedOrigins } from "../worker/origins";
 import { log, setLogLevel } from "./log";
+import { parseWebhookSettings, type WebhookSettings } from "./webhook-settings";
 
 /** A whole number written in decimal, within [min, max]. */
 function whole(min: number, max: number) {
@@ -71,6 +72,10 @@ const EnvSchema = v.object({
     v.pipe(v.string(), v.trim(), v.toLowerCase(), v.picklist(["debug", "info"], "must be debug or info")),
     "info",
   ),
+  WEBHOOK_URL: text(),
+  WEBHOOK_SECRET: v.optional(v.string()),
+  WEBHOOK_EVENTS: text(),
+  WEBHOOK_RETRY_BASE_SECONDS: integer(10, 1, 3600),
 });
 
 export type KeySource =
@@ -114,6 +119,8 @@ export interface Config {
   presenceGraceMs: number;
   /** `debug` adds a line per connection open and close; `info` (the default) leaves them out. */
   logLevel: "debug" | "info";
+  /** Where room events are posted (README "Webhooks"); `undefined`: webhooks are off. */
+  webhooks: WebhookSettings | undefined;
 }
 
 /** A setting with a bad value. `setting` names it; `message` says what is wrong, never the value. */
@@ -212,6 +219,8 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       ),
     };
   }
+  const webhooks = parseWebhookSettings(e);
+  if (Array.isArray(webhooks)) return { ok: false, error: new ConfigError(webhooks[0], webhooks[1]) };
   return {
     ok: true,
     config: {
@@ -242,6 +251,7 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       replayBytesPerUserPerMinute: e.REPLAY_BYTES_PER_USER_PER_MINUTE,
       presenceGraceMs: e.PRESENCE_GRACE_MS,
       logLevel: e.LOG_LEVEL as "debug" | "info",
+      webhooks,
     },
   };
 }

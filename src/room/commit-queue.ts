@@ -36,9 +36,12 @@ export class CommitQueue {
   #isScheduled = false;
   /** (sender, id) of the queued messages: a retry of one is a duplicate of it. */
   readonly #ids = new Map<string, QueuedMessage>();
+  /** Told of each batch once it is durable (webhook events, src/room/room-events.ts). */
+  readonly #onCommitted: ((stored: StoredMessage[]) => void) | undefined;
 
-  constructor(history: History) {
+  constructor(history: History, onCommitted?: (stored: StoredMessage[]) => void) {
     this.#history = history;
+    this.#onCommitted = onCommitted;
   }
 
   /** The seq the next queued message gets. */
@@ -87,6 +90,13 @@ export class CommitQueue {
     } catch (error) {
       failure = { error };
       log("error", "store_failed", { messages: messages.length, ...describeError(error) });
+    }
+    if (!failure && messages.length > 0) {
+      try {
+        this.#onCommitted?.(messages.map((m) => m.stored));
+      } catch (error) {
+        log("error", "committed_hook_failed", describeError(error));
+      }
     }
     // Sent after the write, in the same turn: the runtime's output gate holds every one of them
     // until the write is durable, so no client sees a seq or an ack that could be lost.

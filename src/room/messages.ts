@@ -10,7 +10,14 @@ import { byteLength } from "./bytes";
 import { CommitQueue } from "./commit-queue";
 import { type Connection, tagForUser } from "./connection";
 import type { Connections } from "./connections";
-import { framesToJsonArray, type History, PAGE_MAX_BYTES, REPLAY_MAX_BYTES, type Replay } from "./history";
+import {
+  framesToJsonArray,
+  type History,
+  PAGE_MAX_BYTES,
+  REPLAY_MAX_BYTES,
+  type Replay,
+  type StoredMessage,
+} from "./history";
 import { contentHash } from "./message-ids";
 import { PROBE_FRACTION } from "./reading";
 import type { Users } from "./users";
@@ -47,11 +54,16 @@ export class Messages {
   readonly #users: Users;
   readonly #queue: CommitQueue;
 
-  constructor(history: History, connections: Connections, users: Users) {
+  constructor(
+    history: History,
+    connections: Connections,
+    users: Users,
+    onCommitted?: (stored: StoredMessage[]) => void,
+  ) {
     this.#history = history;
     this.#connections = connections;
     this.#users = users;
-    this.#queue = new CommitQueue(history);
+    this.#queue = new CommitQueue(history, onCommitted);
   }
 
   /** A `message` frame from a member: a room message, or a direct one with `to`. */

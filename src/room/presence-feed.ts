@@ -14,6 +14,8 @@ export class PresenceFeed {
   readonly #leaveTimers = new Map<string, number>();
   readonly #graceMs: number;
   readonly #connections: () => Connections;
+  /** Told of each announcement (webhook events, src/room/room-events.ts). */
+  onAnnounced: ((event: PresenceFrame["event"], user: User, online: number) => void) | undefined;
 
   constructor(graceMs: number, connections: () => Connections) {
     this.#graceMs = graceMs;
@@ -75,5 +77,6 @@ export class PresenceFeed {
   #announce(event: PresenceFrame["event"], user: User, except?: WebSocket): void {
     const frame: PresenceFrame = { type: "presence", event, user, online: this.#presence.online };
     this.#connections().broadcast(JSON.stringify(frame), except);
+    this.onAnnounced?.(event, user, frame.online);
   }
 }

@@ -31,6 +31,7 @@ import { History, type Page, type PageQuery } from "./history";
 import { type MessageBody, Messages, type Published } from "./messages";
 import { PresenceFeed } from "./presence-feed";
 import { type RateLimits, takeShared } from "./rate-limit";
+import { RoomEvents } from "./room-events";
 import { idOfRefused, isReservedCloseCode, safeClose, saveAttachment } from "./socket-chores";
 import { refreshToken } from "./token-refresh";
 import { Users } from "./users";
@@ -93,7 +94,11 @@ export class Room extends DurableObject<Env> {
       closing: () => this.#messages.flush(),
     };
     this.#connections = new Connections(ctx, settings, hooks, this.#users);
-    this.#messages = new Messages(this.#history, this.#connections, this.#users);
+    // Webhooks: off without WEBHOOK_URL or the WEBHOOK_QUEUE binding (src/room/room-events.ts). The
+    // room's name is the idFromName name (https://developers.cloudflare.com/changelog/post/2026-03-15-durable-object-id-name/).
+    const events = new RoomEvents(this.#config?.webhooks, (env as Partial<Env>).WEBHOOK_QUEUE, ctx.id.name ?? "");
+    this.#presence.onAnnounced = (event, user, online) => events.announced(event, user, online, Date.now());
+    this.#messages = new Messages(this.#history, this.#connections, this.#users, (stored) => events.committed(stored));
     this.#alarms = new Alarms(ctx, this.#connections);
     // Answered by the runtime without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));

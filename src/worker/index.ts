@@ -11,6 +11,7 @@ import { encodeHandoff, HANDOFF_HEADER } from "../room/handoff";
 import { api } from "./api";
 import { devTokens } from "./dev-tokens";
 import { admit } from "./gate";
+import { deliverWebhooks } from "./webhooks";
 
 export { Room } from "../room/room";
 
@@ -71,4 +72,8 @@ app.onError((error, c) => {
   return new HttpError("internal_error", "internal error").toResponse();
 });
 
-export default app satisfies ExportedHandler<Env>;
+export default {
+  fetch: app.fetch,
+  // Webhook deliveries (src/worker/webhooks.ts): the rooms' events, from the WEBHOOK_QUEUE queue.
+  queue: (batch, env) => deliverWebhooks(batch, env),
+} satisfies ExportedHandler<Env>;
