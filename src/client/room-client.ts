@@ -8,7 +8,6 @@
  */
 import { CLOSE_CODES, PING_FRAME, type User, type WelcomeFrame } from "../protocol/index.js";
 import { type Attempt, detachAttempt, openAttempt } from "./attempt.js";
-import { backoffDelay } from "./backoff.js";
 import { closedAfterWelcome, closedBeforeOpen, probe, resolveFetch, type Verdict } from "./closes.js";
 import { Emitter, type Listener } from "./emitter.js";
 import { RoomClientError, type Stop } from "./errors.js";
@@ -16,6 +15,7 @@ import { checkData, decodeFrame, encodeMessage } from "./frames.js";
 import { Liveness } from "./liveness.js";
 import { livenessTiming, type ResolvedOptions, resolveOptions } from "./options.js";
 import { Outbox, type SendResult } from "./outbox.js";
+import { Reconnects } from "./reconnect.js";
 import { RoomView } from "./room-view.js";
 import { CLOSING, connectUrl, OPEN } from "./socket.js";
 import type { ConnectionState, Retry, RoomClientEvents, RoomClientOptions, SendOptions } from "./types.js";
@@ -58,19 +58,23 @@ export class RoomClient<TData = unknown> {
   /** Bumped whenever an attempt starts or the client stops: async continuations of older ones give up. */
   #epoch = 0;
   #current: Attempt | undefined;
-  #attempt = 0;
   #liveness: Liveness | undefined;
-
-  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #reconnects: Reconnects;
   #connectTimer: ReturnType<typeof setTimeout> | undefined;
   #probe: AbortController | undefined;
-  #isListeningOnline = false;
 
   constructor(options: RoomClientOptions<TData>) {
     this.#resolved = resolveOptions(options);
     this.room = this.#resolved.room;
     this.#options = options;
     this.#outbox = new Outbox({ ...this.#resolved.outbox, onStall: () => this.#onStall() });
+    this.#reconnects = new Reconnects(
+      this.#resolved.backoff,
+      () => {
+        if (this.#state !== "closed") void this.#connect();
+      },
+      () => this.#state === "reconnecting",
+    );
     // Not if close() came first (React strict mode mounts, unmounts and mounts again at once).
     if (options.autoConnect ?? true) {
       const epoch = this.#epoch;
@@ -120,7 +124,7 @@ export class RoomClient<TData = unknown> {
    */
   connect(): void {
     if (this.#state !== "closed") return;
-    this.#attempt = 0;
+    this.#reconnects.reset();
     this.#setState("connecting");
     void this.#connect();
   }
@@ -248,42 +252,16 @@ export class RoomClient<TData = unknown> {
 
   #retry(info: Omit<Retry, "attempt" | "delayMs">, { isImmediate = false } = {}): void {
     this.#detach();
-    this.#attempt += 1;
-    const { backoff } = this.#resolved;
-    if (this.#attempt > backoff.maxAttempts) {
+    const delayMs = this.#reconnects.fail(isImmediate);
+    if (delayMs === undefined) {
       const { reason: _reason, ...rest } = info;
-      this.#stop({
-        ...rest,
-        code: "retries_exhausted",
-        message: `gave up after ${backoff.maxAttempts} attempts (${info.message ?? info.reason})`,
-      });
+      const message = `gave up after ${this.#reconnects.maxAttempts} attempts (${info.message ?? info.reason})`;
+      this.#stop({ ...rest, code: "retries_exhausted", message });
       return;
     }
-    const delayMs = isImmediate ? 0 : backoffDelay(this.#attempt, backoff);
     this.#setState("reconnecting");
-    this.#events.emit("retry", { attempt: this.#attempt, delayMs, ...info });
-    clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = setTimeout(() => {
-      this.#reconnectTimer = undefined;
-      if (this.#state !== "closed") void this.#connect();
-    }, delayMs);
-    this.#listenOnline(true);
-  }
-
-  /** In browsers, coming back online cuts the current backoff wait short. */
-  readonly #onOnline = () => {
-    if (this.#reconnectTimer === undefined || this.#state !== "reconnecting") return;
-    clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = undefined;
-    void this.#connect();
-  };
-
-  #listenOnline(on: boolean): void {
-    const target = globalThis as { addEventListener?: EventTarget["addEventListener"] } & Partial<EventTarget>;
-    if (typeof target.addEventListener !== "function" || on === this.#isListeningOnline) return;
-    if (on) target.addEventListener("online", this.#onOnline);
-    else target.removeEventListener?.("online", this.#onOnline);
-    this.#isListeningOnline = on;
+    this.#events.emit("retry", { attempt: this.#reconnects.attempt, delayMs, ...info });
+    this.#reconnects.wait(delayMs);
   }
 
   /** Stops for good. `closeCode` closes a socket that is still up (the client's own `close()`). */
@@ -292,11 +270,9 @@ export class RoomClient<TData = unknown> {
     const socket = this.#current?.socket;
     this.#detach();
     if (socket && closeCode !== undefined) safeClose(socket, closeCode, "closed by the client");
-    clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = undefined;
+    this.#reconnects.cancel();
     this.#probe?.abort();
     this.#probe = undefined;
-    this.#listenOnline(false);
     this.#outbox.rejectAll("closed", stop.message);
     this.#view.clearUsers();
     this.#setState("closed", stop);
@@ -398,7 +374,7 @@ export class RoomClient<TData = unknown> {
     clearTimeout(this.#connectTimer);
     this.#connectTimer = undefined;
     const { gap, replayUntil } = this.#view.welcome(welcome, attempt.since);
-    this.#attempt = 0;
+    this.#reconnects.reset();
     this.#setState("open");
     this.#events.emit("welcome", welcome);
     if (gap) this.#events.emit("gap", gap);
