@@ -2,81 +2,32 @@
  * `RoomClient`: one room over one WebSocket, kept connected. It authenticates with the subprotocol
  * offer, reconnects with backoff, resumes with `?since=` without loss or duplicates, acknowledges
  * sends, and keeps the connection alive with pings. See `src/client/README.md`.
+ *
+ * This class orchestrates: the connection's lifecycle and the dispatch of frames. What a close means
+ * is in `closes.ts`, the room as the frames tell it in `room-view.ts`, sends in `outbox.ts`.
  */
-import * as v from "valibot";
-import {
-  BEARER_PROTOCOL_PREFIX,
-  CLOSE_CODES,
-  clientFrameSchema,
-  type MessageFrame,
-  PING_FRAME,
-  RoomIdSchema,
-  ServerFrameSchema,
-  SUBPROTOCOL,
-  type User,
-  type WelcomeFrame,
-} from "../protocol/index.js";
-import { type BackoffOptions, backoffDelay, resolveBackoff } from "./backoff.js";
+import { CLOSE_CODES, PING_FRAME, type User, type WelcomeFrame } from "../protocol/index.js";
+import { type Attempt, detachAttempt, openAttempt } from "./attempt.js";
+import { closedAfterWelcome, closedBeforeOpen, probe, resolveFetch, type Verdict } from "./closes.js";
 import { Emitter, type Listener } from "./emitter.js";
 import { RoomClientError, type Stop } from "./errors.js";
+import { checkData, decodeFrame, encodeMessage } from "./frames.js";
 import { Liveness } from "./liveness.js";
+import { livenessTiming, type ResolvedOptions, resolveOptions } from "./options.js";
 import { Outbox, type SendResult } from "./outbox.js";
-import { readRefusal } from "./refusal.js";
-import {
-  CLOSING,
-  connectUrl,
-  type FetchLike,
-  isReachable,
-  isTransientStatus,
-  OPEN,
-  openSocket,
-  probeUrl,
-  refusedStatus,
-  resolveWebSocket,
-  type SocketCloseEvent,
-  type SocketErrorEvent,
-  type SocketMessageEvent,
-  type WebSocketConstructor,
-  type WebSocketLike,
-} from "./socket.js";
-import type {
-  ConnectionState,
-  Gap,
-  Retry,
-  RoomClientEvents,
-  RoomClientOptions,
-  RoomMessage,
-  SendOptions,
-} from "./types.js";
+import { Reconnects } from "./reconnect.js";
+import { RoomView } from "./room-view.js";
+import { CLOSING, connectUrl, OPEN } from "./socket.js";
+import type { ConnectionState, Retry, RoomClientEvents, RoomClientOptions, SendOptions } from "./types.js";
+import { describe, randomId, safeClose } from "./util.js";
 
 /** The close code the client uses when it abandons a connection it considers dead. */
 const ABANDON_CODE = 4000;
-const PROBE_TIMEOUT_MS = 5_000;
-const MIN_PING_INTERVAL_MS = 250;
-const DEFAULT_PONG_TIMEOUT_MS = 5_000;
-/** For `ws`: give up on the server's TCP close after this long, as browsers do. */
-const SOCKET_CLOSE_TIMEOUT_MS = 2_000;
 /**
  * A socket whose closing handshake has begun gets this long for its `close` event (which carries
  * the code that decides between stopping and reconnecting) before it is counted as dead.
  */
 const CLOSING_GRACE_MS = 5_000;
-/** Validates outgoing frames; the text limit is the server's to enforce. */
-const OUTGOING_SCHEMA = clientFrameSchema(Number.MAX_SAFE_INTEGER);
-
-interface Attempt {
-  socket: WebSocketLike;
-  url: string;
-  since: number | undefined;
-  /** The token came from the token function just before this attempt. */
-  isTokenFresh: boolean;
-  isOpen: boolean;
-  status: number | undefined;
-  /** The server's JSON error of a refused upgrade, when the implementation lets us read it (`ws`). */
-  refusal: { code: string; message: string } | undefined;
-  /** The implementation reports refused upgrades (`ws`): a close before `open` without one is a network failure. */
-  canSeeRefusals: boolean;
-}
 
 /**
  * A connection to one room that stays up on its own.
@@ -96,10 +47,10 @@ interface Attempt {
 export class RoomClient<TData = unknown> {
   readonly room: string;
   readonly #options: RoomClientOptions<TData>;
-  readonly #backoff: BackoffOptions;
-  readonly #WebSocket: WebSocketConstructor;
+  readonly #resolved: ResolvedOptions;
   readonly #events = new Emitter<RoomClientEvents<TData>>();
   readonly #outbox: Outbox;
+  readonly #view = new RoomView();
   readonly #idPrefix = randomId();
   #idCounter = 0;
 
@@ -107,47 +58,23 @@ export class RoomClient<TData = unknown> {
   /** Bumped whenever an attempt starts or the client stops: async continuations of older ones give up. */
   #epoch = 0;
   #current: Attempt | undefined;
-  #attempt = 0;
-  #lastSeq: number | undefined;
-  #user: User | undefined;
-  #users = new Map<string, User>();
   #liveness: Liveness | undefined;
-  /** The sender named by the `binary` frame just received, for the binary frame that follows it. */
-  #binaryFrom: User | undefined;
-  /** While set, the resume replay is still arriving; sends wait until it is done. */
-  #replayUntil: number | undefined;
-
-  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #reconnects: Reconnects;
   #connectTimer: ReturnType<typeof setTimeout> | undefined;
   #probe: AbortController | undefined;
-  #isListeningOnline = false;
 
   constructor(options: RoomClientOptions<TData>) {
-    const room = v.safeParse(RoomIdSchema, options.room);
-    if (!room.success) throw new TypeError(`room: ${room.issues[0].message}`);
-    if (typeof options.token !== "string" && typeof options.token !== "function") {
-      throw new TypeError("token must be a string or a function returning one");
-    }
-    if (options.since !== undefined && !(Number.isSafeInteger(options.since) && options.since >= 0)) {
-      throw new TypeError("since must be a whole number ≥ 0");
-    }
-    connectUrl(options.url, room.output, undefined); // throws a TypeError on a bad url
-    this.room = room.output;
+    this.#resolved = resolveOptions(options);
+    this.room = this.#resolved.room;
     this.#options = options;
-    this.#backoff = resolveBackoff(options.reconnect);
-    this.#WebSocket = resolveWebSocket(options.WebSocket);
-    if (options.pingIntervalMs !== undefined) positive(options.pingIntervalMs, "pingIntervalMs");
-    positive(options.pongTimeoutMs ?? 1, "pongTimeoutMs");
-    this.#outbox = new Outbox({
-      maxQueue: positive(options.maxQueue ?? 100, "maxQueue", true),
-      ackTimeoutMs: positive(options.ackTimeoutMs ?? 10_000, "ackTimeoutMs"),
-      sendDeadlineMs: positive(options.sendDeadlineMs ?? 60_000, "sendDeadlineMs"),
-      pace: {
-        perSecond: positive(options.rateLimit?.perSecond ?? 20, "rateLimit.perSecond"),
-        burst: positive(options.rateLimit?.burst ?? 40, "rateLimit.burst", true),
+    this.#outbox = new Outbox({ ...this.#resolved.outbox, onStall: () => this.#onStall() });
+    this.#reconnects = new Reconnects(
+      this.#resolved.backoff,
+      () => {
+        if (this.#state !== "closed") void this.#connect();
       },
-      onStall: () => this.#onStall(),
-    });
+      () => this.#state === "reconnecting",
+    );
     // Not if close() came first (React strict mode mounts, unmounts and mounts again at once).
     if (options.autoConnect ?? true) {
       const epoch = this.#epoch;
@@ -164,17 +91,17 @@ export class RoomClient<TData = unknown> {
 
   /** The highest room `seq` seen (what the next connection resumes from). */
   get lastSeq(): number | undefined {
-    return this.#lastSeq;
+    return this.#view.lastSeq;
   }
 
   /** Who this connection is, from the latest `welcome`. */
   get user(): User | undefined {
-    return this.#user;
+    return this.#view.user;
   }
 
   /** Who is in the room, from `welcome` and `presence` frames. */
   get users(): User[] {
-    return [...this.#users.values()];
+    return this.#view.users;
   }
 
   /** Sends waiting for a connection. */
@@ -197,7 +124,7 @@ export class RoomClient<TData = unknown> {
    */
   connect(): void {
     if (this.#state !== "closed") return;
-    this.#attempt = 0;
+    this.#reconnects.reset();
     this.#setState("connecting");
     void this.#connect();
   }
@@ -226,27 +153,10 @@ export class RoomClient<TData = unknown> {
         new RoomClientError("invalid_message", `a send with id ${id} is already pending`, { id, wasWritten: false }),
       );
     }
-    const message = {
-      type: "message" as const,
-      id,
-      ...(typeof content === "string" ? { text: content } : { data: content }),
-      ...(options.to === undefined ? {} : { to: options.to }),
-    };
-    const checked = v.safeParse(OUTGOING_SCHEMA, message);
-    let frame: string | undefined;
-    try {
-      frame = checked.success ? JSON.stringify(message) : undefined;
-    } catch {
-      // Not JSON (a cycle, a BigInt): refused below.
-    }
-    if (frame === undefined) {
-      const why = checked.success ? "data is not JSON" : (checked.issues[0].message ?? "invalid message");
-      return Promise.reject(new RoomClientError("invalid_message", why, { id, wasWritten: false }));
-    }
-    const serialized = frame;
+    const frame = encodeMessage(id, content, options);
+    if (frame instanceof RoomClientError) return Promise.reject(frame);
     return new Promise<SendResult>((resolve, reject) => {
-      const pending = { id, frame: serialized, isDirect: options.to !== undefined, resolve, reject };
-      if (!this.#outbox.add(pending)) {
+      if (!this.#outbox.add({ id, frame, isDirect: options.to !== undefined, resolve, reject })) {
         const why = `${this.#outbox.maxQueue} sends are already waiting`;
         reject(new RoomClientError("queue_full", why, { id, wasWritten: false }));
       }
@@ -270,56 +180,35 @@ export class RoomClient<TData = unknown> {
       this.#retry({ reason: "token_error", message: "the token function returned no token" });
       return;
     }
-    const since = this.#lastSeq ?? this.#options.since;
+    const since = this.#view.lastSeq ?? this.#options.since;
     const url = connectUrl(this.#options.url, this.room, since);
-    let socket: WebSocketLike;
+    let attempt: Attempt;
     try {
-      socket = openSocket(this.#WebSocket, url, [SUBPROTOCOL, `${BEARER_PROTOCOL_PREFIX}${token}`], {
-        closeTimeout: SOCKET_CLOSE_TIMEOUT_MS,
+      attempt = openAttempt(this.#resolved.WebSocket, {
+        url,
+        token,
+        since,
+        isTokenFresh: typeof source !== "string",
+        onClose: (code, reason) => {
+          if (this.#current === attempt) this.#onClose(attempt, code, reason);
+        },
+        onData: (data) => {
+          if (this.#current === attempt) this.#onData(attempt, data);
+        },
       });
     } catch (error) {
       // Browsers throw when the token is not a valid subprotocol value: no retry can fix that.
       this.#stop({ code: "handshake_refused", message: `the token cannot be offered: ${describe(error)}` });
       return;
     }
-    const attempt: Attempt = {
-      socket,
-      url,
-      since,
-      isTokenFresh: typeof source !== "string",
-      isOpen: false,
-      status: undefined,
-      refusal: undefined,
-      canSeeRefusals: false,
-    };
     this.#current = attempt;
-    attempt.canSeeRefusals = readRefusal(socket, (status, refusal) => {
-      attempt.status = status;
-      attempt.refusal = refusal;
-    });
-    socket.binaryType = "arraybuffer";
-    socket.onopen = () => {
-      attempt.isOpen = true;
-    };
-    socket.onerror = (event: SocketErrorEvent) => {
-      attempt.status ??= refusedStatus(event);
-    };
-    socket.onclose = (event: SocketCloseEvent) => {
-      if (this.#current === attempt) this.#onClose(attempt, event.code, event.reason);
-    };
-    socket.onmessage = (event: SocketMessageEvent) => {
-      if (this.#current === attempt) this.#onData(attempt, event.data);
-    };
+    const { connectTimeoutMs } = this.#resolved;
     this.#connectTimer = setTimeout(() => {
       this.#connectTimer = undefined;
       if (this.#current !== attempt) return;
       this.#abandon("handshake timeout");
-      this.#retry({ reason: "timeout", message: `no welcome within ${this.#connectTimeoutMs} ms` });
-    }, this.#connectTimeoutMs);
-  }
-
-  get #connectTimeoutMs(): number {
-    return this.#options.connectTimeoutMs ?? 10_000;
+      this.#retry({ reason: "timeout", message: `no welcome within ${connectTimeoutMs} ms` });
+    }, connectTimeoutMs);
   }
 
   #onClose(attempt: Attempt, code: number, reason: string): void {
@@ -337,108 +226,42 @@ export class RoomClient<TData = unknown> {
       this.#outbox.rejectNewestInFlight("message_too_big", "the server closed with 1009");
     }
     this.#outbox.requeueInFlight();
-    if (code === CLOSE_CODES.forbidden) {
-      this.#stop({ code: "forbidden", closeCode: code, message: reason || "forbidden" });
-    } else if (code === POLICY_VIOLATION) {
-      this.#stop({ code: "policy_violation", closeCode: code, message: reason || "policy violation" });
-    } else if (code === CLOSE_CODES.tokenExpired) {
-      if (typeof this.#options.token === "string") {
-        this.#stop({ code: "token_expired", closeCode: code, message: "the token expired; give a token function" });
-      } else {
-        this.#retry({ reason: "token_expired", closeCode: code, message: reason }, { isImmediate: true });
-      }
-    } else {
-      this.#retry({ reason: "dropped", closeCode: code, message: reason });
-    }
+    this.#follow(closedAfterWelcome(code, reason, typeof this.#options.token !== "string"));
   }
 
-  /**
-   * The socket closed before it opened. `ws` says the HTTP status; browsers do not, so then the
-   * client asks whether the server answers HTTP at all: if it does, the upgrade was refused.
-   */
+  /** The socket closed before it opened: refused, or the server is not there (see `closes.ts`). */
   async #onRefused(attempt: Attempt): Promise<void> {
-    const { status } = attempt;
-    if (status !== undefined) {
-      if (isTransientStatus(status)) this.#retry({ reason: "unavailable", status });
-      else this.#stopRefused(attempt, status);
-      return;
-    }
-    if (attempt.canSeeRefusals) {
-      // Not refused (that would have said so): the connection broke, for example mid-handshake.
-      this.#retry({ reason: "unreachable", message: "the connection failed before it opened" });
-      return;
-    }
-    const global = globalThis as { fetch?: FetchLike };
-    // Called as a method: a detached `window.fetch` throws "Illegal invocation" in browsers.
-    const fetchImpl: FetchLike | undefined =
-      this.#options.fetch ??
-      (global.fetch ? (input, init) => (global.fetch as FetchLike).call(globalThis, input, init) : undefined);
-    if (!fetchImpl) {
-      this.#retry({ reason: "unreachable", message: "the connection failed before it opened" });
+    const verdict = closedBeforeOpen(attempt, resolveFetch(this.#options.fetch));
+    if (!("probe" in verdict)) {
+      this.#follow(verdict);
       return;
     }
     const epoch = this.#epoch;
-    const probe = new AbortController();
-    this.#probe = probe;
-    const timer = setTimeout(() => probe.abort(), PROBE_TIMEOUT_MS);
-    const isUp = await isReachable(probeUrl(attempt.url), fetchImpl, probe.signal);
-    clearTimeout(timer);
-    if (this.#probe === probe) this.#probe = undefined;
+    const controller = new AbortController();
+    this.#probe = controller;
+    const answer = await probe(attempt, verdict.probe, controller);
+    if (this.#probe === controller) this.#probe = undefined;
     if (epoch !== this.#epoch || this.#state === "closed") return;
-    if (isUp) this.#stopRefused(attempt, undefined);
-    else this.#retry({ reason: "unreachable", message: "the server did not answer" });
+    this.#follow(answer);
   }
 
-  #stopRefused(attempt: Attempt, status: number | undefined): void {
-    const { refusal } = attempt;
-    const http = status === undefined ? "" : `HTTP ${status}`;
-    const why = [http, refusal && `${refusal.code}: ${refusal.message}`].filter(Boolean).join(", ");
-    const token = attempt.isTokenFresh ? "a fresh token" : "the token";
-    this.#stop({
-      code: "handshake_refused",
-      message: `the server refused the connection${why ? ` (${why})` : ""} with ${token}`,
-      ...(status === undefined ? {} : { status }),
-      ...(refusal === undefined ? {} : { error: refusal }),
-    });
+  #follow(verdict: Verdict): void {
+    if ("stop" in verdict) this.#stop(verdict.stop);
+    else this.#retry(verdict.retry, { isImmediate: verdict.isImmediate ?? false });
   }
 
   #retry(info: Omit<Retry, "attempt" | "delayMs">, { isImmediate = false } = {}): void {
     this.#detach();
-    this.#attempt += 1;
-    if (this.#attempt > this.#backoff.maxAttempts) {
+    const delayMs = this.#reconnects.fail(isImmediate);
+    if (delayMs === undefined) {
       const { reason: _reason, ...rest } = info;
-      this.#stop({
-        ...rest,
-        code: "retries_exhausted",
-        message: `gave up after ${this.#backoff.maxAttempts} attempts (${info.message ?? info.reason})`,
-      });
+      const message = `gave up after ${this.#reconnects.maxAttempts} attempts (${info.message ?? info.reason})`;
+      this.#stop({ ...rest, code: "retries_exhausted", message });
       return;
     }
-    const delayMs = isImmediate ? 0 : backoffDelay(this.#attempt, this.#backoff);
     this.#setState("reconnecting");
-    this.#events.emit("retry", { attempt: this.#attempt, delayMs, ...info });
-    clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = setTimeout(() => {
-      this.#reconnectTimer = undefined;
-      if (this.#state !== "closed") void this.#connect();
-    }, delayMs);
-    this.#listenOnline(true);
-  }
-
-  /** In browsers, coming back online cuts the current backoff wait short. */
-  readonly #onOnline = () => {
-    if (this.#reconnectTimer === undefined || this.#state !== "reconnecting") return;
-    clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = undefined;
-    void this.#connect();
-  };
-
-  #listenOnline(on: boolean): void {
-    const target = globalThis as { addEventListener?: EventTarget["addEventListener"] } & Partial<EventTarget>;
-    if (typeof target.addEventListener !== "function" || on === this.#isListeningOnline) return;
-    if (on) target.addEventListener("online", this.#onOnline);
-    else target.removeEventListener?.("online", this.#onOnline);
-    this.#isListeningOnline = on;
+    this.#events.emit("retry", { attempt: this.#reconnects.attempt, delayMs, ...info });
+    this.#reconnects.wait(delayMs);
   }
 
   /** Stops for good. `closeCode` closes a socket that is still up (the client's own `close()`). */
@@ -447,13 +270,11 @@ export class RoomClient<TData = unknown> {
     const socket = this.#current?.socket;
     this.#detach();
     if (socket && closeCode !== undefined) safeClose(socket, closeCode, "closed by the client");
-    clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = undefined;
+    this.#reconnects.cancel();
     this.#probe?.abort();
     this.#probe = undefined;
-    this.#listenOnline(false);
     this.#outbox.rejectAll("closed", stop.message);
-    this.#users.clear();
+    this.#view.clearUsers();
     this.#setState("closed", stop);
   }
 
@@ -461,19 +282,13 @@ export class RoomClient<TData = unknown> {
   #detach(): void {
     const attempt = this.#current;
     this.#current = undefined;
-    this.#replayUntil = undefined;
+    this.#view.endReplay();
     clearTimeout(this.#connectTimer);
     this.#connectTimer = undefined;
     this.#liveness?.stop();
     this.#liveness = undefined;
     this.#outbox.setWriter(undefined);
-    if (!attempt) return;
-    const { socket } = attempt;
-    socket.onopen = null;
-    socket.onmessage = null;
-    socket.onclose = null;
-    // Not null: `ws` throws an 'error' event that nobody listens to.
-    socket.onerror = () => {};
+    if (attempt) detachAttempt(attempt);
   }
 
   /** Drops a connection considered dead without waiting for its closing handshake. */
@@ -506,33 +321,30 @@ export class RoomClient<TData = unknown> {
   #onData(attempt: Attempt, data: unknown): void {
     if (data instanceof ArrayBuffer) {
       this.#liveness?.onFrame(false);
-      const from = this.#binaryFrom;
-      this.#binaryFrom = undefined;
+      const from = this.#view.takeBinarySender();
       this.#events.emit("binary", data);
       this.#events.emit("binaryMessage", { data, from });
       return;
     }
     if (typeof data !== "string") return;
-    let json: unknown;
-    try {
-      json = JSON.parse(data);
-    } catch {
-      return;
-    }
-    // Frames this version does not know are skipped, so a newer server can add some.
-    const parsed = v.safeParse(ServerFrameSchema, json);
-    if (!parsed.success) return;
-    const frame = parsed.output;
+    const frame = decodeFrame(data);
+    if (frame === undefined) return;
     this.#liveness?.onFrame(frame.type === "pong");
-    // The server names a binary frame's sender in the text frame right before it.
-    this.#binaryFrom = frame.type === "binary" ? frame.from : undefined;
+    this.#view.frame(frame);
     switch (frame.type) {
       case "welcome":
         this.#onWelcome(attempt, frame);
         return;
-      case "message":
-        this.#onMessage(frame);
+      case "message": {
+        if (!this.#view.message(frame)) return;
+        // Our own message came back (live, or in a replay after a drop): that settles its send.
+        if (frame.id !== undefined && this.#view.isOwn(frame)) this.#outbox.settle(frame.id, frame.seq, true);
+        const checked = checkData(frame, this.#options.dataSchema);
+        if (checked instanceof RoomClientError) this.#events.emit("error", checked);
+        else this.#events.emit("message", checked);
+        if (this.#view.hasCaughtUp) this.#ready();
         return;
+      }
       case "ack":
         this.#outbox.settle(frame.id, frame.seq);
         return;
@@ -542,8 +354,7 @@ export class RoomClient<TData = unknown> {
         }
         return;
       case "presence":
-        if (frame.event === "join") this.#users.set(frame.user.id, frame.user);
-        else this.#users.delete(frame.user.id);
+        this.#view.presence(frame);
         this.#events.emit("presence", frame);
         return;
       case "heartbeat":
@@ -552,7 +363,7 @@ export class RoomClient<TData = unknown> {
         return;
       case "pong":
         // The runtime answers our ping after every frame sent before it: the replay is over.
-        if (this.#replayUntil !== undefined) this.#ready();
+        if (this.#view.isReplaying) this.#ready();
         return;
       default:
         return;
@@ -562,51 +373,23 @@ export class RoomClient<TData = unknown> {
   #onWelcome(attempt: Attempt, welcome: WelcomeFrame): void {
     clearTimeout(this.#connectTimer);
     this.#connectTimer = undefined;
-    this.#user = welcome.user;
-    this.#users = new Map(welcome.presence.map((p) => [p.id, { id: p.id, name: p.name }]));
-    const since = attempt.since;
-    let gap: Gap | undefined;
-    if (since === undefined) {
-      this.#lastSeq = welcome.seq;
-    } else if (welcome.seq < since) {
-      // The room's log restarted (its storage was reset): count from its seq again.
-      gap = { since, seq: welcome.seq, reason: "reset" };
-      this.#lastSeq = welcome.seq;
-    } else {
-      this.#lastSeq = since;
-      if (welcome.recovered === false) gap = { since, seq: welcome.seq, reason: "trimmed" };
-    }
-    this.#attempt = 0;
+    const { gap, replayUntil } = this.#view.welcome(welcome, attempt.since);
+    this.#reconnects.reset();
     this.#setState("open");
     this.#events.emit("welcome", welcome);
     if (gap) this.#events.emit("gap", gap);
     this.#startLiveness(attempt, welcome.heartbeatInterval);
-    if (since !== undefined && welcome.seq > (this.#lastSeq ?? 0)) {
-      this.#replayUntil = welcome.seq;
+    if (replayUntil !== undefined) {
+      this.#view.awaitReplay(replayUntil);
       this.#liveness?.ping();
     } else {
       this.#ready();
     }
   }
 
-  #onMessage(message: MessageFrame): void {
-    if (message.seq !== undefined) {
-      if (this.#lastSeq !== undefined && message.seq <= this.#lastSeq) return;
-      this.#lastSeq = message.seq;
-    }
-    // Our own message came back (live, or in a replay after a drop): that settles its send.
-    if (message.id !== undefined && message.from.id === this.#user?.id) {
-      this.#outbox.settle(message.id, message.seq, true);
-    }
-    const checked = checkData(message, this.#options.dataSchema);
-    if (checked instanceof RoomClientError) this.#events.emit("error", checked);
-    else this.#events.emit("message", checked);
-    if (this.#replayUntil !== undefined && (this.#lastSeq ?? 0) >= this.#replayUntil) this.#ready();
-  }
-
   /** The connection is up and caught up: sends flow. */
   #ready(): void {
-    this.#replayUntil = undefined;
+    this.#view.endReplay();
     this.#outbox.setWriter((frame) => this.#write(frame));
   }
 
@@ -625,9 +408,7 @@ export class RoomClient<TData = unknown> {
   #startLiveness(attempt: Attempt, intervalMs: number): void {
     this.#liveness?.stop();
     this.#liveness = new Liveness({
-      pingEveryMs: this.#options.pingIntervalMs ?? Math.max(MIN_PING_INTERVAL_MS, intervalMs / 2),
-      pongTimeoutMs: this.#options.pongTimeoutMs ?? DEFAULT_PONG_TIMEOUT_MS,
-      silentAfterMs: 2 * Math.max(intervalMs, MIN_PING_INTERVAL_MS),
+      ...livenessTiming(this.#options, intervalMs),
       closingGraceMs: CLOSING_GRACE_MS,
       ping: () => this.#write(PING_FRAME),
       isClosing: () => attempt.socket.readyState >= CLOSING,
@@ -638,45 +419,4 @@ export class RoomClient<TData = unknown> {
       },
     });
   }
-}
-
-/** 1008: not in the server's table (it never sends it), but a proxy in front of it may. */
-const POLICY_VIOLATION = 1008;
-
-function safeClose(socket: WebSocketLike, code: number, reason: string): void {
-  try {
-    socket.close(code, reason);
-  } catch {
-    // Already closing or closed.
-  }
-}
-
-function positive(value: number, name: string, isCount = false): number {
-  if (!(value > 0) || (isCount && !Number.isInteger(value))) throw new TypeError(`${name} must be a positive number`);
-  return value;
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** 12 random base-36 characters and a dash: unique per client, so ids never collide across tabs. */
-function randomId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(8));
-  return `${Array.from(bytes, (b) => (b % 36).toString(36)).join("")}-`;
-}
-
-/** The message with its `data` checked against the schema, or the error that says why it failed. */
-function checkData<TData>(
-  message: MessageFrame,
-  schema: v.GenericSchema<unknown, TData> | undefined,
-): RoomMessage<TData> | RoomClientError {
-  if (schema === undefined || message.data === undefined) return message as RoomMessage<TData>;
-  const result = v.safeParse(schema, message.data);
-  if (result.success) return { ...message, data: result.output };
-  const where = message.seq === undefined ? `message ${message.id ?? ""}` : `message seq ${message.seq}`;
-  return new RoomClientError("invalid_data", `${where}: data ${result.issues[0].message}`, {
-    ...(message.id === undefined ? {} : { id: message.id }),
-    cause: { message, issues: result.issues },
-  });
 }

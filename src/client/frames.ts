@@ -1,0 +1,62 @@
+/**
+ * Frames in and out: the message frame a send writes, checked before it is queued; the server frames
+ * read off the socket; and incoming `data` checked against the caller's `dataSchema`.
+ */
+import * as v from "valibot";
+import { clientFrameSchema, type MessageFrame, type ServerFrame, ServerFrameSchema } from "../protocol/index.js";
+import { RoomClientError } from "./errors.js";
+import type { RoomMessage, SendOptions } from "./types.js";
+
+/** Validates outgoing frames; the text limit is the server's to enforce. */
+const OUTGOING_SCHEMA = clientFrameSchema(Number.MAX_SAFE_INTEGER);
+
+/**
+ * The JSON of a message frame: a string as `text`, anything else as `data`. An `invalid_message`
+ * error when the frame is not valid or `data` is not JSON.
+ */
+export function encodeMessage(id: string, content: unknown, options: SendOptions): string | RoomClientError {
+  const message = {
+    type: "message" as const,
+    id,
+    ...(typeof content === "string" ? { text: content } : { data: content }),
+    ...(options.to === undefined ? {} : { to: options.to }),
+  };
+  const checked = v.safeParse(OUTGOING_SCHEMA, message);
+  let frame: string | undefined;
+  try {
+    frame = checked.success ? JSON.stringify(message) : undefined;
+  } catch {
+    // Not JSON (a cycle, a BigInt): refused below.
+  }
+  if (frame !== undefined) return frame;
+  const why = checked.success ? "data is not JSON" : (checked.issues[0].message ?? "invalid message");
+  return new RoomClientError("invalid_message", why, { id, wasWritten: false });
+}
+
+/** A text frame from the server, or `undefined` for one that is not JSON or not a frame this version knows. */
+export function decodeFrame(data: string): ServerFrame | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(data);
+  } catch {
+    return undefined;
+  }
+  // Frames this version does not know are skipped, so a newer server can add some.
+  const parsed = v.safeParse(ServerFrameSchema, json);
+  return parsed.success ? parsed.output : undefined;
+}
+
+/** The message with its `data` checked against the schema, or the error that says why it failed. */
+export function checkData<TData>(
+  message: MessageFrame,
+  schema: v.GenericSchema<unknown, TData> | undefined,
+): RoomMessage<TData> | RoomClientError {
+  if (schema === undefined || message.data === undefined) return message as RoomMessage<TData>;
+  const result = v.safeParse(schema, message.data);
+  if (result.success) return { ...message, data: result.output };
+  const where = message.seq === undefined ? `message ${message.id ?? ""}` : `message seq ${message.seq}`;
+  return new RoomClientError("invalid_data", `${where}: data ${result.issues[0].message}`, {
+    ...(message.id === undefined ? {} : { id: message.id }),
+    cause: { message, issues: result.issues },
+  });
+}
