@@ -460,7 +460,9 @@ export async function fanout(o) {
     }
     const refine = o.alive && !o.alive() ? 0 : o.refine;
     for (let k = 0; k < refine && lastPass !== undefined && firstFail !== undefined; k++) {
-      const mid = Math.round(Math.sqrt(lastPass * firstFail));
+      // Whole msg/s for the usual ladder (57, 113); two significant digits for a big room's (0.57).
+      const exact = Math.sqrt(lastPass * firstFail);
+      const mid = exact >= 10 ? Math.round(exact) : Number(exact.toPrecision(2));
       if (mid <= lastPass || mid >= firstFail) break;
       const step = await measure(mid);
       if (!step) break;
