@@ -45,18 +45,43 @@ function targetRows(o, shapes) {
 }
 
 /**
- * Per run, `server`'s figure ÷ the ceiling's; the median and the range.
+ * Whether other processes disturbed the steps a figure rests on: the moderate step for p99, the
+ * failing steps for capacity (a step with over 30% of a pinned CPU taken by other work, see clients.mjs).
+ * @param {any} suite @param {string} key @param {any} options
+ */
+function contended(suite, key, options) {
+  const m = /^fanout_(.+)_(p99|capacity)$/.exec(key);
+  if (!m) return false;
+  const steps = suite?.fanout?.[m[1] ?? ""]?.steps ?? [];
+  if (m[2] === "p99") {
+    const rate = moderateRateOf(options, m[1] ?? "");
+    return steps.some((/** @type {any} */ s) => s.rate === rate && s.contended);
+  }
+  return steps.some((/** @type {any} */ s) => !s.pass && s.contended);
+}
+
+/**
+ * Per run, `server`'s figure ÷ the ceiling's; the median and the range over the runs where neither
+ * side's steps were disturbed by other processes (those are counted in `left`).
  * @param {any} result @param {string} server @param {string} key
  */
 function ratioToCeiling(result, server, key) {
+  let left = 0;
   const ratios = result.runs
     .map((/** @type {any} */ run) => {
-      const a = run.suites[server] ? figuresOf(run.suites[server], result.options)[key] : undefined;
-      const b = run.suites.ceiling ? figuresOf(run.suites.ceiling, result.options)[key] : undefined;
+      const mine = run.suites[server];
+      const ceiling = run.suites.ceiling;
+      if (!mine || !ceiling) return Number.NaN;
+      if (contended(mine, key, result.options) || contended(ceiling, key, result.options)) {
+        left++;
+        return Number.NaN;
+      }
+      const a = figuresOf(mine, result.options)[key];
+      const b = figuresOf(ceiling, result.options)[key];
       return a !== undefined && b !== undefined && b > 0 ? a / b : Number.NaN;
     })
     .filter((/** @type {number} */ x) => Number.isFinite(x));
-  return { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios), n: ratios.length };
+  return { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios), n: ratios.length, left };
 }
 
 /**
@@ -75,7 +100,9 @@ export function targetsMarkdown(result) {
   const label = (/** @type {string} */ s) => (s === "baseline" ? `baseline (${o.baseline})` : s);
   const lines = [
     "Issue 13's targets: each server ÷ the ceiling from the same run, median of the runs (min–max); " +
-      "PASS/MISS on the median. Capacity ratios move in ladder steps (×1.41 or ×2).",
+      "PASS/MISS on the median. Capacity ratios move in ladder steps (×1.41 or ×2). A run whose steps behind a " +
+      "figure (the moderate step for p99, the failing steps for capacity) had over 30% of a pinned CPU taken " +
+      "by other processes, on either side, is left out of that figure ([n runs contended]).",
     "",
     `| Figure ÷ ceiling | target | ${sides.map((s) => `${label(s)} | PASS/MISS | `).join("")}`.trimEnd(),
     `| --- | --- | ${sides.map(() => "---: | :---: | ").join("")}`.trimEnd(),
@@ -87,18 +114,21 @@ export function targetsMarkdown(result) {
     for (const side of sides) {
       const r = ratioToCeiling(result, side, row.key);
       const text =
-        r.n === 0
+        (r.n === 0
           ? "—"
           : r.n > 1 && r.min !== r.max
             ? `${round(r.median, 2)} (${round(r.min, 2)}–${round(r.max, 2)})`
-            : String(round(r.median, 2));
+            : String(round(r.median, 2))) + (r.left > 0 ? ` [${r.left} run${r.left > 1 ? "s" : ""} contended]` : "");
       let verdict = "—";
       if (row.limit !== undefined && r.n > 0) {
         const ok = row.better === "lower" ? r.median <= row.limit : r.median >= row.limit;
         verdict = ok ? "PASS" : "MISS";
       }
       cells.push(text, verdict);
-      verdicts[side] = { ...(verdicts[side] ?? {}), [row.key]: { ratio: round(r.median, 3), verdict } };
+      verdicts[side] = {
+        ...(verdicts[side] ?? {}),
+        [row.key]: { ratio: round(r.median, 3), runs: r.n, contendedRuns: r.left, verdict },
+      };
     }
     lines.push(`| ${cells.join(" | ")} |`);
   }
