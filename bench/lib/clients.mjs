@@ -395,7 +395,8 @@ export async function fanout(o) {
       clientSysPct: round((clientCpu.system / 1e6 / window) * 100),
       serverCpuPct: round((serverCpu / window) * 100),
       coreBusyPct: cores,
-      serverCpuUsPerDelivery: round((serverCpuAll * 1e6) / Math.max(1, state.received), 2),
+      // Nothing received (a step swamped by other work): no figure, rather than all the CPU ÷ 1.
+      serverCpuUsPerDelivery: state.received > 0 ? round((serverCpuAll * 1e6) / state.received, 2) : Number.NaN,
       maxTickGapMs: round(maxGap, 1),
       pass: false,
       foreignPct: Number.NaN,
