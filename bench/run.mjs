@@ -17,6 +17,7 @@ import { parseArgs } from "node:util";
 import { SignJWT } from "jose";
 import { closeAll, fanout, openMany, percentile, round, sorted } from "./lib/clients.mjs";
 import { markdown, median, summarize } from "./lib/report.mjs";
+import { targetsMarkdown } from "./lib/targets.mjs";
 import {
   gitOut,
   killAllGroupsNow,
@@ -39,7 +40,9 @@ const HELP = `usage: npm run bench -- [flags]
   --storm-concurrency N   handshakes in flight at once (default 10)
   --idle-n N              idle connections for the memory figure, opened in 3 batches (default 1200)
   --idle-rooms N          rooms they spread over (default 12)
-  --fanout LIST           RxC shapes, rooms x clients per room (default 1x50,10x10)
+  --fanout LIST           RxC shapes, rooms x clients per room (default 1x50,10x10,1x500); a shape may
+                          bring its own ladder and moderate rate: RxC:r1/r2/…@moderate (then it doubles
+                          up to 4x its last listed rate); 1x500 defaults to 1x500:0.1/0.2/0.4/0.8@0.1
   --rates LIST            msg/s per client, stepped up in order (default 5,10,20,40,80)
   --max-rate R            while every step passes, keep doubling the rate up to R (default 320)
   --refine N              bisection steps between the last pass and the first failure (default 1)
@@ -56,7 +59,7 @@ const HELP = `usage: npm run bench -- [flags]
   --check-pinning         instead of the bench: fan-out capacity of the ceiling (or --servers) as is, with
                           the server's CPU, then with the client's CPU, partly taken by a busy loop
   --hog-duty F            share of a CPU the busy loop of --check-pinning takes (default 0.5)
-  --max-seconds S         abort (and stop everything) after this long (default 900)
+  --max-seconds S         abort (and stop everything) after this long (default 1500)
   --out DIR               where results go (default bench/results)
   --verbose               echo wrangler's output
   --edge-config PATH      a wrangler.toml for edge-rooms other than the repo's (e.g. to compare a variant)
@@ -123,6 +126,35 @@ const list = (raw) =>
     .map((s) => s.trim())
     .filter(Boolean);
 
+/**
+ * A big room's ladder: at 500 per room one message is 500 deliveries, so the rates are 100× lower
+ * than 1×50's for the same deliveries/s (0.1 msg/s/client = 25 000/s, 1×50's moderate load).
+ */
+const BIG_ROOM_LADDER = "0.1/0.2/0.4/0.8@0.1";
+/**
+ * `RxC` or `RxC:r1/r2/…@moderate`. Shapes without their own ladder get `--rates`, `--max-rate` and
+ * `--moderate-rate` (filled in below); with one, the ramp doubles up to 4× its last listed rate.
+ * @param {string} raw
+ * @returns {{ shape: string, rooms: number, clients: number, rates?: number[], maxRate?: number, moderateRate?: number }}
+ */
+function parseShape(raw) {
+  const m = /^(\d+)x(\d+)(?::([\d./]+)(?:@([\d.]+))?)?$/.exec(raw);
+  if (!m) fail(`--fanout shapes look like 1x50 or 1x500:0.1/0.2/0.4@0.1, not ${raw}`);
+  const shape = `${m[1]}x${m[2]}`;
+  const ladder = m[3] ?? (shape === "1x500" ? BIG_ROOM_LADDER.split("@")[0] : undefined);
+  const moderate = m[3] ? m[4] : shape === "1x500" ? BIG_ROOM_LADDER.split("@")[1] : undefined;
+  const out = { shape, rooms: Number(m[1]), clients: Number(m[2]) };
+  if (ladder === undefined) return out;
+  const rates = list(ladder.replaceAll("/", ",")).map((r) => num(r, 0, "fanout", 0.01));
+  rates.sort((a, b) => a - b);
+  return {
+    ...out,
+    rates,
+    maxRate: 4 * (rates[rates.length - 1] ?? 1),
+    moderateRate: moderate === undefined ? rates[0] : num(moderate, 0, "fanout", 0.01),
+  };
+}
+
 const quick = flags.quick === true;
 const ALL_SERVERS = ["edge-rooms", "ceiling", "peer", ...(flags.baseline ? ["baseline"] : [])];
 const options = {
@@ -136,11 +168,7 @@ const options = {
   stormConcurrency: num(flags["storm-concurrency"], 10, "storm-concurrency", 1),
   idleN: num(flags["idle-n"], quick ? 150 : 1200, "idle-n", 3),
   idleRooms: num(flags["idle-rooms"], quick ? 3 : 12, "idle-rooms", 1),
-  fanout: list(flags.fanout ?? (quick ? "1x20,4x5" : "1x50,10x10")).map((shape) => {
-    const m = /^(\d+)x(\d+)$/.exec(shape);
-    if (!m) fail(`--fanout shapes look like 1x50, not ${shape}`);
-    return { shape, rooms: Number(m[1]), clients: Number(m[2]) };
-  }),
+  fanout: list(flags.fanout ?? (quick ? "1x20,4x5" : "1x50,10x10,1x500")).map(parseShape),
   rates: list(flags.rates ?? (quick ? "10,40" : "5,10,20,40,80")).map((r) => num(r, 0, "rates", 0.1)),
   maxRate: num(flags["max-rate"], quick ? 40 : 320, "max-rate", 0.1),
   refine: num(flags.refine, quick ? 0 : 1, "refine"),
@@ -152,10 +180,15 @@ const options = {
   padBytes: num(flags.pad, 0, "pad"),
   via: flags.via ?? "direct",
   checkPinning: flags["check-pinning"] === true,
-  maxSeconds: num(flags["max-seconds"], 900, "max-seconds", 10),
+  maxSeconds: num(flags["max-seconds"], 1500, "max-seconds", 10),
   hogDuty: num(flags["hog-duty"], 0.5, "hog-duty", 0.05),
   out: flags.out ?? join(REPO_ROOT, "bench", "results"),
 };
+for (const f of options.fanout) {
+  f.rates ??= options.rates;
+  f.maxRate ??= options.maxRate;
+  f.moderateRate ??= options.moderateRate;
+}
 for (const s of options.servers) if (!ALL_SERVERS.includes(s)) fail(`unknown server ${s}`);
 for (const s of options.scenarios) if (!["idle", "storm", "fanout"].includes(s)) fail(`unknown scenario ${s}`);
 if (options.via !== "direct" && options.via !== "proxy") fail("--via is direct or proxy");
@@ -222,7 +255,7 @@ if (pinning.enabled) {
 // -- the servers under test --------------------------------------------------------------------------
 
 const secret = randomBytes(48).toString("hex");
-const maxRate = Math.max(options.maxRate, ...options.rates);
+const maxRate = Math.max(...options.fanout.flatMap((f) => [f.maxRate ?? 0, ...(f.rates ?? [])]), 1);
 const maxPerRoom = Math.max(
   Math.ceil(options.stormN / options.stormRooms),
   Math.ceil(options.idleN / options.idleRooms),
@@ -239,7 +272,16 @@ if (maxRate > 20) {
   edgeVars.RATE_LIMIT_PER_SECOND = String(Math.ceil(maxRate * 2));
   edgeVars.RATE_LIMIT_BURST = String(burst);
   // Four unread budgets must hold one sender's full burst of the largest frames (64 KiB).
-  edgeVars.MAX_UNREAD_BYTES = String(Math.max(16 * 1024 * 1024, burst * 16_384));
+  const unread = Math.max(16 * 1024 * 1024, burst * 16_384);
+  edgeVars.MAX_UNREAD_BYTES = String(unread);
+  // The room's queued-byte budget must be at least two unread budgets (config refuses less).
+  if (2 * unread > 64 * 1024 * 1024) edgeVars.ROOM_MAX_QUEUED_BYTES = String(2 * unread);
+  // The per-user bucket (issue 10) follows RATE_LIMIT_* by default; said explicitly so that the bench
+  // keeps measuring the message path if that default changes. Every bench client is its own user
+  // (token u<i>, one socket per user per room), so MAX_CONNECTIONS_PER_USER and
+  // CONNECTS_PER_USER_PER_MINUTE never bind, and the per-IP CONNECT_LIMITER is raised in the snapshot.
+  edgeVars.USER_RATE_LIMIT_PER_SECOND = edgeVars.RATE_LIMIT_PER_SECOND;
+  edgeVars.USER_RATE_LIMIT_BURST = edgeVars.RATE_LIMIT_BURST;
 }
 if (maxPerRoom > 1000) edgeVars.MAX_CONNECTIONS_PER_ROOM = String(maxPerRoom);
 
@@ -369,8 +411,8 @@ async function runSuite(server, run) {
           runTag: `${tag}-f${shape.shape}-${randomBytes(2).toString("hex")}`,
           rooms: shape.rooms,
           clients: shape.clients,
-          rates: options.rates,
-          maxRate: options.maxRate,
+          rates: shape.rates ?? options.rates,
+          maxRate: shape.maxRate ?? options.maxRate,
           stepMs: options.stepMs,
           drainMs: options.drainMs,
           warmupMs: options.warmupMs,
@@ -659,7 +701,7 @@ if (options.checkPinning) {
   table = pinningMarkdown(result);
 } else {
   result.summary = summarize(result);
-  table = markdown(result, result.summary);
+  table = markdown(result, result.summary, targetsMarkdown(result));
 }
 writeFileSync(jsonPath, `${JSON.stringify(result, null, 2)}\n`);
 writeFileSync(join(options.out, options.checkPinning ? "pinning.md" : "latest.md"), `${table}\n`);
@@ -699,8 +741,8 @@ async function checkPinning() {
               runTag: `pin${run}-${randomBytes(3).toString("hex")}`,
               rooms: shape.rooms,
               clients: shape.clients,
-              rates: options.rates,
-              maxRate: options.maxRate,
+              rates: shape.rates ?? options.rates,
+              maxRate: shape.maxRate ?? options.maxRate,
               stepMs: options.stepMs,
               drainMs: options.drainMs,
               warmupMs: options.warmupMs,

@@ -395,7 +395,8 @@ export async function fanout(o) {
       clientSysPct: round((clientCpu.system / 1e6 / window) * 100),
       serverCpuPct: round((serverCpu / window) * 100),
       coreBusyPct: cores,
-      serverCpuUsPerDelivery: round((serverCpuAll * 1e6) / Math.max(1, state.received), 2),
+      // Nothing received (a step swamped by other work): no figure, rather than all the CPU ÷ 1.
+      serverCpuUsPerDelivery: state.received > 0 ? round((serverCpuAll * 1e6) / state.received, 2) : Number.NaN,
       maxTickGapMs: round(maxGap, 1),
       pass: false,
       foreignPct: Number.NaN,
@@ -460,7 +461,9 @@ export async function fanout(o) {
     }
     const refine = o.alive && !o.alive() ? 0 : o.refine;
     for (let k = 0; k < refine && lastPass !== undefined && firstFail !== undefined; k++) {
-      const mid = Math.round(Math.sqrt(lastPass * firstFail));
+      // Whole msg/s for the usual ladder (57, 113); two significant digits for a big room's (0.57).
+      const exact = Math.sqrt(lastPass * firstFail);
+      const mid = exact >= 10 ? Math.round(exact) : Number(exact.toPrecision(2));
       if (mid <= lastPass || mid >= firstFail) break;
       const step = await measure(mid);
       if (!step) break;

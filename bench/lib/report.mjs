@@ -25,9 +25,18 @@ function spread(values) {
 }
 
 /**
+ * The moderate load of a fan-out shape, msg/s per client: its own (a big room's ladder) or `--moderate-rate`.
+ * @param {{ moderateRate: number, fanout?: { shape: string, moderateRate?: number }[] }} options
+ * @param {string} shape
+ */
+export function moderateRateOf(options, shape) {
+  return options.fanout?.find((f) => f.shape === shape)?.moderateRate ?? options.moderateRate;
+}
+
+/**
  * The figures of one server in one run, by key.
  * @param {any} suite
- * @param {{ moderateRate: number }} options
+ * @param {{ moderateRate: number, fanout?: { shape: string, moderateRate?: number }[] }} options
  * @returns {Record<string, number>}
  */
 export function figuresOf(suite, options) {
@@ -43,7 +52,8 @@ export function figuresOf(suite, options) {
   for (const [shape, result] of Object.entries(suite.fanout ?? {})) {
     const r = /** @type {any} */ (result);
     f[`fanout_${shape}_capacity`] = r.error ? Number.NaN : r.capacity;
-    const moderate = (r.steps ?? []).find((/** @type {any} */ s) => s.rate === options.moderateRate);
+    const rate = moderateRateOf(options, shape);
+    const moderate = (r.steps ?? []).find((/** @type {any} */ s) => s.rate === rate);
     f[`fanout_${shape}_p50`] = moderate?.p50 ?? Number.NaN;
     f[`fanout_${shape}_p99`] = moderate?.p99 ?? Number.NaN;
     f[`fanout_${shape}_cpu`] = moderate?.serverCpuUsPerDelivery ?? Number.NaN;
@@ -73,16 +83,17 @@ function describe(key, o) {
   const m = /^fanout_(.+)_(capacity|p50|p99|cpu)$/.exec(key);
   if (m) {
     const shape = (m[1] ?? "").replace("x", "×");
+    const rate = moderateRateOf(/** @type {any} */ (o), m[1] ?? "");
     if (m[2] === "cpu")
       return {
-        label: `fan-out ${shape}: runtime CPU per delivered message at ${o.moderateRate} msg/s/client, µs`,
+        label: `fan-out ${shape}: runtime CPU per delivered message at ${rate} msg/s/client, µs`,
         better: "lower",
         digits: 2,
       };
     if (m[2] === "capacity")
       return { label: `fan-out ${shape}: **capacity**, delivered msg/s`, better: "higher", digits: 0 };
     return {
-      label: `fan-out ${shape}: ${m[2]} latency at ${o.moderateRate} msg/s/client, ms`,
+      label: `fan-out ${shape}: ${m[2]} latency at ${rate} msg/s/client, ms`,
       better: "lower",
       digits: 2,
     };
@@ -151,8 +162,9 @@ function cell(s, digits) {
 /**
  * @param {any} result
  * @param {ReturnType<typeof summarize>} summary
+ * @param {string} [targets] The targets table (bench/lib/targets.mjs), shown first.
  */
-export function markdown(result, summary) {
+export function markdown(result, summary, targets = "") {
   const o = result.options;
   const m = result.machine;
   const lines = [];
@@ -166,6 +178,7 @@ export function markdown(result, summary) {
       `(load average ${m.loadBefore.join(" ")} before, ${m.loadAfter.join(" ")} after): ${m.background.verdict}.`,
   );
   lines.push("");
+  if (targets) lines.push(targets, "");
   lines.push(
     "Each cell: median over runs (min–max). Ratios are edge-rooms ÷ the other server, per run, then median " +
       "(min–max); for latency and memory lower is better, so a ratio under 1 favours edge-rooms there.",
