@@ -67,6 +67,11 @@ const EnvSchema = v.object({
   ROOM_MAX_QUEUED_BYTES: integer(64 * 1024 * 1024, 1_048_576, 1_073_741_824),
   REPLAY_BYTES_PER_USER_PER_MINUTE: integer(32 * 1024 * 1024, 0, 1_073_741_824),
   PRESENCE_GRACE_MS: integer(5000, 0, 60_000),
+  SIGNAL_MAX_BYTES: integer(4096, 64, 1_048_576),
+  SIGNAL_RATE_PER_SECOND: integer(30, 1, 100_000),
+  SIGNAL_RATE_BURST: integer(60, 1, 100_000),
+  // Kept in every socket attachment of its user, which holds 16 KiB with the rest.
+  PRESENCE_STATE_MAX_BYTES: integer(1024, 2, 8192),
 });
 
 export type KeySource =
@@ -108,6 +113,13 @@ export interface Config {
   replayBytesPerUserPerMinute: number;
   /** How long a user's last connection may be gone before the room announces its `leave`. */
   presenceGraceMs: number;
+  /** Largest `signal` frame, in UTF-8 bytes (≤ MAX_MESSAGE_BYTES). */
+  signalMaxBytes: number;
+  /** One signal bucket per user per room, apart from the message buckets. */
+  signalRatePerSecond: number;
+  signalRateBurst: number;
+  /** Largest presence state, as JSON in UTF-8 bytes. */
+  presenceStateMaxBytes: number;
 }
 
 /** A setting with a bad value. `setting` names it; `message` says what is wrong, never the value. */
@@ -179,6 +191,9 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       ),
     };
   }
+  if (e.SIGNAL_MAX_BYTES > e.MAX_MESSAGE_BYTES) {
+    return { ok: false, error: new ConfigError("SIGNAL_MAX_BYTES", "must be at most MAX_MESSAGE_BYTES") };
+  }
   if (e.ROOM_MAX_QUEUED_BYTES < 2 * e.MAX_UNREAD_BYTES) {
     return {
       ok: false,
@@ -235,6 +250,10 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       roomMaxQueuedBytes: e.ROOM_MAX_QUEUED_BYTES,
       replayBytesPerUserPerMinute: e.REPLAY_BYTES_PER_USER_PER_MINUTE,
       presenceGraceMs: e.PRESENCE_GRACE_MS,
+      signalMaxBytes: e.SIGNAL_MAX_BYTES,
+      signalRatePerSecond: e.SIGNAL_RATE_PER_SECOND,
+      signalRateBurst: e.SIGNAL_RATE_BURST,
+      presenceStateMaxBytes: e.PRESENCE_STATE_MAX_BYTES,
     },
   };
 }

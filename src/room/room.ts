@@ -28,6 +28,7 @@ import { Alarms } from "./alarms";
 import { utf8Length } from "./bytes";
 import { type Connection, logFieldsOf, newConnection, tagForUser } from "./connection";
 import { Connections } from "./connections";
+import { Ephemeral, type EphemeralFrame, isEphemeralType } from "./ephemeral";
 import { HANDOFF_HEADER, type Handoff, HandoffSchema } from "./handoff";
 import { History, type Page, type PageQuery } from "./history";
 import { type MessageBody, Messages, type Published } from "./messages";
@@ -39,10 +40,13 @@ import { Users } from "./users";
 
 export type { MessageBody, Published } from "./messages";
 
+/** RPC types a result only when it can tell it serializes (`unknown` does not); states are JSON. */
+type JsonValue = string | number | boolean | null | object;
+
 export interface RoomInfo {
   seq: number;
   connections: number;
-  users: PresenceEntry[];
+  users: Array<Omit<PresenceEntry, "state"> & { state?: Record<string, JsonValue> }>;
 }
 
 export class Room extends DurableObject<Env> {
@@ -60,6 +64,8 @@ export class Room extends DurableObject<Env> {
   readonly #messages: Messages;
   readonly #presence: PresenceFeed;
   readonly #alarms: Alarms;
+  /** Signals and presence states: never stored, bounded apart from messages. */
+  readonly #ephemeral: Ephemeral;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -78,6 +84,11 @@ export class Room extends DurableObject<Env> {
     };
     this.#users = new Users({
       messages: this.#userLimits,
+      signals: {
+        perSecond: this.#config?.signalRatePerSecond ?? 1,
+        burst: this.#config?.signalRateBurst ?? 1,
+        maxStrikes: Number.POSITIVE_INFINITY,
+      },
       connectsPerMinute: this.#config?.connectsPerUserPerMinute ?? 1,
       replayBytesPerMinute: this.#config?.replayBytesPerUserPerMinute ?? 0,
     });
@@ -90,13 +101,27 @@ export class Room extends DurableObject<Env> {
     };
     this.#presence = new PresenceFeed(this.#config?.presenceGraceMs ?? 0, () => this.#connections);
     const hooks = {
-      restored: (conn: Connection) => this.#presence.restored(conn.attachment.user),
+      restored: (conn: Connection) => {
+        this.#presence.restored(conn.attachment.user);
+        this.#ephemeral.states.restored(conn);
+      },
       countedOut: (conn: Connection) => this.#presence.departed(conn.attachment.user),
       closing: () => this.#messages.flush(),
     };
     this.#connections = new Connections(ctx, settings, hooks, this.#users);
     this.#messages = new Messages(this.#history, this.#connections, this.#users);
     this.#alarms = new Alarms(ctx, this.#connections);
+    this.#ephemeral = new Ephemeral(
+      () => this.#connections,
+      () => this.#presence.online,
+      {
+        signalMaxBytes: this.#config?.signalMaxBytes ?? 0,
+        signalRatePerSecond: this.#config?.signalRatePerSecond ?? 1,
+        signalRateBurst: this.#config?.signalRateBurst ?? 1,
+        presenceStateMaxBytes: this.#config?.presenceStateMaxBytes ?? 0,
+      },
+      (conn, code, text) => this.#sendError(conn, code, text),
+    );
     // Answered by the runtime without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
   }
@@ -160,6 +185,7 @@ export class Room extends DurableObject<Env> {
     await this.#alarms.run(config, (now) => {
       this.#connections.reconcile();
       this.#users.prune(now, (userId) => this.ctx.getWebSockets(tagForUser(userId)).length > 0);
+      this.#ephemeral.states.prune((userId) => this.#presence.has(userId));
     });
   }
 
@@ -183,7 +209,8 @@ export class Room extends DurableObject<Env> {
     return {
       seq: this.#history.latestSeq,
       connections: this.#connections.liveCount(),
-      users: this.#presence.list(),
+      // States were parsed from JSON: they are JSON.
+      users: this.#ephemeral.states.decorate(this.#presence.list()) as RoomInfo["users"],
     };
   }
 
@@ -222,7 +249,9 @@ export class Room extends DurableObject<Env> {
   /** The `join` for the others, then the welcome and the resume replay. */
   #greet(conn: Connection, handoff: Handoff, config: Config): void {
     const attachment = conn.attachment;
+    const wasHere = this.#presence.has(handoff.user.id);
     this.#presence.arrived(handoff.user, conn.ws);
+    this.#ephemeral.states.arrived(conn, wasHere);
     const replay = handoff.since === undefined ? undefined : this.#messages.replay(conn, handoff.since, config);
     const welcome: WelcomeFrame = {
       type: "welcome",
@@ -230,7 +259,7 @@ export class Room extends DurableObject<Env> {
       connectionId: attachment.id,
       user: handoff.user,
       seq: this.#history.latestSeq,
-      presence: this.#presence.list(),
+      presence: this.#ephemeral.states.decorate(this.#presence.list()),
       heartbeatInterval: config.heartbeatIntervalMs,
       ...(replay ? { recovered: replay.recovered } : {}),
     };
@@ -268,6 +297,18 @@ export class Room extends DurableObject<Env> {
       return;
     }
 
+    // Signals and presence states have their own bounds (src/room/ephemeral.ts): a small text frame
+    // is parsed first to tell, so that they never take tokens from the message buckets.
+    let raw: unknown = UNPARSED;
+    if (typeof message === "string" && size <= this.#ephemeral.parseFirstBytes) {
+      raw = parseJson(message);
+      if (isEphemeralType(raw)) {
+        const frame = this.#parseFrame(conn, raw);
+        if (frame !== undefined) this.#ephemeral.onFrame(conn, frame as EphemeralFrame, message, now);
+        return;
+      }
+    }
+
     const taken = takeShared(conn.bucket, conn.owner.messages, now, this.#limits, this.#userLimits);
     if (taken === "exhausted") {
       connections.close(conn, CLOSE_CODES.rateLimited, "rate limit exceeded");
@@ -289,10 +330,8 @@ export class Room extends DurableObject<Env> {
       }
       return;
     }
-    let raw: unknown;
-    try {
-      raw = JSON.parse(message);
-    } catch {
+    if (raw === UNPARSED) raw = parseJson(message);
+    if (raw === INVALID_JSON) {
       this.#sendError(conn, "invalid_json", "the frame is not valid JSON");
       return;
     }
@@ -312,6 +351,11 @@ export class Room extends DurableObject<Env> {
         return;
       case "message":
         this.#messages.onMessage(conn, frame, now);
+        return;
+      case "signal":
+      case "presence":
+        // Larger than any valid one would be parsed first: the cap answers it.
+        this.#ephemeral.onFrame(conn, frame, message, now);
         return;
     }
   }
@@ -368,5 +412,16 @@ export class Room extends DurableObject<Env> {
 
   #sendError(conn: Connection, code: Parameters<Connections["sendError"]>[1], message: string, id?: string): void {
     this.#messages.reply(() => this.#connections.sendError(conn, code, message, id));
+  }
+}
+
+const UNPARSED = Symbol("unparsed");
+const INVALID_JSON = Symbol("invalid JSON");
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return INVALID_JSON;
   }
 }
