@@ -129,8 +129,11 @@ const JsonDataSchema = v.pipe(
 
 /** A presence state: a JSON object (not an array, not null), nested at most MAX_DATA_DEPTH deep. */
 export const PresenceStateSchema = v.pipe(
-  v.record(v.string(), v.unknown()),
-  v.check((s) => !Array.isArray(s), "state must be a JSON object"),
+  // Not v.record: it would take an array and return an object of its indexes.
+  v.custom<Record<string, unknown>>(
+    (s) => typeof s === "object" && s !== null && !Array.isArray(s),
+    "state must be a JSON object",
+  ),
   v.check((s) => jsonDepth(s) <= MAX_DATA_DEPTH, `state nests deeper than ${MAX_DATA_DEPTH} levels`),
 );
 export type PresenceState = v.InferOutput<typeof PresenceStateSchema>;
