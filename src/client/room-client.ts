@@ -10,6 +10,9 @@ import {
   clientFrameSchema,
   type MessageFrame,
   PING_FRAME,
+  type PresenceFrame,
+  type PresenceState,
+  PresenceStateSchema,
   RoomIdSchema,
   ServerFrameSchema,
   SUBPROTOCOL,
@@ -41,11 +44,13 @@ import {
 import type {
   ConnectionState,
   Gap,
+  PresenceUser,
   Retry,
   RoomClientEvents,
   RoomClientOptions,
   RoomMessage,
   SendOptions,
+  SignalOptions,
 } from "./types";
 
 /** The close code the client uses when it abandons a connection it considers dead. */
@@ -109,7 +114,9 @@ export class RoomClient<TData = unknown> {
   #attempt = 0;
   #lastSeq: number | undefined;
   #user: User | undefined;
-  #users = new Map<string, User>();
+  #users = new Map<string, PresenceUser>();
+  /** This user's presence state, as last set: sent again on every (re)connect. */
+  #presence: string | undefined;
   #liveness: Liveness | undefined;
   /** The sender named by the `binary` frame just received, for the binary frame that follows it. */
   #binaryFrom: User | undefined;
@@ -171,9 +178,42 @@ export class RoomClient<TData = unknown> {
     return this.#user;
   }
 
-  /** Who is in the room, from `welcome` and `presence` frames. */
-  get users(): User[] {
+  /** Who is in the room, from `welcome` and `presence` frames, each with its presence `state` once set. */
+  get users(): PresenceUser[] {
     return [...this.#users.values()];
+  }
+
+  /**
+   * Sends an ephemeral signal (a typing indicator, a cursor) to the room's other connections, or
+   * only to user `to`'s. Fire and forget: never stored or acknowledged, not queued while
+   * disconnected; returns whether it was written. The server drops signals past the user's
+   * SIGNAL_RATE_PER_SECOND (with one `rate_limited` error event per run of drops). Throws a
+   * `TypeError` for data that is not JSON.
+   *
+   * @example
+   * input.addEventListener("input", () => client.signal({ typing: true }));
+   * client.on("signal", ({ from, data }) => showTyping(from, data));
+   */
+  signal(data: unknown, options: SignalOptions = {}): boolean {
+    const frame = { type: "signal" as const, data, ...(options.to === undefined ? {} : { to: options.to }) };
+    const text = outgoing(frame, "signal");
+    return this.#state === "open" && this.#write(text);
+  }
+
+  /**
+   * Sets this user's presence state (a small JSON object; the server's PRESENCE_STATE_MAX_BYTES,
+   * 1 KiB by default), shown to everyone in `users` and as presence `update` events. It is per user:
+   * the last state set on any of its connections wins. Sent now when open, and again after every
+   * reconnect. Throws a `TypeError` for a state that is not a JSON object.
+   *
+   * @example
+   * client.setPresence({ status: "busy" });
+   */
+  setPresence(state: PresenceState): void {
+    const checked = v.safeParse(PresenceStateSchema, state);
+    if (!checked.success) throw new TypeError(`state: ${checked.issues[0].message}`);
+    this.#presence = outgoing({ type: "presence", state }, "presence");
+    if (this.#state === "open") this.#write(this.#presence);
   }
 
   /** Sends waiting for a connection. */
@@ -541,9 +581,14 @@ export class RoomClient<TData = unknown> {
         }
         return;
       case "presence":
-        if (frame.event === "join") this.#users.set(frame.user.id, frame.user);
-        else this.#users.delete(frame.user.id);
-        this.#events.emit("presence", frame);
+        this.#onPresence(frame);
+        return;
+      case "signal":
+        this.#events.emit("signal", {
+          from: frame.from,
+          data: frame.data,
+          ...(frame.to === undefined ? {} : { to: frame.to }),
+        });
         return;
       case "heartbeat":
         // Echoed, so the room can tell this client still reads (and close it if it stops).
@@ -562,7 +607,12 @@ export class RoomClient<TData = unknown> {
     clearTimeout(this.#connectTimer);
     this.#connectTimer = undefined;
     this.#user = welcome.user;
-    this.#users = new Map(welcome.presence.map((p) => [p.id, { id: p.id, name: p.name }]));
+    this.#users = new Map(
+      welcome.presence.map((p) => [
+        p.id,
+        { id: p.id, name: p.name, ...(p.state === undefined ? {} : { state: p.state }) },
+      ]),
+    );
     const since = attempt.since;
     let gap: Gap | undefined;
     if (since === undefined) {
@@ -577,6 +627,7 @@ export class RoomClient<TData = unknown> {
     }
     this.#attempt = 0;
     this.#setState("open");
+    if (this.#presence !== undefined) this.#write(this.#presence);
     this.#events.emit("welcome", welcome);
     if (gap) this.#events.emit("gap", gap);
     this.#startLiveness(attempt, welcome.heartbeatInterval);
@@ -586,6 +637,14 @@ export class RoomClient<TData = unknown> {
     } else {
       this.#ready();
     }
+  }
+
+  #onPresence(frame: PresenceFrame): void {
+    const { id, name } = frame.user;
+    if (frame.event === "leave") this.#users.delete(id);
+    else if (frame.event === "join") this.#users.set(id, { id, name });
+    else this.#users.set(id, { id, name, ...(frame.state === undefined ? {} : { state: frame.state }) });
+    this.#events.emit("presence", frame);
   }
 
   #onMessage(message: MessageFrame): void {
@@ -636,6 +695,17 @@ export class RoomClient<TData = unknown> {
         this.#retry({ reason: "heartbeat", message: why });
       },
     });
+  }
+}
+
+/** A client frame as text, or a `TypeError` saying why it cannot be sent. */
+function outgoing(frame: unknown, what: string): string {
+  const checked = v.safeParse(OUTGOING_SCHEMA, frame);
+  if (!checked.success) throw new TypeError(`${what}: ${checked.issues[0].message}`);
+  try {
+    return JSON.stringify(frame);
+  } catch (error) {
+    throw new TypeError(`${what}: not JSON (${describe(error)})`);
   }
 }
 
