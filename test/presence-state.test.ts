@@ -178,7 +178,6 @@ describe("Coalescer", () => {
     const realNow = Date.now;
     Date.now = clock.now;
     try {
-      const started = performance.now();
       for (let i = 1; i <= 60; i++) {
         clock.advance(Math.round((i - 1) * (1000 / 60)));
         c.push("alice", i, clock.now());
