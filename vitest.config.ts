@@ -16,6 +16,8 @@ export default defineConfig({
           MAX_CONNECTIONS_PER_ROOM: "5",
           HISTORY_LIMIT: "20",
           MAX_UNREAD_BYTES: "1048576",
+          // Per-connection open/close lines, which some tests read (production's default is info).
+          LOG_LEVEL: "debug",
           // Per-user caps small enough to reach below the room's.
           MAX_CONNECTIONS_PER_USER: "3",
           REPLAY_BYTES_PER_USER_PER_MINUTE: "1048576",

@@ -33,6 +33,8 @@ export async function buildClient() {
       legalComments: "none",
       logLevel: "warning",
       metafile: true,
+      // The page imports the package by name; here that is the source, not the built dist/.
+      alias: { "edge-rooms/client": join(root, "src", "client", "index.ts") },
     });
     await mkdir(out, { recursive: true });
     const fresh = new Set(await readdir(scratch));

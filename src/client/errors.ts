@@ -1,5 +1,5 @@
 /** Why a `send()` was rejected, and why a client stopped for good. */
-import type { ErrorFrame, FrameErrorCode } from "../protocol";
+import type { ErrorFrame, FrameErrorCode } from "../protocol/index.js";
 
 /**
  * Codes of a rejected `send()` (and of `error` events): the server's error frame codes, plus the

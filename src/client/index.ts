@@ -15,15 +15,15 @@ export type {
   SignalFrame,
   User,
   WelcomeFrame,
-} from "../protocol";
-export { CLOSE_CODES, PING_FRAME, SUBPROTOCOL } from "../protocol";
-export { type BackoffOptions, backoffCeiling, backoffDelay, DEFAULT_BACKOFF, resolveBackoff } from "./backoff";
-export type { Listener } from "./emitter";
-export { RoomClientError, type SendErrorCode, type Stop, type StopCode } from "./errors";
-export type { SendResult } from "./outbox";
-export type { Refusal } from "./refusal";
-export { RoomClient } from "./room-client";
-export type { FetchLike, WebSocketConstructor, WebSocketExtraOptions, WebSocketLike } from "./socket";
+} from "../protocol/index.js";
+export { CLOSE_CODES, PING_FRAME, SUBPROTOCOL } from "../protocol/index.js";
+export { type BackoffOptions, backoffCeiling, backoffDelay, DEFAULT_BACKOFF, resolveBackoff } from "./backoff.js";
+export type { Listener } from "./emitter.js";
+export { RoomClientError, type SendErrorCode, type Stop, type StopCode } from "./errors.js";
+export type { SendResult } from "./outbox.js";
+export type { Refusal } from "./refusal.js";
+export { RoomClient } from "./room-client.js";
+export type { FetchLike, WebSocketConstructor, WebSocketExtraOptions, WebSocketLike } from "./socket.js";
 export type {
   BinaryMessage,
   ConnectionState,
@@ -39,4 +39,4 @@ export type {
   SignalOptions,
   StateChange,
   TokenSource,
-} from "./types";
+} from "./types.js";

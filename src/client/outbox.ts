@@ -15,8 +15,8 @@
  * still refuses with `rate_limited` goes back to the front of the queue and is written again once the
  * bucket has refilled, rather than failing.
  */
-import type { ErrorFrame } from "../protocol";
-import { RoomClientError, type SendErrorCode } from "./errors";
+import type { ErrorFrame } from "../protocol/index.js";
+import { RoomClientError, type SendErrorCode } from "./errors.js";
 
 /** The result of an acknowledged send. */
 export interface SendResult {

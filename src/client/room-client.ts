@@ -18,13 +18,13 @@ import {
   SUBPROTOCOL,
   type User,
   type WelcomeFrame,
-} from "../protocol";
-import { type BackoffOptions, backoffDelay, resolveBackoff } from "./backoff";
-import { Emitter, type Listener } from "./emitter";
-import { RoomClientError, type Stop } from "./errors";
-import { Liveness } from "./liveness";
-import { Outbox, type SendResult } from "./outbox";
-import { readRefusal } from "./refusal";
+} from "../protocol/index.js";
+import { type BackoffOptions, backoffDelay, resolveBackoff } from "./backoff.js";
+import { Emitter, type Listener } from "./emitter.js";
+import { RoomClientError, type Stop } from "./errors.js";
+import { Liveness } from "./liveness.js";
+import { Outbox, type SendResult } from "./outbox.js";
+import { readRefusal } from "./refusal.js";
 import {
   CLOSING,
   connectUrl,
@@ -32,6 +32,7 @@ import {
   isReachable,
   isTransientStatus,
   OPEN,
+  openSocket,
   probeUrl,
   refusedStatus,
   resolveWebSocket,
@@ -40,7 +41,7 @@ import {
   type SocketMessageEvent,
   type WebSocketConstructor,
   type WebSocketLike,
-} from "./socket";
+} from "./socket.js";
 import type {
   ConnectionState,
   Gap,
@@ -51,7 +52,7 @@ import type {
   RoomMessage,
   SendOptions,
   SignalOptions,
-} from "./types";
+} from "./types.js";
 
 /** The close code the client uses when it abandons a connection it considers dead. */
 const ABANDON_CODE = 4000;
@@ -313,7 +314,7 @@ export class RoomClient<TData = unknown> {
     const url = connectUrl(this.#options.url, this.room, since);
     let socket: WebSocketLike;
     try {
-      socket = new this.#WebSocket(url, [SUBPROTOCOL, `${BEARER_PROTOCOL_PREFIX}${token}`], {
+      socket = openSocket(this.#WebSocket, url, [SUBPROTOCOL, `${BEARER_PROTOCOL_PREFIX}${token}`], {
         closeTimeout: SOCKET_CLOSE_TIMEOUT_MS,
       });
     } catch (error) {

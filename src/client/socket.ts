@@ -42,11 +42,29 @@ export interface WebSocketExtraOptions {
   closeTimeout?: number;
 }
 
-export type WebSocketConstructor = new (
+/**
+ * A WebSocket constructor: the browser's, Node's global one (22+), or the `ws` package's
+ * (`import WS from "ws"`). Only the first two parameters are part of the type, so that both the DOM's
+ * and `ws`'s constructors fit under strict TypeScript (`ws`'s options type shares no field with
+ * {@link WebSocketExtraOptions}, so a third typed parameter would refuse it); the client still passes
+ * those options as a third argument, which `ws` reads and the others ignore.
+ */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+/** Opens a socket, passing the extra options that `ws` reads (see {@link WebSocketConstructor}). */
+export function openSocket(
+  WebSocketImpl: WebSocketConstructor,
   url: string,
-  protocols?: string | string[],
-  options?: WebSocketExtraOptions,
-) => WebSocketLike;
+  protocols: string[],
+  options: WebSocketExtraOptions,
+): WebSocketLike {
+  const withOptions = WebSocketImpl as new (
+    url: string,
+    protocols: string[],
+    options: WebSocketExtraOptions,
+  ) => WebSocketLike;
+  return new withOptions(url, protocols, options);
+}
 
 export const OPEN = 1;
 export const CLOSING = 2;

@@ -3,10 +3,10 @@
  * class so that the API reads in one place.
  */
 import type * as v from "valibot";
-import type { MessageFrame, PresenceFrame, User, WelcomeFrame } from "../protocol";
-import type { BackoffOptions } from "./backoff";
-import type { RoomClientError, Stop } from "./errors";
-import type { FetchLike, WebSocketConstructor } from "./socket";
+import type { MessageFrame, PresenceFrame, User, WelcomeFrame } from "../protocol/index.js";
+import type { BackoffOptions } from "./backoff.js";
+import type { RoomClientError, Stop } from "./errors.js";
+import type { FetchLike, WebSocketConstructor } from "./socket.js";
 
 /** `connecting` (first attempt) → `open` (welcomed) → `reconnecting` (waiting or retrying) → … → `closed`. */
 export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";

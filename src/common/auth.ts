@@ -100,13 +100,14 @@ function hmacKeys(secret: Uint8Array): jose.JWTVerifyGetKey {
   };
 }
 
+/** Which key source a verifier (or a cached verification) belongs to. */
+function sourceId(source: KeySource): string {
+  if (source.kind === "secret") return `secret:${source.secret}`;
+  return source.kind === "jwks" ? `jwks:${source.url}` : `pem:${source.pem}`;
+}
+
 function verifierFor(source: KeySource): Promise<Verifier> {
-  const id =
-    source.kind === "secret"
-      ? `secret:${source.secret}`
-      : source.kind === "jwks"
-        ? `jwks:${source.url}`
-        : `pem:${source.pem}`;
+  const id = sourceId(source);
   let verifier = verifiers.get(id);
   if (verifier === undefined) {
     verifier = makeVerifier(source);
@@ -125,6 +126,32 @@ const INVALID_TOKEN_HEADERS = { "WWW-Authenticate": 'Bearer error="invalid_token
  * key set cannot be fetched, and `server_misconfigured` when the configured key is unusable.
  */
 export async function verifyToken(token: string, config: Config): Promise<Identity> {
+  // Keyed by everything a verification depends on: the key source and the required iss and aud.
+  const cacheKey = `${sourceId(config.key)}\u0000${config.issuer ?? ""}\u0000${config.audience ?? ""}\u0000${token}`;
+  const hit = verified.get(cacheKey);
+  if (hit !== undefined) {
+    // Expiry is checked again on every hit, with the tolerance a verification allows.
+    if (Date.now() < hit.exp + config.clockToleranceSeconds * 1000) return hit;
+    verified.delete(cacheKey);
+  }
+  const identity = await verifyUncached(token, config);
+  if (verified.size >= VERIFIED_MAX) {
+    const oldest = verified.keys().next().value;
+    if (oldest !== undefined) verified.delete(oldest);
+  }
+  verified.set(cacheKey, identity);
+  return identity;
+}
+
+/**
+ * Tokens verified by this isolate: the exact token to the identity it carries, so a client that
+ * reconnects (or many that share an isolate) costs one signature check per token, not per connect.
+ * Bounded, oldest out first; failures are never cached; a hit's expiry is checked again.
+ */
+const VERIFIED_MAX = 1024;
+const verified = new Map<string, Identity>();
+
+async function verifyUncached(token: string, config: Config): Promise<Identity> {
   const { key, algorithms } = await verifierFor(config.key);
   let payload: jose.JWTPayload;
   try {

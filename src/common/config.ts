@@ -6,7 +6,7 @@
 import * as v from "valibot";
 import { HARD_FACTOR } from "../room/reading";
 import { type AllowedOrigins, parseAllowedOrigins } from "../worker/origins";
-import { log } from "./log";
+import { log, setLogLevel } from "./log";
 
 /** A whole number written in decimal, within [min, max]. */
 function whole(min: number, max: number) {
@@ -72,6 +72,10 @@ const EnvSchema = v.object({
   SIGNAL_RATE_BURST: integer(60, 1, 100_000),
   // Kept in every socket attachment of its user, which holds 16 KiB with the rest.
   PRESENCE_STATE_MAX_BYTES: integer(1024, 2, 8192),
+  LOG_LEVEL: v.optional(
+    v.pipe(v.string(), v.trim(), v.toLowerCase(), v.picklist(["debug", "info"], "must be debug or info")),
+    "info",
+  ),
 });
 
 export type KeySource =
@@ -120,6 +124,8 @@ export interface Config {
   signalRateBurst: number;
   /** Largest presence state, as JSON in UTF-8 bytes. */
   presenceStateMaxBytes: number;
+  /** `debug` adds a line per connection open and close; `info` (the default) leaves them out. */
+  logLevel: "debug" | "info";
 }
 
 /** A setting with a bad value. `setting` names it; `message` says what is wrong, never the value. */
@@ -254,6 +260,7 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       signalRatePerSecond: e.SIGNAL_RATE_PER_SECOND,
       signalRateBurst: e.SIGNAL_RATE_BURST,
       presenceStateMaxBytes: e.PRESENCE_STATE_MAX_BYTES,
+      logLevel: e.LOG_LEVEL as "debug" | "info",
     },
   };
 }
@@ -266,7 +273,8 @@ export function loadConfig(env: object): ConfigResult {
   if (result === undefined) {
     result = parseConfig(env as Record<string, unknown>);
     cache.set(env, result);
-    if (!result.ok) log("error", "config_invalid", { setting: result.error.setting, message: result.error.message });
+    if (result.ok) setLogLevel(result.config.logLevel);
+    else log("error", "config_invalid", { setting: result.error.setting, message: result.error.message });
   }
   return result;
 }

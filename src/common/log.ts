@@ -1,7 +1,21 @@
-/** Structured logs: one JSON object per line. Never pass a token or a key. */
-export type LogLevel = "info" | "warn" | "error";
+/**
+ * Structured logs: one JSON object per line. Never pass a token or a key.
+ *
+ * `debug` lines (a connection's open and close, a token refresh) are written only with
+ * LOG_LEVEL=debug: one or two per connection cost CPU and log ingestion in production. Everything
+ * else (refusals, slow consumers, warnings, errors) is always written.
+ */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+let isDebugOn = false;
+
+/** Set from LOG_LEVEL when the settings are loaded. */
+export function setLogLevel(level: "debug" | "info"): void {
+  isDebugOn = level === "debug";
+}
 
 export function log(level: LogLevel, event: string, fields: Record<string, unknown>): void {
+  if (level === "debug" && !isDebugOn) return;
   const line = JSON.stringify({ level, event, ...fields });
   if (level === "error") console.error(line);
   else if (level === "warn") console.warn(line);

@@ -23,7 +23,7 @@ import {
   type SignalOptions,
   type Stop,
   type User,
-} from "../client/index";
+} from "../client/index.js";
 
 export interface UseRoomOptions<TData = unknown> extends RoomClientOptions<TData> {
   /** The newest messages kept in `messages`; older ones are dropped from the state. Default 500. */

@@ -146,7 +146,7 @@ export class Connections {
     conn.isGone = true;
     this.#broadcastList = undefined;
     markClosing(conn);
-    log("info", "connection_close", {
+    log("debug", "connection_close", {
       ...logFieldsOf(conn),
       code,
       reason,

@@ -13,28 +13,26 @@ import { describeError, log } from "../common/log";
 import {
   type BinaryFrame,
   CLOSE_CODES,
-  type ClientFrame,
   clientFrameSchema,
   PING_FRAME,
   PONG_FRAME,
   type PresenceEntry,
-  quickMessageFrame,
-  SUBPROTOCOL,
   type User,
-  type WelcomeFrame,
 } from "../protocol";
 import { refuseConnect } from "./admission";
 import { Alarms } from "./alarms";
 import { utf8Length } from "./bytes";
-import { type Connection, logFieldsOf, newConnection, tagForUser } from "./connection";
+import { type Connection, logFieldsOf, tagForUser } from "./connection";
 import { Connections } from "./connections";
 import { Ephemeral, type EphemeralFrame, isEphemeralType } from "./ephemeral";
-import { HANDOFF_HEADER, type Handoff, HandoffSchema } from "./handoff";
+import { decodeFrame, decodeTextFrame, parseFrameJson, UNPARSED } from "./frame-decoding";
+import { accept } from "./greeting";
+import { HANDOFF_HEADER, HandoffSchema } from "./handoff";
 import { History, type Page, type PageQuery } from "./history";
 import { type MessageBody, Messages, type Published } from "./messages";
 import { PresenceFeed } from "./presence-feed";
 import { type RateLimits, takeShared } from "./rate-limit";
-import { clientIdOf, idOfRefused, isReservedCloseCode, safeClose, saveAttachment } from "./socket-chores";
+import { idOfRefused, isReservedCloseCode, safeClose, saveAttachment } from "./socket-chores";
 import { refreshToken } from "./token-refresh";
 import { Users } from "./users";
 
@@ -143,7 +141,15 @@ export class Room extends DurableObject<Env> {
         return refusal.toResponse();
       }
       await this.#alarms.ensureBy(handoff.output.exp, config);
-      return this.#accept(handoff.output, config);
+      const parts = {
+        connections: this.#connections,
+        presence: this.#presence,
+        messages: this.#messages,
+        history: this.#history,
+        users: this.#users,
+        states: this.#ephemeral.states,
+      };
+      return accept(this.ctx, handoff.output, config, parts);
     } catch (error) {
       log("error", "connect_failed", describeError(error));
       return new HttpError("internal_error", "internal error").toResponse();
@@ -227,53 +233,6 @@ export class Room extends DurableObject<Env> {
     return this.#config;
   }
 
-  // -- connect -------------------------------------------------------------------------------
-
-  #accept(handoff: Handoff, config: Config): Response {
-    const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
-    this.ctx.acceptWebSocket(server, [tagForUser(handoff.user.id)]);
-    const now = Date.now();
-    const conn = newConnection(server, handoff, config.rateLimitBurst, this.#users.get(handoff.user.id, now), now);
-    this.#connections.add(conn);
-    try {
-      this.#greet(conn, handoff, config);
-    } catch (error) {
-      // Accepted but not greeted: close it and count it out rather than leave a ghost.
-      log("error", "connect_failed", { ...logFieldsOf(conn), ...describeError(error) });
-      this.#connections.close(conn, CLOSE_CODES.internalError, "internal error");
-    }
-    const headers = handoff.selectProtocol ? { "Sec-WebSocket-Protocol": SUBPROTOCOL } : undefined;
-    return new Response(null, { status: 101, webSocket: client, headers });
-  }
-
-  /** The `join` for the others, then the welcome and the resume replay. */
-  #greet(conn: Connection, handoff: Handoff, config: Config): void {
-    const attachment = conn.attachment;
-    const wasHere = this.#presence.has(handoff.user.id);
-    this.#presence.arrived(handoff.user, conn.ws);
-    this.#ephemeral.states.arrived(conn, wasHere);
-    const replay = handoff.since === undefined ? undefined : this.#messages.replay(conn, handoff.since, config);
-    const welcome: WelcomeFrame = {
-      type: "welcome",
-      room: handoff.room,
-      connectionId: attachment.id,
-      user: handoff.user,
-      seq: this.#history.latestSeq,
-      presence: this.#ephemeral.states.decorate(this.#presence.list()),
-      heartbeatInterval: config.heartbeatIntervalMs,
-      ...(replay ? { recovered: replay.recovered } : {}),
-    };
-    // Counted, but not judged: a connection is never behind on what it is greeted with.
-    this.#connections.send(conn, JSON.stringify(welcome), false);
-    for (const frame of replay?.frames ?? []) this.#connections.send(conn, frame, false);
-    log("info", "connection_open", {
-      ...logFieldsOf(conn),
-      since: handoff.since,
-      recovered: replay?.recovered,
-      replayed: replay?.frames.length,
-    });
-  }
-
   // -- frames --------------------------------------------------------------------------------
 
   #onFrame(conn: Connection, message: string | ArrayBuffer, config: Config): void | Promise<void> {
@@ -301,10 +260,11 @@ export class Room extends DurableObject<Env> {
     // is parsed first to tell, so that they never take tokens from the message buckets.
     let raw: unknown = UNPARSED;
     if (typeof message === "string" && size <= this.#ephemeral.parseFirstBytes) {
-      raw = parseJson(message);
+      raw = parseFrameJson(message);
       if (isEphemeralType(raw)) {
-        const frame = this.#parseFrame(conn, raw);
-        if (frame !== undefined) this.#ephemeral.onFrame(conn, frame as EphemeralFrame, message, now);
+        const decoded = decodeFrame(raw, config.maxTextLength, this.#frameSchema);
+        if ("error" in decoded) this.#sendError(conn, decoded.error.code, decoded.error.message, decoded.error.id);
+        else this.#ephemeral.onFrame(conn, decoded.frame as EphemeralFrame, message, now);
         return;
       }
     }
@@ -330,13 +290,15 @@ export class Room extends DurableObject<Env> {
       }
       return;
     }
-    if (raw === UNPARSED) raw = parseJson(message);
-    if (raw === INVALID_JSON) {
-      this.#sendError(conn, "invalid_json", "the frame is not valid JSON");
+    const decoded =
+      raw === UNPARSED
+        ? decodeTextFrame(message, config.maxTextLength, this.#frameSchema)
+        : decodeFrame(raw, config.maxTextLength, this.#frameSchema);
+    if ("error" in decoded) {
+      this.#sendError(conn, decoded.error.code, decoded.error.message, decoded.error.id);
       return;
     }
-    const frame = quickMessageFrame(raw, config.maxTextLength) ?? this.#parseFrame(conn, raw);
-    if (frame === undefined) return;
+    const frame = decoded.frame;
     switch (frame.type) {
       case "ping":
         this.#send(conn, PONG_FRAME);
@@ -358,17 +320,6 @@ export class Room extends DurableObject<Env> {
         this.#ephemeral.onFrame(conn, frame, message, now);
         return;
     }
-  }
-
-  /** Validates a frame with the schema; answers `invalid_message` and returns nothing if it fails. */
-  #parseFrame(conn: Connection, raw: unknown): ClientFrame | undefined {
-    const parsed = v.safeParse(this.#frameSchema, raw);
-    if (parsed.success) return parsed.output;
-    const issue = parsed.issues[0];
-    const path = v.getDotPath(issue);
-    const text = `${path ? `${path}: ` : ""}${issue.message}`.slice(0, 200);
-    this.#sendError(conn, "invalid_message", text, clientIdOf(raw));
-    return undefined;
   }
 
   async #refreshToken(conn: Connection, token: string, config: Config): Promise<void> {
@@ -412,16 +363,5 @@ export class Room extends DurableObject<Env> {
 
   #sendError(conn: Connection, code: Parameters<Connections["sendError"]>[1], message: string, id?: string): void {
     this.#messages.reply(() => this.#connections.sendError(conn, code, message, id));
-  }
-}
-
-const UNPARSED = Symbol("unparsed");
-const INVALID_JSON = Symbol("invalid JSON");
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return INVALID_JSON;
   }
 }

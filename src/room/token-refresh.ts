@@ -40,6 +40,6 @@ export async function refreshToken(
   a.user = { id: a.user.id, name: identity.name };
   saveAttachment(conn); // the socket may be closing by now
   connections.send(conn, JSON.stringify({ type: "auth", exp: identity.exp } satisfies AuthFrame));
-  log("info", "token_refreshed", { ...logFieldsOf(conn), exp: identity.exp });
+  log("debug", "token_refreshed", { ...logFieldsOf(conn), exp: identity.exp });
   return identity.exp;
 }

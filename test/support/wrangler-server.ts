@@ -148,6 +148,8 @@ export class WranglerServer {
 
   async #startProcess(): Promise<void> {
     const vars = {
+      // Per-connection open/close lines: some tests read them (production's default is `info`).
+      LOG_LEVEL: "debug",
       ...this.options.vars,
       ...(this.options.devTokens ? devTokenVars() : {}),
       JWT_SECRET: this.secret,
