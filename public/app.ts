@@ -5,6 +5,7 @@
  */
 import { type Retry, RoomClient, RoomClientError, type StateChange } from "edge-rooms/client";
 import { fetchDevToken, userIdFor } from "./dev-token";
+import { TypingIndicator } from "./typing";
 import { MessageList, renderPeople } from "./view";
 
 function byId<T extends HTMLElement>(id: string): T {
@@ -26,6 +27,8 @@ const ui = {
   composer: byId<HTMLFormElement>("composer"),
   text: byId<HTMLInputElement>("text"),
   people: byId<HTMLUListElement>("people"),
+  typing: byId<HTMLParagraphElement>("typing"),
+  myStatus: byId<HTMLSelectElement>("my-status"),
   onlineCount: byId<HTMLSpanElement>("online-count"),
   status: byId<HTMLDivElement>("status"),
   statusText: byId<HTMLSpanElement>("status-text"),
@@ -43,6 +46,7 @@ const ttl = Number.isInteger(ttlParam) && ttlParam > 0 ? ttlParam : undefined;
 
 let client: RoomClient | undefined;
 const list = new MessageList(ui.messages, () => client?.user);
+const typing = new TypingIndicator(ui.typing);
 
 ui.join.addEventListener("submit", (event) => {
   event.preventDefault();
@@ -54,6 +58,7 @@ ui.composer.addEventListener("submit", (event) => {
   const text = ui.text.value.trim();
   if (!text || !client) return;
   ui.text.value = "";
+  typing.sent(client);
   const id = crypto.randomUUID();
   list.addPending(id, text);
   client.send(text, { id }).then(
@@ -62,6 +67,14 @@ ui.composer.addEventListener("submit", (event) => {
   );
   updateStats();
 });
+
+// Signals: the others see "X is typing" while this input changes.
+ui.text.addEventListener("input", () => {
+  if (client && ui.text.value !== "") typing.typed(client);
+});
+
+// Presence state: everyone sees this user's status; the client sets it again after a reconnect.
+ui.myStatus.addEventListener("change", () => client?.setPresence({ status: ui.myStatus.value }));
 
 ui.leave.addEventListener("click", () => {
   client?.close();
@@ -90,6 +103,7 @@ async function join(name: string, room: string): Promise<void> {
     if (button) button.disabled = false;
   }
   list.clear();
+  typing.clear();
   ui.roomTitle.textContent = `#${room}`;
   ui.join.hidden = true;
   ui.chat.hidden = false;
@@ -110,6 +124,7 @@ async function join(name: string, room: string): Promise<void> {
     reconnect: { initialDelayMs: 500, maxDelayMs: 8_000 },
   });
   client = c;
+  c.setPresence({ status: ui.myStatus.value });
   c.on("state", (change) => onState(c, change));
   c.on("retry", (retry) => onRetry(retry));
   c.on("welcome", (welcome) => {
@@ -119,12 +134,15 @@ async function join(name: string, room: string): Promise<void> {
     updateStats(welcomes - 1);
     showPeople(c);
   });
+  c.on("signal", (signal) => typing.onSignal(signal));
   c.on("message", (message) => {
+    typing.stopped(message.from.id);
     list.addMessage(message);
     updateStats();
   });
   c.on("presence", (presence) => {
-    if (presence.user.id !== c.user?.id) {
+    if (presence.event === "leave") typing.stopped(presence.user.id);
+    if (presence.user.id !== c.user?.id && presence.event !== "update") {
       list.notice(`${presence.user.name} ${presence.event === "join" ? "joined" : "left"}`);
     }
     showPeople(c);

@@ -1,5 +1,5 @@
 /** DOM rendering for the demo. Text always goes in through textContent, never as HTML. */
-import type { MessageFrame, User } from "edge-rooms/client";
+import type { MessageFrame, PresenceUser, User } from "edge-rooms/client";
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, className?: string, text?: string) {
   const node = document.createElement(tag);
@@ -102,7 +102,13 @@ export class MessageList {
   }
 }
 
-export function renderPeople(root: HTMLUListElement, users: User[], me: User | undefined): void {
+/** A user's status from its presence state (`{"status":…}`), when it set a known one. */
+function statusOf(user: PresenceUser): string | undefined {
+  const status = user.state?.status;
+  return status === "available" || status === "busy" || status === "away" ? status : undefined;
+}
+
+export function renderPeople(root: HTMLUListElement, users: PresenceUser[], me: User | undefined): void {
   const sorted = [...users].sort((a, b) => a.name.localeCompare(b.name));
   root.replaceChildren(
     ...sorted.map((user) => {
@@ -110,6 +116,11 @@ export function renderPeople(root: HTMLUListElement, users: User[], me: User | u
       item.dataset.user = user.id;
       item.append(avatar(user), el("span", "name", user.name));
       if (user.id === me?.id) item.append(el("span", "you", "you"));
+      const status = statusOf(user);
+      if (status !== undefined) {
+        item.dataset.status = status;
+        item.append(el("span", "presence-status", status));
+      }
       return item;
     }),
   );

@@ -27,6 +27,7 @@ describe("shedding slow readers over a budget", () => {
 describe("per-user state", () => {
   const limits = {
     messages: { perSecond: 20, burst: 40, maxStrikes: 50 },
+    signals: { perSecond: 30, burst: 60, maxStrikes: Number.POSITIVE_INFINITY },
     connectsPerMinute: 3,
     replayBytesPerMinute: 600,
   };

@@ -30,6 +30,10 @@ describe("configuration", () => {
       rateLimitPerSecond: 20,
       rateLimitBurst: 40,
       rateLimitStrikes: 50,
+      signalMaxBytes: 4096,
+      signalRatePerSecond: 30,
+      signalRateBurst: 60,
+      presenceStateMaxBytes: 1024,
     });
   });
 
@@ -118,6 +122,13 @@ describe("configuration", () => {
     [{ JWT_CLOCK_TOLERANCE_SECONDS: "3600" }, "JWT_CLOCK_TOLERANCE_SECONDS"],
     [{ JWKS_URL: "http://insecure.example/jwks" }, "JWKS_URL"],
     [{ ALLOW_ANY_AUDIENCE: "maybe" }, "ALLOW_ANY_AUDIENCE"],
+    [{ SIGNAL_MAX_BYTES: "10" }, "SIGNAL_MAX_BYTES"],
+    // A signal cap over the frame cap would be a 1009 close, not the documented invalid_message.
+    [{ SIGNAL_MAX_BYTES: "8192", MAX_MESSAGE_BYTES: "4096" }, "SIGNAL_MAX_BYTES"],
+    [{ SIGNAL_RATE_PER_SECOND: "0" }, "SIGNAL_RATE_PER_SECOND"],
+    [{ SIGNAL_RATE_BURST: "many" }, "SIGNAL_RATE_BURST"],
+    // Kept in every socket attachment of its user (16 KiB with the rest).
+    [{ PRESENCE_STATE_MAX_BYTES: "16384" }, "PRESENCE_STATE_MAX_BYTES"],
   ])("names the setting of a bad value: %o", (env, setting) => {
     expect(settingOf({ ...KEY, ...env })).toBe(setting);
   });

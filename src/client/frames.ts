@@ -33,6 +33,17 @@ export function encodeMessage(id: string, content: unknown, options: SendOptions
   return new RoomClientError("invalid_message", why, { id, wasWritten: false });
 }
 
+/** A client frame (a signal, a presence state) as text, or a `TypeError` saying why it cannot be sent. */
+export function encodeFrame(frame: unknown, what: string): string {
+  const checked = v.safeParse(OUTGOING_SCHEMA, frame);
+  if (!checked.success) throw new TypeError(`${what}: ${checked.issues[0].message}`);
+  try {
+    return JSON.stringify(frame);
+  } catch (error) {
+    throw new TypeError(`${what}: not JSON (${error instanceof Error ? error.message : String(error)})`);
+  }
+}
+
 /** A text frame from the server, or `undefined` for one that is not JSON or not a frame this version knows. */
 export function decodeFrame(data: string): ServerFrame | undefined {
   let json: unknown;

@@ -6,19 +6,35 @@
  * This class orchestrates: the connection's lifecycle and the dispatch of frames. What a close means
  * is in `closes.ts`, the room as the frames tell it in `room-view.ts`, sends in `outbox.ts`.
  */
-import { CLOSE_CODES, PING_FRAME, type User, type WelcomeFrame } from "../protocol/index.js";
+import * as v from "valibot";
+import {
+  CLOSE_CODES,
+  PING_FRAME,
+  type PresenceState,
+  PresenceStateSchema,
+  type User,
+  type WelcomeFrame,
+} from "../protocol/index.js";
 import { type Attempt, detachAttempt, openAttempt } from "./attempt.js";
 import { closedAfterWelcome, closedBeforeOpen, probe, resolveFetch, type Verdict } from "./closes.js";
 import { Emitter, type Listener } from "./emitter.js";
 import { RoomClientError, type Stop } from "./errors.js";
-import { checkData, decodeFrame, encodeMessage } from "./frames.js";
+import { checkData, decodeFrame, encodeFrame, encodeMessage } from "./frames.js";
 import { Liveness } from "./liveness.js";
 import { livenessTiming, type ResolvedOptions, resolveOptions } from "./options.js";
 import { Outbox, type SendResult } from "./outbox.js";
 import { Reconnects } from "./reconnect.js";
 import { RoomView } from "./room-view.js";
 import { CLOSING, connectUrl, OPEN } from "./socket.js";
-import type { ConnectionState, Retry, RoomClientEvents, RoomClientOptions, SendOptions } from "./types.js";
+import type {
+  ConnectionState,
+  PresenceUser,
+  Retry,
+  RoomClientEvents,
+  RoomClientOptions,
+  SendOptions,
+  SignalOptions,
+} from "./types.js";
 import { describe, randomId, safeClose } from "./util.js";
 
 /** The close code the client uses when it abandons a connection it considers dead. */
@@ -51,6 +67,8 @@ export class RoomClient<TData = unknown> {
   readonly #events = new Emitter<RoomClientEvents<TData>>();
   readonly #outbox: Outbox;
   readonly #view = new RoomView();
+  /** This user's presence state frame, as last set: sent again on every (re)connect. */
+  #presenceFrame: string | undefined;
   readonly #idPrefix = randomId();
   #idCounter = 0;
 
@@ -99,9 +117,44 @@ export class RoomClient<TData = unknown> {
     return this.#view.user;
   }
 
-  /** Who is in the room, from `welcome` and `presence` frames. */
-  get users(): User[] {
+  /** Who is in the room, from `welcome` and `presence` frames, each with its presence `state` once set. */
+  get users(): PresenceUser[] {
     return this.#view.users;
+  }
+
+  /**
+   * Sends an ephemeral signal (a typing indicator, a cursor) to the room's other connections, or
+   * only to user `to`'s. Fire and forget: never stored or acknowledged, not queued while
+   * disconnected; returns whether it was written. The server drops signals past the user's
+   * SIGNAL_RATE_PER_SECOND (with one `rate_limited` error event per run of drops). Throws a
+   * `TypeError` for data that is not JSON.
+   *
+   * @example
+   * input.addEventListener("input", () => client.signal({ typing: true }));
+   * client.on("signal", ({ from, data }) => showTyping(from, data));
+   */
+  signal(data: unknown, options: SignalOptions = {}): boolean {
+    const text = encodeFrame(
+      { type: "signal", data, ...(options.to === undefined ? {} : { to: options.to }) },
+      "signal",
+    );
+    return this.#state === "open" && this.#write(text);
+  }
+
+  /**
+   * Sets this user's presence state (a small JSON object; the server's PRESENCE_STATE_MAX_BYTES,
+   * 1 KiB by default), shown to everyone in `users` and as presence `update` events. It is per user:
+   * the last state set on any of its connections wins. Sent now when open, and again after every
+   * reconnect. Throws a `TypeError` for a state that is not a JSON object.
+   *
+   * @example
+   * client.setPresence({ status: "busy" });
+   */
+  setPresence(state: PresenceState): void {
+    const checked = v.safeParse(PresenceStateSchema, state);
+    if (!checked.success) throw new TypeError(`state: ${checked.issues[0].message}`);
+    this.#presenceFrame = encodeFrame({ type: "presence", state }, "presence");
+    if (this.#state === "open") this.#write(this.#presenceFrame);
   }
 
   /** Sends waiting for a connection. */
@@ -357,6 +410,13 @@ export class RoomClient<TData = unknown> {
         this.#view.presence(frame);
         this.#events.emit("presence", frame);
         return;
+      case "signal":
+        this.#events.emit("signal", {
+          from: frame.from,
+          data: frame.data,
+          ...(frame.to === undefined ? {} : { to: frame.to }),
+        });
+        return;
       case "heartbeat":
         // Echoed, so the room can tell this client still reads (and close it if it stops).
         this.#write(data);
@@ -376,6 +436,7 @@ export class RoomClient<TData = unknown> {
     const { gap, replayUntil } = this.#view.welcome(welcome, attempt.since);
     this.#reconnects.reset();
     this.#setState("open");
+    if (this.#presenceFrame !== undefined) this.#write(this.#presenceFrame);
     this.#events.emit("welcome", welcome);
     if (gap) this.#events.emit("gap", gap);
     this.#startLiveness(attempt, welcome.heartbeatInterval);

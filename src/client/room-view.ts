@@ -5,21 +5,21 @@
  * client feeds it frames and acts on what it answers.
  */
 import type { MessageFrame, PresenceFrame, ServerFrame, User, WelcomeFrame } from "../protocol/index.js";
-import type { Gap } from "./types.js";
+import type { Gap, PresenceUser } from "./types.js";
 
 export class RoomView {
   /** Who this connection is, from the latest `welcome`. */
   user: User | undefined;
   /** The highest room `seq` seen (what the next connection resumes from). */
   lastSeq: number | undefined;
-  #users = new Map<string, User>();
+  #users = new Map<string, PresenceUser>();
   /** While set, the resume replay is still arriving; sends wait until it is done. */
   #replayUntil: number | undefined;
   /** The sender named by the `binary` frame just received, for the binary frame that follows it. */
   #binaryFrom: User | undefined;
 
-  /** Who is in the room, from `welcome` and `presence` frames. */
-  get users(): User[] {
+  /** Who is in the room, from `welcome` and `presence` frames, each with its presence `state` once set. */
+  get users(): PresenceUser[] {
     return [...this.#users.values()];
   }
 
@@ -33,7 +33,12 @@ export class RoomView {
    */
   welcome(welcome: WelcomeFrame, since: number | undefined): { gap: Gap | undefined; replayUntil: number | undefined } {
     this.user = welcome.user;
-    this.#users = new Map(welcome.presence.map((p) => [p.id, { id: p.id, name: p.name }]));
+    this.#users = new Map(
+      welcome.presence.map((p) => [
+        p.id,
+        { id: p.id, name: p.name, ...(p.state === undefined ? {} : { state: p.state }) },
+      ]),
+    );
     let gap: Gap | undefined;
     if (since === undefined) {
       this.lastSeq = welcome.seq;
@@ -67,8 +72,10 @@ export class RoomView {
   }
 
   presence(frame: PresenceFrame): void {
-    if (frame.event === "join") this.#users.set(frame.user.id, frame.user);
-    else this.#users.delete(frame.user.id);
+    const { id, name } = frame.user;
+    if (frame.event === "leave") this.#users.delete(id);
+    else if (frame.event === "join") this.#users.set(id, { id, name });
+    else this.#users.set(id, { id, name, ...(frame.state === undefined ? {} : { state: frame.state }) });
   }
 
   /** A message: `false` for one already seen (a replay overlapping what came live). */

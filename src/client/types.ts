@@ -78,6 +78,25 @@ export interface RoomClientEvents<TData = unknown> {
   binary: ArrayBuffer;
   /** The same binary frames with their sender (`undefined` from a server that does not name it). */
   binaryMessage: BinaryMessage;
+  /** Ephemeral signals from other connections (see `RoomClient.signal`). */
+  signal: Signal;
+}
+
+/** A relayed signal: who sent it, its data, and `to` when it was sent to this user only. */
+export interface Signal {
+  from: User;
+  data: unknown;
+  to?: string;
+}
+
+/** A user in the room, with its presence state once it set one (`setPresence`). */
+export interface PresenceUser extends User {
+  state?: Record<string, unknown>;
+}
+
+export interface SignalOptions {
+  /** A user id: only that user's connections get the signal. */
+  to?: string;
 }
 
 /** A relayed binary frame and who sent it. */

@@ -68,6 +68,11 @@ const EnvSchema = v.object({
   ROOM_MAX_QUEUED_BYTES: integer(64 * 1024 * 1024, 1_048_576, 1_073_741_824),
   REPLAY_BYTES_PER_USER_PER_MINUTE: integer(32 * 1024 * 1024, 0, 1_073_741_824),
   PRESENCE_GRACE_MS: integer(5000, 0, 60_000),
+  SIGNAL_MAX_BYTES: integer(4096, 64, 1_048_576),
+  SIGNAL_RATE_PER_SECOND: integer(30, 1, 100_000),
+  SIGNAL_RATE_BURST: integer(60, 1, 100_000),
+  // Kept in every socket attachment of its user, which holds 16 KiB with the rest.
+  PRESENCE_STATE_MAX_BYTES: integer(1024, 2, 8192),
   LOG_LEVEL: v.optional(
     v.pipe(v.string(), v.trim(), v.toLowerCase(), v.picklist(["debug", "info"], "must be debug or info")),
     "info",
@@ -117,6 +122,13 @@ export interface Config {
   replayBytesPerUserPerMinute: number;
   /** How long a user's last connection may be gone before the room announces its `leave`. */
   presenceGraceMs: number;
+  /** Largest `signal` frame, in UTF-8 bytes (≤ MAX_MESSAGE_BYTES). */
+  signalMaxBytes: number;
+  /** One signal bucket per user per room, apart from the message buckets. */
+  signalRatePerSecond: number;
+  signalRateBurst: number;
+  /** Largest presence state, as JSON in UTF-8 bytes. */
+  presenceStateMaxBytes: number;
   /** `debug` adds a line per connection open and close; `info` (the default) leaves them out. */
   logLevel: "debug" | "info";
   /** Where room events are posted (README "Webhooks"); `undefined`: webhooks are off. */
@@ -192,6 +204,9 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       ),
     };
   }
+  if (e.SIGNAL_MAX_BYTES > e.MAX_MESSAGE_BYTES) {
+    return { ok: false, error: new ConfigError("SIGNAL_MAX_BYTES", "must be at most MAX_MESSAGE_BYTES") };
+  }
   if (e.ROOM_MAX_QUEUED_BYTES < 2 * e.MAX_UNREAD_BYTES) {
     return {
       ok: false,
@@ -250,6 +265,10 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       roomMaxQueuedBytes: e.ROOM_MAX_QUEUED_BYTES,
       replayBytesPerUserPerMinute: e.REPLAY_BYTES_PER_USER_PER_MINUTE,
       presenceGraceMs: e.PRESENCE_GRACE_MS,
+      signalMaxBytes: e.SIGNAL_MAX_BYTES,
+      signalRatePerSecond: e.SIGNAL_RATE_PER_SECOND,
+      signalRateBurst: e.SIGNAL_RATE_BURST,
+      presenceStateMaxBytes: e.PRESENCE_STATE_MAX_BYTES,
       logLevel: e.LOG_LEVEL as "debug" | "info",
       webhooks,
     },

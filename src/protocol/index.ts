@@ -65,6 +65,12 @@ export const CLOSE_CODES = {
 } as const satisfies Record<string, number>;
 export type CloseCode = (typeof CLOSE_CODES)[keyof typeof CLOSE_CODES];
 
+/**
+ * Presence `update` frames go out at most once per user per this many ms, carrying the latest state:
+ * a user changing its state 60 times a second costs the room about 10 frames a second.
+ */
+export const PRESENCE_UPDATE_INTERVAL_MS = 100;
+
 /** Codes of `error` frames. None of them closes the socket by itself. */
 export const FRAME_ERROR_CODES = [
   "invalid_json",
@@ -115,6 +121,23 @@ export function messageContentEntries(maxTextLength: number) {
   };
 }
 
+/** Any JSON value nested at most MAX_DATA_DEPTH deep. */
+const JsonDataSchema = v.pipe(
+  v.unknown(),
+  v.check((d) => jsonDepth(d) <= MAX_DATA_DEPTH, `data nests deeper than ${MAX_DATA_DEPTH} levels`),
+);
+
+/** A presence state: a JSON object (not an array, not null), nested at most MAX_DATA_DEPTH deep. */
+export const PresenceStateSchema = v.pipe(
+  // Not v.record: it would take an array and return an object of its indexes.
+  v.custom<Record<string, unknown>>(
+    (s) => typeof s === "object" && s !== null && !Array.isArray(s),
+    "state must be a JSON object",
+  ),
+  v.check((s) => jsonDepth(s) <= MAX_DATA_DEPTH, `state nests deeper than ${MAX_DATA_DEPTH} levels`),
+);
+export type PresenceState = v.InferOutput<typeof PresenceStateSchema>;
+
 /** A message needs `text` or `data`. */
 export const hasContent = (m: { text?: string; data?: unknown }) => m.text !== undefined || m.data !== undefined;
 export const NO_CONTENT_MESSAGE = "a message needs text or data";
@@ -142,6 +165,17 @@ export function clientFrameSchema(maxTextLength: number) {
       type: v.literal("auth"),
       token: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_TOKEN_LENGTH)),
     }),
+    // Ephemeral: relayed at once, never stored, no seq (src/room/signals.ts).
+    v.pipe(
+      v.object({
+        type: v.literal("signal"),
+        data: JsonDataSchema,
+        to: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_USER_ID_LENGTH))),
+      }),
+      v.check((s) => s.data !== undefined, "a signal needs data"),
+    ),
+    // The sender's user's presence state (src/room/presence-states.ts).
+    v.object({ type: v.literal("presence"), state: PresenceStateSchema }),
     v.object({
       type: v.literal("history"),
       before: v.optional(v.pipe(v.number(), v.safeInteger(), v.minValue(1))),
@@ -154,6 +188,8 @@ export function clientFrameSchema(maxTextLength: number) {
 }
 export type ClientFrame = v.InferOutput<ReturnType<typeof clientFrameSchema>>;
 export type ClientMessageFrame = Extract<ClientFrame, { type: "message" }>;
+export type ClientSignalFrame = Extract<ClientFrame, { type: "signal" }>;
+export type ClientPresenceFrame = Extract<ClientFrame, { type: "presence" }>;
 
 const isOptionalString = (x: unknown, min: number, max: number) =>
   x === undefined || (typeof x === "string" && x.length >= min && x.length <= max);
@@ -184,7 +220,13 @@ export function quickMessageFrame(raw: unknown, maxTextLength: number): ClientMe
 export const UserSchema = v.object({ id: v.string(), name: v.string() });
 export type User = v.InferOutput<typeof UserSchema>;
 
-export const PresenceEntrySchema = v.object({ id: v.string(), name: v.string(), connections: v.number() });
+export const PresenceEntrySchema = v.object({
+  id: v.string(),
+  name: v.string(),
+  connections: v.number(),
+  /** The user's presence state, once it set one. */
+  state: v.optional(v.record(v.string(), v.unknown())),
+});
 export type PresenceEntry = v.InferOutput<typeof PresenceEntrySchema>;
 
 export const WelcomeFrameSchema = v.object({
@@ -214,11 +256,25 @@ export const MessageFrameSchema = v.object({
 
 export const AckFrameSchema = v.object({ type: v.literal("ack"), id: v.string(), seq: v.optional(v.number()) });
 
+/**
+ * `join` and `leave` since v1; `update` (with `state`) was added later: a client that knows only the
+ * first two fails this schema on an `update` and skips the frame, as it skips every unknown frame.
+ */
 export const PresenceFrameSchema = v.object({
   type: v.literal("presence"),
-  event: v.picklist(["join", "leave"]),
+  event: v.picklist(["join", "leave", "update"]),
   user: UserSchema,
   online: v.number(),
+  /** On `update`: the user's latest state. */
+  state: v.optional(v.record(v.string(), v.unknown())),
+});
+
+/** An ephemeral signal relayed from `from` (to the room, or to the user `to`). Never stored. */
+export const SignalFrameSchema = v.object({
+  type: v.literal("signal"),
+  from: UserSchema,
+  data: v.unknown(),
+  to: v.optional(v.string()),
 });
 
 /** Sent at every alarm and whenever much is unread; echo it back byte for byte. */
@@ -265,6 +321,7 @@ export const ServerFrameSchema = v.variant("type", [
   AuthFrameSchema,
   HistoryFrameSchema,
   BinaryFrameSchema,
+  SignalFrameSchema,
   ErrorFrameSchema,
 ]);
 
@@ -277,4 +334,5 @@ export type ErrorFrame = v.InferOutput<typeof ErrorFrameSchema>;
 export type AuthFrame = v.InferOutput<typeof AuthFrameSchema>;
 export type HistoryFrame = v.InferOutput<typeof HistoryFrameSchema>;
 export type BinaryFrame = v.InferOutput<typeof BinaryFrameSchema>;
+export type SignalFrame = v.InferOutput<typeof SignalFrameSchema>;
 export type ServerFrame = v.InferOutput<typeof ServerFrameSchema>;

@@ -12,12 +12,15 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import {
   type ConnectionState,
+  type PresenceState,
+  type PresenceUser,
   RoomClient,
   RoomClientError,
   type RoomClientOptions,
   type RoomMessage,
   type SendOptions,
   type SendResult,
+  type SignalOptions,
   type Stop,
   type User,
 } from "../client/index.js";
@@ -31,8 +34,8 @@ export interface RoomView<TData = unknown> {
   state: ConnectionState;
   /** Room messages since this component joined (or `since`), in `seq` order, and direct messages. */
   messages: RoomMessage<TData>[];
-  /** Who is in the room now. */
-  users: User[];
+  /** Who is in the room now, each with its presence `state` once set. */
+  users: PresenceUser[];
   /** Who this connection is, once welcomed. */
   user: User | undefined;
   /** Why the client stopped, when `state` is `closed`. */
@@ -41,6 +44,10 @@ export interface RoomView<TData = unknown> {
   error: RoomClientError | undefined;
   /** `RoomClient.send`; rejects with `closed` before the client exists or after it stopped. */
   send: (content: string | TData, options?: SendOptions) => Promise<SendResult>;
+  /** `RoomClient.signal` (listen with `client.on("signal", …)`); false before the client is open. */
+  signal: (data: unknown, options?: SignalOptions) => boolean;
+  /** `RoomClient.setPresence`: kept across reconnects; ignored before the client exists. */
+  setPresence: (state: PresenceState) => void;
   /** The client itself, for what the view does not cover. */
   client: RoomClient<TData> | undefined;
 }
@@ -58,7 +65,7 @@ export function useRoom<TData = unknown>(options: UseRoomOptions<TData>): RoomVi
   const [client, setClient] = useState<RoomClient<TData>>();
   const [state, setState] = useState<ConnectionState>("connecting");
   const [messages, setMessages] = useState<RoomMessage<TData>[]>([]);
-  const [users, setUsers] = useState<User[]>([]);
+  const [users, setUsers] = useState<PresenceUser[]>([]);
   const [user, setUser] = useState<User>();
   const [stop, setStop] = useState<Stop>();
   const [error, setError] = useState<RoomClientError>();
@@ -105,5 +112,11 @@ export function useRoom<TData = unknown>(options: UseRoomOptions<TData>): RoomVi
     [client],
   );
 
-  return { state, messages, users, user, stop, error, send, client };
+  const signal = useCallback(
+    (data: unknown, signalOptions?: SignalOptions): boolean => client?.signal(data, signalOptions) ?? false,
+    [client],
+  );
+  const setPresence = useCallback((state: PresenceState): void => client?.setPresence(state), [client]);
+
+  return { state, messages, users, user, stop, error, send, signal, setPresence, client };
 }

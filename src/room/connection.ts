@@ -29,6 +29,8 @@ export const AttachmentSchema = v.object({
   /** Bytes sent and not known read when the room closed it: still held by the runtime until the
    * client lets go, so still counted against the room's and the user's budgets after a wake. */
   queued: v.optional(v.number()),
+  /** The user's presence state when this socket last heard of it (src/room/presence-states.ts). */
+  presence: v.optional(v.object({ state: v.record(v.string(), v.unknown()), at: v.number() })),
 });
 export type Attachment = v.InferOutput<typeof AttachmentSchema>;
 

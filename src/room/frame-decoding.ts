@@ -9,17 +9,34 @@ import { clientIdOf } from "./socket-chores";
 
 export type Decoded = { frame: ClientFrame } | { error: { code: FrameErrorCode; message: string; id?: string } };
 
+/** A frame not parsed yet, and one that is not JSON (what `parseFrameJson` returns for it). */
+export const UNPARSED = Symbol("unparsed");
+export const INVALID_JSON = Symbol("invalid JSON");
+
 export function decodeTextFrame(
   message: string,
   maxTextLength: number,
   schema: ReturnType<typeof clientFrameSchema>,
 ): Decoded {
-  let raw: unknown;
+  return decodeFrame(parseFrameJson(message), maxTextLength, schema);
+}
+
+/** The frame's JSON, or INVALID_JSON. */
+export function parseFrameJson(message: string): unknown {
   try {
-    raw = JSON.parse(message);
+    return JSON.parse(message);
   } catch {
-    return { error: { code: "invalid_json", message: "the frame is not valid JSON" } };
+    return INVALID_JSON;
   }
+}
+
+/** Decodes what `parseFrameJson` returned (the room parses some frames before deciding how to limit them). */
+export function decodeFrame(
+  raw: unknown,
+  maxTextLength: number,
+  schema: ReturnType<typeof clientFrameSchema>,
+): Decoded {
+  if (raw === INVALID_JSON) return { error: { code: "invalid_json", message: "the frame is not valid JSON" } };
   const quick = quickMessageFrame(raw, maxTextLength);
   if (quick !== undefined) return { frame: quick };
   const parsed = v.safeParse(schema, raw);

@@ -11,6 +11,7 @@ import type { Handoff } from "./handoff";
 import type { History } from "./history";
 import type { Messages } from "./messages";
 import type { PresenceFeed } from "./presence-feed";
+import type { PresenceStates } from "./presence-states";
 import type { Users } from "./users";
 
 export interface RoomParts {
@@ -19,6 +20,7 @@ export interface RoomParts {
   messages: Messages;
   history: History;
   users: Users;
+  states: PresenceStates;
 }
 
 export function accept(ctx: DurableObjectState, handoff: Handoff, config: Config, parts: RoomParts): Response {
@@ -40,8 +42,10 @@ export function accept(ctx: DurableObjectState, handoff: Handoff, config: Config
 
 /** The `join` for the others, then the welcome and the resume replay. */
 function greet(conn: Connection, handoff: Handoff, config: Config, parts: RoomParts): void {
-  const { connections, presence, messages, history } = parts;
+  const { connections, presence, messages, history, states } = parts;
+  const wasHere = presence.has(handoff.user.id);
   presence.arrived(handoff.user, conn.ws);
+  states.arrived(conn, wasHere);
   const replay = handoff.since === undefined ? undefined : messages.replay(conn, handoff.since, config);
   const welcome: WelcomeFrame = {
     type: "welcome",
@@ -49,7 +53,7 @@ function greet(conn: Connection, handoff: Handoff, config: Config, parts: RoomPa
     connectionId: conn.attachment.id,
     user: handoff.user,
     seq: history.latestSeq,
-    presence: presence.list(),
+    presence: states.decorate(presence.list()),
     heartbeatInterval: config.heartbeatIntervalMs,
     ...(replay ? { recovered: replay.recovered } : {}),
   };

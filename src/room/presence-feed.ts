@@ -67,6 +67,15 @@ export class PresenceFeed {
     return this.#presence.list();
   }
 
+  /** Whether the user is here (lingering in its grace included). */
+  has(userId: string): boolean {
+    return this.#presence.has(userId);
+  }
+
+  get online(): number {
+    return this.#presence.online;
+  }
+
   #cancelLeave(userId: string): void {
     const timer = this.#leaveTimers.get(userId);
     if (timer === undefined) return;

@@ -24,7 +24,8 @@ import { Alarms } from "./alarms";
 import { utf8Length } from "./bytes";
 import { type Connection, logFieldsOf, tagForUser } from "./connection";
 import { Connections } from "./connections";
-import { decodeTextFrame } from "./frame-decoding";
+import { Ephemeral, type EphemeralFrame, isEphemeralType } from "./ephemeral";
+import { decodeFrame, decodeTextFrame, parseFrameJson, UNPARSED } from "./frame-decoding";
 import { accept } from "./greeting";
 import { HANDOFF_HEADER, HandoffSchema } from "./handoff";
 import { History, type Page, type PageQuery } from "./history";
@@ -38,10 +39,13 @@ import { Users } from "./users";
 
 export type { MessageBody, Published } from "./messages";
 
+/** RPC types a result only when it can tell it serializes (`unknown` does not); states are JSON. */
+type JsonValue = string | number | boolean | null | object;
+
 export interface RoomInfo {
   seq: number;
   connections: number;
-  users: PresenceEntry[];
+  users: Array<Omit<PresenceEntry, "state"> & { state?: Record<string, JsonValue> }>;
 }
 
 export class Room extends DurableObject<Env> {
@@ -59,6 +63,8 @@ export class Room extends DurableObject<Env> {
   readonly #messages: Messages;
   readonly #presence: PresenceFeed;
   readonly #alarms: Alarms;
+  /** Signals and presence states: never stored, bounded apart from messages. */
+  readonly #ephemeral: Ephemeral;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -77,6 +83,11 @@ export class Room extends DurableObject<Env> {
     };
     this.#users = new Users({
       messages: this.#userLimits,
+      signals: {
+        perSecond: this.#config?.signalRatePerSecond ?? 1,
+        burst: this.#config?.signalRateBurst ?? 1,
+        maxStrikes: Number.POSITIVE_INFINITY,
+      },
       connectsPerMinute: this.#config?.connectsPerUserPerMinute ?? 1,
       replayBytesPerMinute: this.#config?.replayBytesPerUserPerMinute ?? 0,
     });
@@ -89,7 +100,10 @@ export class Room extends DurableObject<Env> {
     };
     this.#presence = new PresenceFeed(this.#config?.presenceGraceMs ?? 0, () => this.#connections);
     const hooks = {
-      restored: (conn: Connection) => this.#presence.restored(conn.attachment.user),
+      restored: (conn: Connection) => {
+        this.#presence.restored(conn.attachment.user);
+        this.#ephemeral.states.restored(conn);
+      },
       countedOut: (conn: Connection) => this.#presence.departed(conn.attachment.user),
       closing: () => this.#messages.flush(),
     };
@@ -100,6 +114,17 @@ export class Room extends DurableObject<Env> {
     this.#presence.onAnnounced = (event, user, online) => events.announced(event, user, online, Date.now());
     this.#messages = new Messages(this.#history, this.#connections, this.#users, (stored) => events.committed(stored));
     this.#alarms = new Alarms(ctx, this.#connections);
+    this.#ephemeral = new Ephemeral(
+      () => this.#connections,
+      () => this.#presence.online,
+      {
+        signalMaxBytes: this.#config?.signalMaxBytes ?? 0,
+        signalRatePerSecond: this.#config?.signalRatePerSecond ?? 1,
+        signalRateBurst: this.#config?.signalRateBurst ?? 1,
+        presenceStateMaxBytes: this.#config?.presenceStateMaxBytes ?? 0,
+      },
+      (conn, code, text) => this.#sendError(conn, code, text),
+    );
     // Answered by the runtime without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
   }
@@ -127,6 +152,7 @@ export class Room extends DurableObject<Env> {
         messages: this.#messages,
         history: this.#history,
         users: this.#users,
+        states: this.#ephemeral.states,
       };
       return accept(this.ctx, handoff.output, config, parts);
     } catch (error) {
@@ -170,6 +196,7 @@ export class Room extends DurableObject<Env> {
     await this.#alarms.run(config, (now) => {
       this.#connections.reconcile();
       this.#users.prune(now, (userId) => this.ctx.getWebSockets(tagForUser(userId)).length > 0);
+      this.#ephemeral.states.prune((userId) => this.#presence.has(userId));
     });
   }
 
@@ -193,7 +220,8 @@ export class Room extends DurableObject<Env> {
     return {
       seq: this.#history.latestSeq,
       connections: this.#connections.liveCount(),
-      users: this.#presence.list(),
+      // States were parsed from JSON: they are JSON.
+      users: this.#ephemeral.states.decorate(this.#presence.list()) as RoomInfo["users"],
     };
   }
 
@@ -233,6 +261,19 @@ export class Room extends DurableObject<Env> {
       return;
     }
 
+    // Signals and presence states have their own bounds (src/room/ephemeral.ts): a small text frame
+    // is parsed first to tell, so that they never take tokens from the message buckets.
+    let raw: unknown = UNPARSED;
+    if (typeof message === "string" && size <= this.#ephemeral.parseFirstBytes) {
+      raw = parseFrameJson(message);
+      if (isEphemeralType(raw)) {
+        const decoded = decodeFrame(raw, config.maxTextLength, this.#frameSchema);
+        if ("error" in decoded) this.#sendError(conn, decoded.error.code, decoded.error.message, decoded.error.id);
+        else this.#ephemeral.onFrame(conn, decoded.frame as EphemeralFrame, message, now);
+        return;
+      }
+    }
+
     const taken = takeShared(conn.bucket, conn.owner.messages, now, this.#limits, this.#userLimits);
     if (taken === "exhausted") {
       connections.close(conn, CLOSE_CODES.rateLimited, "rate limit exceeded");
@@ -254,7 +295,10 @@ export class Room extends DurableObject<Env> {
       }
       return;
     }
-    const decoded = decodeTextFrame(message, config.maxTextLength, this.#frameSchema);
+    const decoded =
+      raw === UNPARSED
+        ? decodeTextFrame(message, config.maxTextLength, this.#frameSchema)
+        : decodeFrame(raw, config.maxTextLength, this.#frameSchema);
     if ("error" in decoded) {
       this.#sendError(conn, decoded.error.code, decoded.error.message, decoded.error.id);
       return;
@@ -274,6 +318,11 @@ export class Room extends DurableObject<Env> {
         return;
       case "message":
         this.#messages.onMessage(conn, frame, now);
+        return;
+      case "signal":
+      case "presence":
+        // Larger than any valid one would be parsed first: the cap answers it.
+        this.#ephemeral.onFrame(conn, frame, message, now);
         return;
     }
   }

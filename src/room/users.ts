@@ -1,6 +1,6 @@
 /**
  * Per-user state in one room, so that no limit can be multiplied by opening more connections: one
- * message bucket shared by all of a user's connections, a connect rate, a replay allowance in bytes
+ * message bucket and one signal bucket shared by all of a user's connections, a connect rate, a replay allowance in bytes
  * per minute, and the bytes queued to all of the user's sockets (closing ones included, since the
  * runtime holds their unread bytes until the client lets go of the TCP connection).
  *
@@ -11,12 +11,15 @@ import { createBucket, type RateLimits, type TakeResult, type TokenBucket, take 
 
 export interface UserLimits {
   messages: RateLimits;
+  /** The user's signal bucket, apart from the message one (src/room/signals.ts). */
+  signals: RateLimits;
   connectsPerMinute: number;
   replayBytesPerMinute: number;
 }
 
 export interface UserState {
   messages: TokenBucket;
+  signals: TokenBucket;
   connects: { tokens: number; updatedAt: number };
   replay: { bytes: number; updatedAt: number };
   /** Bytes sent to this user's sockets and not yet known read, closing sockets included. */
@@ -45,9 +48,10 @@ export class Users {
   get(userId: string, now = Date.now()): UserState {
     let state = this.#byId.get(userId);
     if (state === undefined) {
-      const { messages, connectsPerMinute, replayBytesPerMinute } = this.#limits;
+      const { messages, signals, connectsPerMinute, replayBytesPerMinute } = this.#limits;
       state = {
         messages: createBucket(messages.burst, now),
+        signals: createBucket(signals.burst, now),
         connects: { tokens: connectsPerMinute, updatedAt: now },
         replay: { bytes: replayBytesPerMinute, updatedAt: now },
         queued: 0,

@@ -204,6 +204,43 @@ describe("the demo chat in Chromium", () => {
   });
 });
 
+describe("typing and status in the demo chat", () => {
+  it("shows who is typing (signals) and each user's status (presence state) on the other page", async () => {
+    const room = `signals-${Date.now().toString(36)}`;
+    const alice = await openPerson("alice");
+    const bob = await openPerson("bob");
+    await joinRoom(alice.page, "Alice", room);
+    await joinRoom(bob.page, "Bob", room);
+    await bob.page.waitForSelector('#people li[data-user="alice"][data-status="available"]', {
+      timeout: UI_TIMEOUT_MS,
+    });
+
+    // Alice types: Bob sees it, and it expires about 3 s after her last keystroke.
+    await alice.page.type("#text", "Hello Bob", { delay: 30 });
+    await bob.page.waitForSelector('#typing[data-users="alice"]', { timeout: UI_TIMEOUT_MS });
+    expect(await bob.page.textContent("#typing")).toBe("Alice is typing…");
+    expect(await alice.page.textContent("#typing")).toBe("");
+
+    // Bob turns busy: Alice sees it.
+    await bob.page.selectOption("#my-status", "busy");
+    await alice.page.waitForSelector('#people li[data-user="bob"][data-status="busy"]', { timeout: UI_TIMEOUT_MS });
+    expect(await alice.page.textContent('#people li[data-user="bob"] .presence-status')).toBe("busy");
+    await bob.page.screenshot({ path: join(RESULTS_DIR, "demo-typing.png") });
+    await alice.page.screenshot({ path: join(RESULTS_DIR, "demo-status.png") });
+
+    await bob.page.waitForSelector('#typing:not([data-users="alice"])', { timeout: UI_TIMEOUT_MS });
+    // Sending the message clears the indicator at once.
+    await alice.page.type("#text", "!", { delay: 30 });
+    await bob.page.waitForSelector('#typing[data-users="alice"]', { timeout: UI_TIMEOUT_MS });
+    await alice.page.press("#text", "Enter");
+    await bob.page.waitForSelector('#typing[data-users=""]', { timeout: 2_000 });
+    await waitForSeq(bob.page, 1);
+    expect(pageErrors).toEqual([]);
+    await alice.context.close();
+    await bob.context.close();
+  });
+});
+
 /** A page on the server's origin with the client SDK loaded as `window.EdgeRooms`. */
 async function loadClient(): Promise<{ context: BrowserContext; page: Page }> {
   const bundle = await build({

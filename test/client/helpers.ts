@@ -161,6 +161,7 @@ export class EventLog {
       "retry",
       "binary",
       "binaryMessage",
+      "signal",
     ];
     for (const type of types) {
       client.on(type, (payload) => {

@@ -1,0 +1,77 @@
+/**
+ * Frames that are never stored: signals (src/room/signals.ts) and presence states
+ * (src/room/presence-states.ts). They have their own bounds (a size cap each, the signal bucket, the
+ * coalescing of updates) instead of the message buckets, so a room's ephemeral traffic cannot starve
+ * its messages. To know a frame is one of them before asking the message buckets, the room parses
+ * small text frames first: at most `parseFirstBytes`, so that costs little.
+ */
+
+import type { Config } from "../common/config";
+import type { ClientPresenceFrame, ClientSignalFrame, FrameErrorCode } from "../protocol";
+import { byteLength, utf8Length } from "./bytes";
+import type { Connection } from "./connection";
+import type { Connections } from "./connections";
+import { PresenceStates } from "./presence-states";
+import { Signals } from "./signals";
+
+export type EphemeralFrame = ClientSignalFrame | ClientPresenceFrame;
+
+type Limits = Pick<Config, "signalMaxBytes" | "signalRatePerSecond" | "signalRateBurst" | "presenceStateMaxBytes">;
+
+/** Whether a parsed frame claims to be ephemeral (the schema then decides whether it is valid). */
+export function isEphemeralType(raw: unknown): boolean {
+  if (typeof raw !== "object" || raw === null) return false;
+  const type = (raw as { type?: unknown }).type;
+  return type === "signal" || type === "presence";
+}
+
+export class Ephemeral {
+  readonly signals: Signals;
+  readonly states: PresenceStates;
+  /** Text frames up to this size are parsed before the message buckets are asked. */
+  readonly parseFirstBytes: number;
+  readonly #limits: Limits;
+  readonly #reply: (conn: Connection, code: FrameErrorCode, text: string) => void;
+
+  constructor(
+    connections: () => Connections,
+    online: () => number,
+    limits: Limits,
+    reply: (conn: Connection, code: FrameErrorCode, text: string) => void,
+  ) {
+    this.#limits = limits;
+    this.#reply = reply;
+    // A presence frame's own fields and some whitespace around a state at its cap.
+    this.parseFirstBytes = Math.max(limits.signalMaxBytes, limits.presenceStateMaxBytes + 256);
+    this.signals = new Signals(connections, limits, reply);
+    this.states = new PresenceStates(connections, online);
+  }
+
+  /** A valid `signal` or `presence` frame, as `message` (its text) came in. */
+  onFrame(conn: Connection, frame: EphemeralFrame, message: string, now: number): void {
+    const limits = this.#limits;
+    if (frame.type === "signal") {
+      if (utf8Length(message, limits.signalMaxBytes) > limits.signalMaxBytes) {
+        this.#reply(
+          conn,
+          "invalid_message",
+          `a signal frame may take ${limits.signalMaxBytes} bytes (SIGNAL_MAX_BYTES)`,
+        );
+        return;
+      }
+      this.signals.onSignal(conn, frame, now);
+      return;
+    }
+    // Like signals: readonly is the role of audiences that must not reach the others.
+    if (conn.attachment.role === "readonly") {
+      this.#reply(conn, "forbidden", "this connection is read-only");
+      return;
+    }
+    if (byteLength(JSON.stringify(frame.state)) > limits.presenceStateMaxBytes) {
+      const text = `a presence state may take ${limits.presenceStateMaxBytes} bytes of JSON (PRESENCE_STATE_MAX_BYTES)`;
+      this.#reply(conn, "invalid_message", text);
+      return;
+    }
+    this.states.set(conn, frame.state, now);
+  }
+}
