@@ -10,38 +10,38 @@ import type { RoomMessage, SendOptions } from "./types.js";
 /** Validates outgoing frames; the text limit is the server's to enforce. */
 const OUTGOING_SCHEMA = clientFrameSchema(Number.MAX_SAFE_INTEGER);
 
+/** The JSON of a client frame that passes the schema, or why it cannot be sent. */
+function stringify(frame: unknown): string | { why: string } {
+  const checked = v.safeParse(OUTGOING_SCHEMA, frame);
+  if (!checked.success) return { why: checked.issues[0].message };
+  try {
+    return JSON.stringify(frame);
+  } catch {
+    return { why: "data is not JSON" }; // a cycle, a BigInt
+  }
+}
+
 /**
  * The JSON of a message frame: a string as `text`, anything else as `data`. An `invalid_message`
  * error when the frame is not valid or `data` is not JSON.
  */
 export function encodeMessage(id: string, content: unknown, options: SendOptions): string | RoomClientError {
-  const message = {
-    type: "message" as const,
+  const frame = stringify({
+    type: "message",
     id,
     ...(typeof content === "string" ? { text: content } : { data: content }),
     ...(options.to === undefined ? {} : { to: options.to }),
-  };
-  const checked = v.safeParse(OUTGOING_SCHEMA, message);
-  let frame: string | undefined;
-  try {
-    frame = checked.success ? JSON.stringify(message) : undefined;
-  } catch {
-    // Not JSON (a cycle, a BigInt): refused below.
-  }
-  if (frame !== undefined) return frame;
-  const why = checked.success ? "data is not JSON" : (checked.issues[0].message ?? "invalid message");
-  return new RoomClientError("invalid_message", why, { id, wasWritten: false });
+  });
+  return typeof frame === "string"
+    ? frame
+    : new RoomClientError("invalid_message", frame.why, { id, wasWritten: false });
 }
 
 /** A client frame (a signal, a presence state) as text, or a `TypeError` saying why it cannot be sent. */
 export function encodeFrame(frame: unknown, what: string): string {
-  const checked = v.safeParse(OUTGOING_SCHEMA, frame);
-  if (!checked.success) throw new TypeError(`${what}: ${checked.issues[0].message}`);
-  try {
-    return JSON.stringify(frame);
-  } catch (error) {
-    throw new TypeError(`${what}: not JSON (${error instanceof Error ? error.message : String(error)})`);
-  }
+  const text = stringify(frame);
+  if (typeof text !== "string") throw new TypeError(`${what}: ${text.why}`);
+  return text;
 }
 
 /** A text frame from the server, or `undefined` for one that is not JSON or not a frame this version knows. */
