@@ -14,6 +14,9 @@ import { pickShed } from "./shedding";
 import { markClosing, safeClose, saveAttachment, trySend } from "./socket-chores";
 import type { Users } from "./users";
 
+/** How often a room over a queued-bytes budget looks for readers to shed, at most. */
+const BUDGET_CHECK_MS = 250;
+
 export interface ConnectionHooks {
   /** A connection found open at a wake was counted in again (its user is online). */
   restored(conn: Connection): void;
@@ -40,6 +43,8 @@ export class Connections {
   #queued = 0;
   /** Users over their unread budget since the last check. */
   #overUsers: Set<string> | undefined;
+  /** When the budgets may next be checked (`enforceBudgets`). */
+  #nextBudgetCheck = 0;
   /** Bytes after which a connection gets an early heartbeat; smaller in a crowded room. */
   #probeStep: number;
   #byWs: Map<WebSocket, Connection> | undefined;
@@ -275,7 +280,18 @@ export class Connections {
    * Keeps the bytes queued to slow readers within the room's budget and each user's: past one, the
    * slowest readers (late with an echo, most unread first) are closed; readers that keep up never are.
    */
-  enforceBudgets(now = Date.now()): void {
+  enforceBudgets(now?: number): void {
+    const isOver = this.#overUsers !== undefined || this.#queued > this.#settings.roomMaxQueuedBytes;
+    if (!isOver) return;
+    // A room kept over its budget by what closed sockets still hold would otherwise scan its readers
+    // on every send. Only a reader seconds late can be shed, so a few checks a second lose nothing.
+    const at = now ?? Date.now();
+    if (at < this.#nextBudgetCheck) return;
+    this.#nextBudgetCheck = at + BUDGET_CHECK_MS;
+    this.#shed(at);
+  }
+
+  #shed(now: number): void {
     const overUsers = this.#overUsers;
     this.#overUsers = undefined;
     const budget = this.#settings.maxUnreadBytes;
