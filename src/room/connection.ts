@@ -53,6 +53,8 @@ export interface Connection {
   isDying?: boolean;
   /** Accept order in this instance of the room (src/room/connections.ts); absent when restored at a wake. */
   order?: number;
+  /** An `auth` frame being verified: the connection's later frames wait for it (src/room/room.ts). */
+  refreshing?: Promise<void>;
 }
 
 export function tagForUser(userId: string): string {
