@@ -7,6 +7,7 @@
 
 import { log } from "../common/log";
 import { CLOSE_CODES, type ErrorFrame, type FrameErrorCode } from "../protocol";
+import { batchFrames } from "./batch-frames";
 import { byteLength } from "./bytes";
 import { type Connection, logFieldsOf, restoreConnection, tagForUser } from "./connection";
 import { acknowledge, BEHIND_GRACE_MS, judgeUnread, nextHeartbeat, PROBE_FRACTION, recordHeartbeat } from "./reading";
@@ -34,6 +35,13 @@ export interface ConnectionSettings {
   roomMaxQueuedBytes: number;
 }
 
+/** Who a broadcast goes to: everyone, and split by whether they take batch frames. */
+interface BroadcastLists {
+  all: Connection[];
+  plain: Connection[];
+  batch: Connection[];
+}
+
 export class Connections {
   readonly #ctx: DurableObjectState;
   readonly #settings: ConnectionSettings;
@@ -49,7 +57,7 @@ export class Connections {
   #probeStep: number;
   #byWs: Map<WebSocket, Connection> | undefined;
   /** Who a broadcast goes to; `undefined` when a connection came or went since it was built. */
-  #broadcastList: Connection[] | undefined;
+  #lists: BroadcastLists | undefined;
 
   constructor(ctx: DurableObjectState, settings: ConnectionSettings, hooks: ConnectionHooks, users: Users) {
     this.#ctx = ctx;
@@ -86,7 +94,7 @@ export class Connections {
 
   add(conn: Connection): void {
     this.all().set(conn.ws, conn);
-    this.#broadcastList = undefined;
+    this.#lists = undefined;
   }
 
   liveCount(): number {
@@ -149,7 +157,7 @@ export class Connections {
 
   #countOut(conn: Connection, code: number, reason: string, by: "server" | "client"): void {
     conn.isGone = true;
-    this.#broadcastList = undefined;
+    this.#lists = undefined;
     markClosing(conn);
     log("debug", "connection_close", {
       ...logFieldsOf(conn),
@@ -164,29 +172,44 @@ export class Connections {
   // -- sending -------------------------------------------------------------------------------
 
   /**
-   * Sends to every counted-in connection. The list is kept between messages and rebuilt only when a
-   * connection comes or goes: asking the runtime for every socket on every message is the costliest
-   * part of a broadcast in a large room. `before`, when given, is a text frame sent right before
-   * `frame` to each recipient, and counted with it.
+   * Sends to every counted-in connection (with `isPlainOnly`, only to those that take no batch
+   * frames). The lists are kept between messages and rebuilt only when a connection comes or goes:
+   * asking the runtime for every socket on every message is the costliest part of a broadcast in a
+   * large room. `before`, when given, is a text frame sent right before `frame` to each recipient,
+   * and counted with it.
    */
-  broadcast(frame: string | ArrayBuffer, except?: WebSocket, before?: string): void {
-    if (this.#broadcastList === undefined) {
-      if (this.#byWs === undefined) return; // nothing restored yet: nobody to send to
-      this.#broadcastList = [];
-      for (const conn of this.#byWs.values()) if (!conn.isGone) this.#broadcastList.push(conn);
-      // A crowded room asks for echoes sooner, so that a reader that stopped is seen late (and can
-      // be shed) before the room's queued bytes add up past its budget.
-      const share = this.#settings.roomMaxQueuedBytes / (4 * Math.max(1, this.#broadcastList.length));
-      this.#probeStep = Math.min(this.#settings.maxUnreadBytes * PROBE_FRACTION, share);
-    }
-    const bytes = byteLength(frame) + (before === undefined ? 0 : byteLength(before));
+  broadcast(frame: string | ArrayBuffer, except?: WebSocket, before?: string, isPlainOnly = false): void {
+    const lists = this.#broadcastLists();
+    if (lists === undefined) return;
+    this.#sendEach(isPlainOnly ? lists.plain : lists.all, [frame], except, before);
+  }
+
+  /**
+   * Sends a run of frames to the connections that take batch frames, as batch frames
+   * (src/room/batch-frames.ts); whether there was any such connection.
+   */
+  broadcastRun(frames: string[]): boolean {
+    const lists = this.#broadcastLists();
+    if (lists === undefined || lists.batch.length === 0) return false;
+    this.#sendEach(lists.batch, batchFrames(frames));
+    return true;
+  }
+
+  /** Sends `frames` to each of `conns` (each counted once sent), then closes the ones behind. */
+  #sendEach(conns: Connection[], frames: Array<string | ArrayBuffer>, except?: WebSocket, before?: string): void {
+    const sizes = frames.map(byteLength);
+    const beforeBytes = before === undefined ? 0 : byteLength(before);
     let behind: Connection[] | undefined;
-    for (const conn of this.#broadcastList) {
+    for (const conn of conns) {
       if (conn.ws === except || conn.ws.readyState !== WebSocket.OPEN) continue;
-      // Both sent before they are counted: nothing (an early heartbeat) comes between them.
-      if (before !== undefined) trySend(conn.ws, before);
-      trySend(conn.ws, frame);
-      if (this.#countSent(conn, bytes)) {
+      let isBehind = false;
+      for (let i = 0; i < frames.length; i++) {
+        // Both sent before they are counted: nothing (an early heartbeat) comes between them.
+        if (before !== undefined) trySend(conn.ws, before);
+        trySend(conn.ws, frames[i] as string | ArrayBuffer);
+        if (this.#countSent(conn, (sizes[i] as number) + beforeBytes)) isBehind = true;
+      }
+      if (isBehind) {
         behind ??= [];
         behind.push(conn);
       }
@@ -194,6 +217,24 @@ export class Connections {
     // Closed after the loop: a close announces a leave, which is a broadcast of its own.
     for (const conn of behind ?? []) this.closeBehind(conn);
     this.enforceBudgets();
+  }
+
+  /** Who broadcasts go to, built again after a connection came or went; none before any restore. */
+  #broadcastLists(): BroadcastLists | undefined {
+    if (this.#lists !== undefined) return this.#lists;
+    if (this.#byWs === undefined) return undefined; // nothing restored yet: nobody to send to
+    const lists: BroadcastLists = { all: [], plain: [], batch: [] };
+    for (const conn of this.#byWs.values()) {
+      if (conn.isGone) continue;
+      lists.all.push(conn);
+      (conn.attachment.batch ? lists.batch : lists.plain).push(conn);
+    }
+    this.#lists = lists;
+    // A crowded room asks for echoes sooner, so that a reader that stopped is seen late (and can
+    // be shed) before the room's queued bytes add up past its budget.
+    const share = this.#settings.roomMaxQueuedBytes / (4 * Math.max(1, lists.all.length));
+    this.#probeStep = Math.min(this.#settings.maxUnreadBytes * PROBE_FRACTION, share);
+    return lists;
   }
 
   /** Sends to one connection; `judge: false` counts the bytes without closing a client behind. */
