@@ -260,25 +260,28 @@ export async function fanout(o) {
 
   const onFrame = (/** @type {Buffer} */ data, /** @type {number} */ receiver) => {
     const now = performance.now();
-    const at = data.indexOf(MARKER);
+    let at = data.indexOf(MARKER);
     if (at < 0) {
       if (data.indexOf(ERROR_MARKER) >= 0) state.errors++;
       return;
     }
-    const s = readUint(data, at + MARKER.length);
-    const c = readUint(data, data.indexOf(COLON, cursor) + 1);
-    const n = readUint(data, data.indexOf(COLON, cursor) + 1);
-    const t = readUint(data, data.indexOf(COLON, cursor) + 1);
-    state.lastFrameAt = now;
-    if (s !== state.id) {
-      state.stale++;
-      return;
+    // A batch frame (edge-rooms with ?batch=1) holds several messages, in order: each one counts.
+    while (at >= 0) {
+      const s = readUint(data, at + MARKER.length);
+      const c = readUint(data, data.indexOf(COLON, cursor) + 1);
+      const n = readUint(data, data.indexOf(COLON, cursor) + 1);
+      const t = readUint(data, data.indexOf(COLON, cursor) + 1);
+      state.lastFrameAt = now;
+      if (s !== state.id) state.stale++;
+      else {
+        if (state.received < state.latencies.length) state.latencies[state.received] = now - t / 1000;
+        state.received++;
+        const key = receiver * o.clients + (c % o.clients);
+        if (n <= (state.lastN[key] ?? -1)) state.outOfOrder++;
+        state.lastN[key] = n;
+      }
+      at = data.indexOf(MARKER, cursor);
     }
-    if (state.received < state.latencies.length) state.latencies[state.received] = now - t / 1000;
-    state.received++;
-    const key = receiver * o.clients + (c % o.clients);
-    if (n <= (state.lastN[key] ?? -1)) state.outOfOrder++;
-    state.lastN[key] = n;
   };
 
   const opened = await openMany({
