@@ -56,7 +56,7 @@ export function decodeFrames(data: string): ServerFrame[] {
   } catch {
     return [];
   }
-  return (Array.isArray(json) ? json : [json]).flatMap((f) => {
+  return [json].flat().flatMap((f) => {
     const parsed = v.safeParse(ServerFrameSchema, f);
     return parsed.success ? [parsed.output] : [];
   });
