@@ -203,6 +203,8 @@ export function coreBusyPct(a, b) {
 class StepState {
   id = -1;
   received = 0;
+  /** Frames that carried this step's messages (fewer than `received` with batch frames). */
+  frames = 0;
   stale = 0;
   outOfOrder = 0;
   errors = 0;
@@ -266,6 +268,7 @@ export async function fanout(o) {
       return;
     }
     // A batch frame (edge-rooms with ?batch=1) holds several messages, in order: each one counts.
+    const before = state.received;
     while (at >= 0) {
       const s = readUint(data, at + MARKER.length);
       const c = readUint(data, data.indexOf(COLON, cursor) + 1);
@@ -282,6 +285,7 @@ export async function fanout(o) {
       }
       at = data.indexOf(MARKER, cursor);
     }
+    if (state.received > before) state.frames++;
   };
 
   const opened = await openMany({
@@ -316,6 +320,7 @@ export async function fanout(o) {
     const perClient = Math.ceil(durationMs / interval) + 1;
     state.id = stepId;
     state.received = 0;
+    state.frames = 0;
     state.stale = 0;
     state.outOfOrder = 0;
     state.errors = 0;
@@ -384,6 +389,8 @@ export async function fanout(o) {
       sent: sentTotal,
       expected,
       received: state.received,
+      /** Messages per received frame: 1 without batch frames. */
+      perFrame: state.frames > 0 ? round(state.received / state.frames, 2) : Number.NaN,
       lost,
       outOfOrder: state.outOfOrder,
       errors: state.errors + sendErrors,
@@ -421,7 +428,7 @@ export async function fanout(o) {
     }
     o.log(
       `    ${String(rate).padStart(4)} msg/s/client: ${step.deliveredPerSec} delivered/s, p50 ${step.p50} p99 ${step.p99} ms, ` +
-        `lost ${lost}; cpu: client ${step.clientCpuPct}% (sys ${step.clientSysPct}%), server ${step.serverCpuPct}%, ` +
+        `lost ${lost}, ${step.perFrame} msg/frame; cpu: client ${step.clientCpuPct}% (sys ${step.clientSysPct}%), server ${step.serverCpuPct}%, ` +
         `cores busy ${cores.join("/")}%${step.pass ? "" : "  ✗"}${step.contended ? ` (contended: ${step.foreignPct}% other work)` : ""}`,
     );
     return step;
