@@ -8,6 +8,7 @@
 import { log } from "../common/log";
 import { CLOSE_CODES, type ErrorFrame, type FrameErrorCode } from "../protocol";
 import { batchFrames } from "./batch-frames";
+import { type BroadcastLists, broadcastListsOf } from "./broadcast-lists";
 import { byteLength } from "./bytes";
 import { type Connection, logFieldsOf, restoreConnection, tagForUser } from "./connection";
 import { acknowledge, BEHIND_GRACE_MS, judgeUnread, nextHeartbeat, PROBE_FRACTION, recordHeartbeat } from "./reading";
@@ -33,13 +34,6 @@ export interface ConnectionSettings {
   maxUnreadBytes: number;
   /** The room's, over all its sockets, closing ones included. */
   roomMaxQueuedBytes: number;
-}
-
-/** Who a broadcast goes to: everyone, and split by whether they take batch frames. */
-interface BroadcastLists {
-  all: Connection[];
-  plain: Connection[];
-  batch: Connection[];
 }
 
 export class Connections {
@@ -223,12 +217,7 @@ export class Connections {
   #broadcastLists(): BroadcastLists | undefined {
     if (this.#lists !== undefined) return this.#lists;
     if (this.#byWs === undefined) return undefined; // nothing restored yet: nobody to send to
-    const lists: BroadcastLists = { all: [], plain: [], batch: [] };
-    for (const conn of this.#byWs.values()) {
-      if (conn.isGone) continue;
-      lists.all.push(conn);
-      (conn.attachment.batch ? lists.batch : lists.plain).push(conn);
-    }
+    const lists = broadcastListsOf(this.#byWs.values());
     this.#lists = lists;
     // A crowded room asks for echoes sooner, so that a reader that stopped is seen late (and can
     // be shed) before the room's queued bytes add up past its budget.
