@@ -2,10 +2,13 @@ import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ServerFrame } from "../src/protocol";
 import { BATCH_FRAME_MAX_BYTES, BATCH_FRAME_MAX_FRAMES } from "../src/room/batch-frames";
+import { Connections } from "../src/room/connections";
 import type { Room } from "../src/room/room";
+import { Users } from "../src/room/users";
 import { type Client, errorOf, join, mintToken, roomStub, settle, uniqueRoom, upgrade } from "./helpers";
 
 const FROM = { id: "api", name: "API" };
+const PONG = '{"type":"pong"}';
 
 /** Publishes `texts` all at once inside the room: they are queued, and so stored, together. */
 function publishTogether(room: string, texts: string[]): Promise<number[]> {
@@ -147,6 +150,33 @@ describe("batch frames (?batch=1)", () => {
     expect(messageTexts(plain.client).map(seqsOf)).toEqual([[2], [3], [4]]);
     await settle(20);
     resumed.client.close();
+    plain.client.close();
+  });
+
+  it("sends what a broadcast picks for each connection (presence announcements) as one batch frame", async () => {
+    const room = uniqueRoom("batch-each");
+    const batching = await join(room, { sub: "b", batch: true });
+    const plain = await join(room, { sub: "p" });
+    await batching.client.next("presence");
+    const frames = ['{"type":"presence","event":"join","user":{"id":"x","name":"x"},"online":3}', PONG, PONG];
+    // The room's own sockets, through a Connections over the object's state, as presence-feed.ts does.
+    await runInDurableObject(roomStub(room), (_i, state) => {
+      const users = new Users({
+        messages: { perSecond: 1, burst: 1, maxStrikes: 1 },
+        signals: { perSecond: 1, burst: 1, maxStrikes: 1 },
+        connectsPerMinute: 1,
+        replayBytesPerMinute: 1,
+      });
+      const settings = { rateLimitBurst: 1, maxUnreadBytes: 1 << 20, roomMaxQueuedBytes: 1 << 26 };
+      const connections = new Connections(state, settings, { restored: () => {}, countedOut: () => {} }, users);
+      connections.all();
+      connections.broadcastEach(() => frames);
+    });
+    await batching.client.waitFor((f) => f.filter((x) => x.type === "pong").length >= 2, "2 pongs");
+    await plain.client.waitFor((f) => f.filter((x) => x.type === "pong").length >= 2, "2 pongs");
+    expect(batching.client.texts.at(-1)).toBe(`[${frames.join(",")}]`);
+    expect(plain.client.texts.slice(-3)).toEqual(frames);
+    batching.client.close();
     plain.client.close();
   });
 

@@ -50,6 +50,8 @@ export class Connections {
   /** Bytes after which a connection gets an early heartbeat; smaller in a crowded room. */
   #probeStep: number;
   #byWs: Map<WebSocket, Connection> | undefined;
+  /** Connections accepted by this instance so far: the `order` of the latest. */
+  #accepted = 0;
   /** Who a broadcast goes to; `undefined` when a connection came or went since it was built. */
   #lists: BroadcastLists | undefined;
 
@@ -87,8 +89,39 @@ export class Connections {
   }
 
   add(conn: Connection): void {
+    conn.order = ++this.#accepted;
     this.all().set(conn.ws, conn);
     this.#lists = undefined;
+  }
+
+  /** The `order` of the latest connection accepted: the ones accepted later have a higher one. */
+  get accepted(): number {
+    return this.#accepted;
+  }
+
+  /**
+   * Sends several frames to each open connection, each only what `pick` chooses for it (in order).
+   * One socket write per connection where the client takes frames in one (batch frames, within
+   * their bounds), else one each.
+   */
+  broadcastEach(pick: (conn: Connection) => string[]): void {
+    let behind: Connection[] | undefined;
+    for (const conn of this.#broadcastLists()?.all ?? []) {
+      const picked = pick(conn);
+      if (picked.length === 0 || conn.ws.readyState !== WebSocket.OPEN) continue;
+      const frames = conn.attachment.batch && picked.length > 1 ? batchFrames(picked) : picked;
+      let isBehind = false;
+      for (const frame of frames) {
+        trySend(conn.ws, frame);
+        isBehind = this.#countSent(conn, byteLength(frame)) || isBehind;
+      }
+      if (isBehind) {
+        behind ??= [];
+        behind.push(conn);
+      }
+    }
+    for (const conn of behind ?? []) this.closeBehind(conn);
+    this.enforceBudgets();
   }
 
   liveCount(): number {
