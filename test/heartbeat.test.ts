@@ -125,6 +125,7 @@ describe("the heartbeat alarm", () => {
     const room = uniqueRoom();
     const a = await join(room, { sub: "a" });
     const b = await join(room, { sub: "b" });
+    expect(await a.client.next("presence")).toMatchObject({ event: "join", user: { id: "b" } });
     await runHeartbeatRound(room);
     const beatA = await a.client.next("heartbeat");
     const beatB = await b.client.next("heartbeat");

@@ -3,7 +3,7 @@
  * exact for every member, whatever the order the connects land in.
  */
 import { describe, expect, it } from "vitest";
-import { join, settle, uniqueRoom } from "./helpers";
+import { join, type Received, settle, uniqueRoom } from "./helpers";
 
 describe("presence in a connect storm", () => {
   it("tells every member of each join exactly once: in its welcome or as a join frame, never both", async () => {
@@ -13,10 +13,11 @@ describe("presence in a connect storm", () => {
       // MAX_CONNECTIONS_PER_ROOM is 5 in the test config: the watcher and four at once.
       const names = ["a", "b", "c", "d"];
       const members = await Promise.all(names.map((sub) => join(room, { sub })));
-      await settle(100);
       const everyone = ["watcher", ...names].sort();
       for (const { client, welcome } of [watcher, ...members]) {
         const known = welcome.presence.map((p) => p.id);
+        const heard = (frames: Received[]) => frames.filter((f) => f.type === "presence").length;
+        await client.waitFor((f) => known.length + heard(f) >= everyone.length, "a join for each one not welcomed");
         const joined = client
           .all("presence")
           .filter((f) => f.event === "join")
@@ -26,6 +27,10 @@ describe("presence in a connect storm", () => {
         expect(new Set(joined).size).toBe(joined.length);
         expect([...known, ...joined].sort()).toEqual(everyone);
         expect(client.all("presence").every((f) => f.event === "join")).toBe(true);
+      }
+      await settle(250); // past the presence interval: nothing more comes
+      for (const { client, welcome } of [watcher, ...members]) {
+        expect(welcome.presence.length + client.all("presence").length).toBe(everyone.length);
       }
       // The watcher heard of the four in the order they were let in, and the count with each.
       const counts = watcher.client.all("presence").map((f) => f.online);

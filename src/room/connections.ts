@@ -9,15 +9,12 @@ import { log } from "../common/log";
 import { CLOSE_CODES, type ErrorFrame, type FrameErrorCode } from "../protocol";
 import { batchFrames } from "./batch-frames";
 import { type BroadcastLists, broadcastListsOf } from "./broadcast-lists";
+import { Budgets } from "./budgets";
 import { byteLength } from "./bytes";
-import { type Connection, logFieldsOf, restoreConnection, tagForUser } from "./connection";
-import { acknowledge, BEHIND_GRACE_MS, judgeUnread, nextHeartbeat, PROBE_FRACTION, recordHeartbeat } from "./reading";
-import { pickShed } from "./shedding";
+import { type Connection, logFieldsOf, restoreConnection } from "./connection";
+import { acknowledge, judgeUnread, nextHeartbeat, PROBE_FRACTION, recordHeartbeat } from "./reading";
 import { markClosing, safeClose, saveAttachment, trySend } from "./socket-chores";
 import type { Users } from "./users";
-
-/** How often a room over a queued-bytes budget looks for readers to shed, at most. */
-const BUDGET_CHECK_MS = 250;
 
 export interface ConnectionHooks {
   /** A connection found open at a wake was counted in again (its user is online). */
@@ -41,12 +38,7 @@ export class Connections {
   readonly #settings: ConnectionSettings;
   readonly #hooks: ConnectionHooks;
   readonly #users: Users;
-  /** Bytes sent to every socket the runtime still holds and not known read (memory estimate). */
-  #queued = 0;
-  /** Users over their unread budget since the last check. */
-  #overUsers: Set<string> | undefined;
-  /** When the budgets may next be checked (`enforceBudgets`). */
-  #nextBudgetCheck = 0;
+  readonly #budgets: Budgets;
   /** Bytes after which a connection gets an early heartbeat; smaller in a crowded room. */
   #probeStep: number;
   #byWs: Map<WebSocket, Connection> | undefined;
@@ -60,6 +52,7 @@ export class Connections {
     this.#settings = settings;
     this.#hooks = hooks;
     this.#users = users;
+    this.#budgets = new Budgets(settings, users);
     this.#probeStep = settings.maxUnreadBytes * PROBE_FRACTION;
   }
 
@@ -77,7 +70,7 @@ export class Connections {
         continue;
       }
       byWs.set(ws, conn);
-      this.#queue(conn, conn.window.sent);
+      this.#budgets.move(conn, conn.window.sent);
       if (!conn.isGone) this.#hooks.restored(conn);
     }
     return byWs;
@@ -178,7 +171,7 @@ export class Connections {
     const conn = byWs.get(ws);
     if (conn && !conn.isGone) this.#countOut(conn, code, reason, "client");
     // The runtime let go of it: what it held for the client is no longer ours to count.
-    if (conn && byWs.delete(ws)) this.#queue(conn, conn.window.read - conn.window.sent);
+    if (conn && byWs.delete(ws)) this.#budgets.move(conn, conn.window.read - conn.window.sent);
     return conn;
   }
 
@@ -281,7 +274,7 @@ export class Connections {
     const next = nextHeartbeat(conn.attachment.awaiting, now);
     conn.attachment.awaiting = next.awaiting;
     recordHeartbeat(conn.window, next.text, now);
-    this.#queue(conn, next.text.length);
+    this.#budgets.move(conn, next.text.length);
     saveAttachment(conn);
     trySend(conn.ws, next.text);
   }
@@ -295,7 +288,7 @@ export class Connections {
     const taken = acknowledge(conn.window, conn.attachment.awaiting, message);
     if (taken === undefined) return false;
     conn.attachment.awaiting = taken.awaiting;
-    this.#queue(conn, before - conn.window.read);
+    this.#budgets.move(conn, before - conn.window.read);
     return true;
   }
 
@@ -310,13 +303,7 @@ export class Connections {
    */
   #countSent(conn: Connection, bytes: number): boolean {
     conn.window.sent += bytes;
-    this.#queued += bytes;
-    const owner = conn.owner;
-    owner.queued += bytes;
-    if (owner.queued > this.#settings.maxUnreadBytes) {
-      this.#overUsers ??= new Set();
-      this.#overUsers.add(conn.attachment.user.id);
-    }
+    this.#budgets.sent(conn, bytes);
     const budget = this.#settings.maxUnreadBytes;
     const verdict = judgeUnread(conn.window, conn.attachment.awaiting, budget, Date.now, this.#probeStep);
     if (verdict === "probe") this.sendHeartbeat(conn, Date.now());
@@ -327,64 +314,23 @@ export class Connections {
   closeBehind(conn: Connection, budget?: "room" | "user"): void {
     if (conn.isGone) return;
     const unreadBytes = conn.window.sent - conn.window.read;
-    const over = budget === undefined ? {} : { over: budget, queuedBytes: this.#queued };
+    const over = budget === undefined ? {} : { over: budget, queuedBytes: this.#budgets.queuedBytes };
     log("warn", "slow_consumer", { ...logFieldsOf(conn), unreadBytes, ...over });
     this.close(conn, CLOSE_CODES.heartbeatTimeout, "not reading");
   }
 
-  // -- budgets -------------------------------------------------------------------------------
+  // -- budgets (src/room/budgets.ts) ------------------------------------------------------------
 
   /** Bytes the room has sent and not seen read, over every socket the runtime still holds. */
   get queuedBytes(): number {
-    return this.#queued;
+    return this.#budgets.queuedBytes;
   }
 
-  /**
-   * Keeps the bytes queued to slow readers within the room's budget and each user's: past one, the
-   * slowest readers (late with an echo, most unread first) are closed; readers that keep up never are.
-   */
-  enforceBudgets(now?: number): void {
-    const isOver = this.#overUsers !== undefined || this.#queued > this.#settings.roomMaxQueuedBytes;
-    if (!isOver) return;
-    // A room kept over its budget by what closed sockets still hold would otherwise scan its readers
-    // on every send. Only a reader seconds late can be shed, so a few checks a second lose nothing.
-    const at = now ?? Date.now();
-    if (at < this.#nextBudgetCheck) return;
-    this.#nextBudgetCheck = at + BUDGET_CHECK_MS;
-    this.#shed(at);
-  }
-
-  #shed(now: number): void {
-    const overUsers = this.#overUsers;
-    this.#overUsers = undefined;
-    const budget = this.#settings.maxUnreadBytes;
-    for (const userId of overUsers ?? []) {
-      const owner = this.#users.get(userId, now);
-      if (owner.queued <= budget) continue;
-      const readers = this.#readers(this.live(tagForUser(userId)));
-      for (const conn of pickShed(readers, owner.queued, budget, now, BEHIND_GRACE_MS)) {
-        this.closeBehind(conn.conn, "user");
-      }
+  /** Keeps the bytes queued to slow readers within the room's budget and each user's. */
+  enforceBudgets(now = Date.now()): void {
+    const counted = () => [...this.all().values()].filter((c) => !c.isGone);
+    for (const [conn, budget] of this.#budgets.due(now, (tag) => (tag === undefined ? counted() : this.live(tag)))) {
+      this.closeBehind(conn, budget);
     }
-    const roomBudget = this.#settings.roomMaxQueuedBytes;
-    if (this.#queued <= roomBudget) return;
-    const live = [...this.all().values()].filter((c) => !c.isGone);
-    for (const reader of pickShed(this.#readers(live), this.#queued, roomBudget, now)) {
-      this.closeBehind(reader.conn, "room");
-    }
-  }
-
-  #readers(conns: Iterable<Connection>) {
-    return [...conns].map((conn) => ({
-      conn,
-      unread: conn.window.sent - conn.window.read,
-      awaitingSince: conn.attachment.awaiting?.since,
-    }));
-  }
-
-  /** Moves the room's and the owner's queued bytes by `delta`. */
-  #queue(conn: Connection, delta: number): void {
-    this.#queued = Math.max(0, this.#queued + delta);
-    conn.owner.queued = Math.max(0, conn.owner.queued + delta);
   }
 }

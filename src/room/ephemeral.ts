@@ -11,7 +11,7 @@ import type { ClientPresenceFrame, ClientSignalFrame, FrameErrorCode } from "../
 import { byteLength, utf8Length } from "./bytes";
 import type { Connection } from "./connection";
 import type { Connections } from "./connections";
-import { PresenceStates } from "./presence-states";
+import { type PresenceOut, PresenceStates } from "./presence-states";
 import { Signals } from "./signals";
 
 export type EphemeralFrame = ClientSignalFrame | ClientPresenceFrame;
@@ -35,7 +35,7 @@ export class Ephemeral {
 
   constructor(
     connections: () => Connections,
-    online: () => number,
+    presence: PresenceOut,
     limits: Limits,
     reply: (conn: Connection, code: FrameErrorCode, text: string) => void,
   ) {
@@ -44,7 +44,7 @@ export class Ephemeral {
     // A presence frame's own fields and some whitespace around a state at its cap.
     this.parseFirstBytes = Math.max(limits.signalMaxBytes, limits.presenceStateMaxBytes + 256);
     this.signals = new Signals(connections, limits, reply);
-    this.states = new PresenceStates(connections, online);
+    this.states = new PresenceStates(connections, presence);
   }
 
   /** A valid `signal` or `presence` frame, as `message` (its text) came in. */

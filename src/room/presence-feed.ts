@@ -2,14 +2,15 @@
  * The room's presence as its members see it: who is here (src/room/presence.ts) and the `join`/`leave`
  * frames, with the grace that keeps a quick reconnect from being a `leave` plus a `join` for all.
  *
- * Announcements made close together (a connect storm) go out together, on the next macrotask: each
- * connection gets, in order, the ones made while it was here, in one socket write when its client
- * takes frames in batches. One at a time, each would be a write to every member: a storm of n
- * connects was n² writes.
+ * Announcements made close together (a connect storm) go out together: each connection gets, in
+ * order, the ones made while it was here, in one socket write when its client takes frames in
+ * batches. A lone announcement goes out on the next macrotask; one within PRESENCE_UPDATE_INTERVAL_MS
+ * of the last flush waits for that interval, like presence states. One at a time, each would be a
+ * write to every member: a storm of n connects was n² writes.
  */
 
 import { describeError, log } from "../common/log";
-import type { PresenceEntry, PresenceFrame, User } from "../protocol";
+import { PRESENCE_UPDATE_INTERVAL_MS, type PresenceEntry, type PresenceFrame, type User } from "../protocol";
 import type { Connection } from "./connection";
 import type { Connections } from "./connections";
 import { Presence } from "./presence";
@@ -28,6 +29,8 @@ export class PresenceFeed {
   readonly #graceMs: number;
   readonly #connections: () => Connections;
   #pending: Pending[] = [];
+  /** When the last announcements went out (ms). */
+  #flushedAt = 0;
   /** Told of each announcement (webhook events, src/room/room-events.ts). */
   onAnnounced: ((event: PresenceFrame["event"], user: User, online: number) => void) | undefined;
 
@@ -97,17 +100,27 @@ export class PresenceFeed {
     this.#leaveTimers.delete(userId);
   }
 
-  #announce(event: PresenceFrame["event"], user: User, except?: WebSocket): void {
-    const frame: PresenceFrame = { type: "presence", event, user, online: this.#presence.online };
+  /**
+   * Queues a presence frame for every connection but `except`. One queue for joins, leaves and
+   * state updates (src/room/presence-states.ts), so that they keep their order.
+   */
+  queue(frame: string, except?: WebSocket): void {
     // A connection accepted later was welcomed with the presence as it is now: not for it.
     const mark = this.#connections().accepted;
-    if (this.#pending.push({ frame: JSON.stringify(frame), mark, except }) === 1) {
-      setTimeout(() => this.#flush(), 0);
+    if (this.#pending.push({ frame, mark, except }) === 1) {
+      const wait = Math.max(0, this.#flushedAt + PRESENCE_UPDATE_INTERVAL_MS - Date.now());
+      setTimeout(() => this.#flush(), wait);
     }
+  }
+
+  #announce(event: PresenceFrame["event"], user: User, except?: WebSocket): void {
+    const frame: PresenceFrame = { type: "presence", event, user, online: this.#presence.online };
+    this.queue(JSON.stringify(frame), except);
     this.onAnnounced?.(event, user, frame.online);
   }
 
   #flush(): void {
+    this.#flushedAt = Date.now();
     const pending = this.#pending;
     this.#pending = [];
     try {

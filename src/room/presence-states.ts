@@ -21,6 +21,12 @@ import { type Connection, tagForUser } from "./connection";
 import type { Connections } from "./connections";
 import { saveAttachment } from "./socket-chores";
 
+/** Where updates go out: the room's presence feed (src/room/presence-feed.ts), in order with joins and leaves. */
+export interface PresenceOut {
+  readonly online: number;
+  queue(frame: string): void;
+}
+
 interface Held {
   user: User;
   state: PresenceState;
@@ -31,12 +37,12 @@ interface Held {
 export class PresenceStates {
   readonly #byUser = new Map<string, Held>();
   readonly #connections: () => Connections;
-  readonly #online: () => number;
+  readonly #feed: PresenceOut;
   readonly #updates: Coalescer<string, Held>;
 
-  constructor(connections: () => Connections, online: () => number, options: { schedule?: Schedule } = {}) {
+  constructor(connections: () => Connections, feed: PresenceOut, options: { schedule?: Schedule } = {}) {
     this.#connections = connections;
-    this.#online = online;
+    this.#feed = feed;
     // A plain timer of at most PRESENCE_UPDATE_INTERVAL_MS, not the alarm: it keeps the object awake
     // that long only, and an update lost to an eviction meanwhile is in the attachments, so every
     // client gets it in its next `welcome` (an eviction drops every socket).
@@ -107,9 +113,9 @@ export class PresenceStates {
         event: "update",
         user: held.user,
         state: held.state,
-        online: this.#online(),
+        online: this.#feed.online,
       };
-      connections.broadcast(JSON.stringify(frame));
+      this.#feed.queue(JSON.stringify(frame));
     } catch (error) {
       // From a timer: nothing above it would catch this.
       log("error", "presence_failed", { user: held.user.id, ...describeError(error) });

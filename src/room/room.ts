@@ -116,7 +116,7 @@ export class Room extends DurableObject<Env> {
     this.#alarms = new Alarms(ctx, this.#connections);
     this.#ephemeral = new Ephemeral(
       () => this.#connections,
-      () => this.#presence.online,
+      this.#presence,
       {
         signalMaxBytes: this.#config?.signalMaxBytes ?? 0,
         signalRatePerSecond: this.#config?.signalRatePerSecond ?? 1,
