@@ -30,9 +30,23 @@ import { accept } from "./greeting";
 import { HANDOFF_HEADER, HandoffSchema } from "./handoff";
 import { History, type Page, type PageQuery } from "./history";
 import { type MessageBody, Messages, type Published } from "./messages";
+import { Mover } from "./mover";
+import { Orderer } from "./orderer";
 import { PresenceFeed } from "./presence-feed";
 import { type RateLimits, takeShared } from "./rate-limit";
 import { RoomEvents } from "./room-events";
+import { ShardLog } from "./shard-log";
+import { parseShardName, redirectResponse, type ShardMap, shardName, UNSHARDED } from "./shard-map";
+import { type OrdererPort, ShardRole } from "./shard-role";
+import type {
+  Attach,
+  Counts,
+  DeliverBatch,
+  DeliverResult,
+  ForwardItem,
+  ForwardResult,
+  HistoryRange,
+} from "./shard-rpc";
 import { idOfRefused, isReservedCloseCode, safeClose, saveAttachment } from "./socket-chores";
 import { refreshToken } from "./token-refresh";
 import { Users } from "./users";
@@ -46,6 +60,8 @@ export interface RoomInfo {
   seq: number;
   connections: number;
   users: Array<Omit<PresenceEntry, "state"> & { state?: Record<string, JsonValue> }>;
+  /** How many objects the room is spread over; only when more than one (docs/scaling.md). */
+  shards?: number;
 }
 
 export class Room extends DurableObject<Env> {
@@ -65,6 +81,12 @@ export class Room extends DurableObject<Env> {
   readonly #alarms: Alarms;
   /** Signals and presence states: never stored, bounded apart from messages. */
   readonly #ephemeral: Ephemeral;
+  /** The room this object serves: its name, or the part before `~s<k>` for a shard. */
+  readonly #room: string;
+  /** Set in the object named by the room (docs/scaling.md). */
+  readonly #orderer: Orderer | undefined;
+  /** Set in a shard object (`<room>~s<k>`). */
+  readonly #shard: ShardRole | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -112,7 +134,45 @@ export class Room extends DurableObject<Env> {
     // room's name is the idFromName name (https://developers.cloudflare.com/changelog/post/2026-03-15-durable-object-id-name/).
     const events = new RoomEvents(this.#config?.webhooks, (env as Partial<Env>).WEBHOOK_QUEUE, ctx.id.name ?? "");
     this.#presence.onAnnounced = (event, user, online) => events.announced(event, user, online, Date.now());
-    this.#messages = new Messages(this.#history, this.#connections, this.#users, (stored) => events.committed(stored));
+    const { room, k } = parseShardName(ctx.id.name ?? "");
+    this.#room = room;
+    const shardLog = new ShardLog(ctx.storage.sql);
+    const mover = new Mover(k, this.#config?.shardMovesPerSecond ?? 1, () => this.#connections);
+    const stub = (i: number) => env.ROOMS.get(env.ROOMS.idFromName(shardName(room, i)));
+    const counts = (): Counts => ({ connections: this.#connections.liveCount(), users: this.#presence.online });
+    if (k > 0) {
+      this.#shard = new ShardRole(k, shardLog, {
+        orderer: () => stub(0) as unknown as OrdererPort,
+        connections: () => this.#connections,
+        counts,
+        onMap: (map) => mover.start(map),
+      });
+    } else {
+      this.#orderer = new Orderer(
+        shardLog,
+        { shardMax: this.#config?.shardMax ?? 1, shardGrowAt: this.#config?.shardGrowAt ?? 1 },
+        {
+          port: (i) => stub(i) as unknown as ReturnType<ConstructorParameters<typeof Orderer>[2]["port"]>,
+          latest: () => this.#history.latestSeq,
+          own: counts,
+          onMap: (map) => mover.start(map),
+          broadcast: (frame) => this.#connections.broadcast(frame),
+        },
+      );
+    }
+    const orderer = this.#orderer;
+    this.#messages = new Messages(
+      this.#history,
+      this.#connections,
+      this.#users,
+      (stored) => {
+        events.committed(stored);
+        orderer?.fanout.committed(stored);
+      },
+      this.#shard?.log,
+    );
+    const shard = this.#shard;
+    if (shard) this.#messages.forward = (conn, frame) => shard.forward(conn, frame);
     this.#alarms = new Alarms(ctx, this.#connections);
     this.#ephemeral = new Ephemeral(
       () => this.#connections,
@@ -145,6 +205,11 @@ export class Room extends DurableObject<Env> {
         log("info", "gate_refused", { room, user: user.id, ip, status: refusal.status, code: refusal.code });
         return refusal.toResponse();
       }
+      // A user that is not this object's under the room's map: the Worker asks the right one.
+      const userId = handoff.output.user.id;
+      const elsewhere = this.#shard ? this.#shard.route(userId) : this.#orderer?.route(userId);
+      if (elsewhere !== undefined) return redirectResponse(elsewhere, this.#map);
+      await this.#shard?.warm(handoff.output.since);
       await this.#alarms.ensureBy(handoff.output.exp, config);
       const parts = {
         connections: this.#connections,
@@ -154,7 +219,9 @@ export class Room extends DurableObject<Env> {
         users: this.#users,
         states: this.#ephemeral.states,
       };
-      return accept(this.ctx, handoff.output, config, parts);
+      const response = accept(this.ctx, handoff.output, config, parts);
+      this.#countsChanged();
+      return response;
     } catch (error) {
       log("error", "connect_failed", describeError(error));
       return new HttpError("internal_error", "internal error").toResponse();
@@ -210,18 +277,20 @@ export class Room extends DurableObject<Env> {
   }
 
   /** A page of stored messages. Reads only: a room that never existed stays without storage. */
-  async readMessages(query: PageQuery): Promise<Page> {
-    return this.#history.page(query);
+  async readMessages(query: PageQuery, maxBytes?: number): Promise<Page> {
+    return this.#history.page(query, maxBytes);
   }
 
   /** Who is connected, and the latest seq. Reads only. */
   async info(): Promise<RoomInfo> {
     this.#requireConfig();
+    const n = this.#map.n;
     return {
       seq: this.#history.latestSeq,
-      connections: this.#connections.liveCount(),
+      connections: n > 1 && this.#orderer ? this.#orderer.totals().connections : this.#connections.liveCount(),
       // States were parsed from JSON: they are JSON.
       users: this.#ephemeral.states.decorate(this.#presence.list()) as RoomInfo["users"],
+      ...(n > 1 ? { shards: n } : {}),
     };
   }
 
@@ -230,7 +299,93 @@ export class Room extends DurableObject<Env> {
     this.#requireConfig();
     const kicked = this.#connections.live(tagForUser(userId));
     for (const conn of kicked) this.#connections.close(conn, CLOSE_CODES.forbidden, "kicked");
-    return kicked.length;
+    // In a sharded room the user's connections are in its shard (and, while it moves, maybe here).
+    const k = this.#orderer?.route(userId);
+    if (k === undefined) return kicked.length;
+    return kicked.length + (await this.#stubOf(k).kick(userId));
+  }
+
+  // -- RPC between the orderer and its shards (docs/scaling.md) ---------------------------------
+
+  /** Orderer: members' room messages forwarded by shard `k`; answers once they are durable. */
+  async submitBatch(k: number, items: ForwardItem[], counts: Counts): Promise<ForwardResult[]> {
+    const orderer = this.#requireOrderer();
+    orderer.reported(k, counts);
+    const now = Date.now();
+    return Promise.all(
+      items.map((item) =>
+        this.#messages.publish(this.#room, item.user, item.body, now).then(
+          (published): ForwardResult => published,
+          (): ForwardResult => ({ failed: true }),
+        ),
+      ),
+    );
+  }
+
+  /** Orderer: stored frames after `since`, oldest first (a shard's catch-up and resume reads). */
+  async readSince(since: number, limit: number): Promise<HistoryRange> {
+    this.#requireOrderer();
+    return { ...this.#history.range(since, limit), latest: this.#history.latestSeq };
+  }
+
+  /** Orderer: shard `k`'s counts. */
+  async report(k: number, counts: Counts): Promise<void> {
+    this.#requireOrderer().reported(k, counts);
+  }
+
+  /** Shard: the orderer attaches this shard, which starts delivering after `attach.seq`. */
+  async attach(attach: Attach): Promise<void> {
+    await this.#requireShard().attach(attach);
+  }
+
+  /** Shard: frames the orderer committed, from `batch.from` on. */
+  async deliver(batch: DeliverBatch): Promise<DeliverResult> {
+    this.#requireConfig();
+    this.#connections.all();
+    return this.#requireShard().deliver(batch);
+  }
+
+  /** Where this object stands: its role, the map, its last seq and its counts. For tests and operators. */
+  async shardStatus(): Promise<{ role: "orderer" | "shard"; k: number; map: ShardMap; last: number; counts: Counts }> {
+    const shard = this.#shard;
+    return {
+      role: shard ? "shard" : "orderer",
+      k: shard?.k ?? 0,
+      map: this.#map,
+      last: shard ? shard.log.latestSeq : this.#history.latestSeq,
+      counts: { connections: this.#connections.liveCount(), users: this.#presence.online },
+    };
+  }
+
+  /** Test hook: the orderer's next `n` deliveries with frames fail as if the call was lost. */
+  async failNextDeliveries(n: number): Promise<void> {
+    this.#requireOrderer().fanout.failNext = n;
+  }
+
+  get #map(): ShardMap {
+    return (this.#shard ? this.#shard.log.map : this.#orderer?.map) ?? UNSHARDED;
+  }
+
+  #stubOf(k: number) {
+    return this.env.ROOMS.get(this.env.ROOMS.idFromName(shardName(this.#room, k)));
+  }
+
+  #requireOrderer(): Orderer {
+    this.#requireConfig();
+    if (!this.#orderer) throw new Error("not a room's orderer");
+    return this.#orderer;
+  }
+
+  #requireShard(): ShardRole {
+    this.#requireConfig();
+    if (!this.#shard) throw new Error("not a shard");
+    return this.#shard;
+  }
+
+  /** A connection came or went: the orderer's occupancy and growth, or a shard's report. */
+  #countsChanged(): void {
+    this.#orderer?.reported(0, { connections: 0, users: 0 });
+    this.#shard?.report();
   }
 
   #requireConfig(): Config {
@@ -313,9 +468,15 @@ export class Room extends DurableObject<Env> {
         return;
       case "auth":
         return this.#refreshToken(conn, frame.token, config);
-      case "history":
+      case "history": {
+        const shard = this.#shard;
+        if (shard)
+          return this.#messages.sendHistoryFrom(conn, frame.before, frame.limit, config, (q, max) =>
+            shard.readPage(q, max),
+          );
         this.#messages.sendHistory(conn, frame.before, frame.limit, config);
         return;
+      }
       case "message":
         this.#messages.onMessage(conn, frame, now);
         return;
@@ -347,6 +508,7 @@ export class Room extends DurableObject<Env> {
       this.#presence.leftUncounted(user, connections.live(tagForUser(user.id)).length > 0);
     }
     if (connections.liveCount() === 0) this.#alarms.clear();
+    this.#countsChanged();
   }
 
   #saveSeenAt(conn: Connection): void {
