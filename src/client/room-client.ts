@@ -3,39 +3,26 @@
  * offer, reconnects with backoff, resumes with `?since=` without loss or duplicates, acknowledges
  * sends, and keeps the connection alive with pings. See `src/client/README.md`.
  *
- * This class orchestrates: the connection's lifecycle and the dispatch of frames. What a close means
- * is in `closes.ts`, the room as the frames tell it in `room-view.ts`, sends in `outbox.ts`.
+ * This is the public face. The connection's lifecycle is in `link.ts`, what a close means in
+ * `closes.ts`, the room as the frames tell it in `room-view.ts`, sends in `outbox.ts`.
  */
-import { CLOSE_CODES, PING_FRAME, type PresenceState, type User, type WelcomeFrame } from "../protocol/index.js";
-import { type Attempt, detachAttempt, openAttempt } from "./attempt.js";
-import { closedAfterWelcome, closedBeforeOpen, probe, resolveFetch, type Verdict } from "./closes.js";
+import { CLOSE_CODES, type PresenceState, type User } from "../protocol/index.js";
 import { Emitter, type Listener } from "./emitter.js";
-import { RoomClientError, type Stop } from "./errors.js";
-import { checkData, decodeFrame, encodeFrame, encodeMessage } from "./frames.js";
-import { Liveness } from "./liveness.js";
-import { livenessTiming, type ResolvedOptions, resolveOptions } from "./options.js";
+import { RoomClientError } from "./errors.js";
+import { encodeFrame, encodeMessage } from "./frames.js";
+import { Link } from "./link.js";
+import { resolveOptions } from "./options.js";
 import { Outbox, type SendResult } from "./outbox.js";
-import { Reconnects } from "./reconnect.js";
 import { RoomView } from "./room-view.js";
-import { CLOSING, connectUrl, OPEN } from "./socket.js";
 import type {
   ConnectionState,
   PresenceUser,
-  Retry,
   RoomClientEvents,
   RoomClientOptions,
   SendOptions,
   SignalOptions,
 } from "./types.js";
-import { describe, randomId, safeClose } from "./util.js";
-
-/** The close code the client uses when it abandons a connection it considers dead. */
-const ABANDON_CODE = 4000;
-/**
- * A socket whose closing handshake has begun gets this long for its `close` event (which carries
- * the code that decides between stopping and reconnecting) before it is counted as dead.
- */
-const CLOSING_GRACE_MS = 5_000;
+import { randomId } from "./util.js";
 
 /**
  * A connection to one room that stays up on its own.
@@ -54,49 +41,24 @@ const CLOSING_GRACE_MS = 5_000;
  */
 export class RoomClient<TData = unknown> {
   readonly room: string;
-  readonly #options: RoomClientOptions<TData>;
-  readonly #resolved: ResolvedOptions;
   readonly #events = new Emitter<RoomClientEvents<TData>>();
   readonly #outbox: Outbox;
   readonly #view = new RoomView();
-  /** This user's presence state frame, as last set: sent again on every (re)connect. */
-  #presenceFrame: string | undefined;
+  readonly #link: Link<TData>;
   readonly #idPrefix = randomId();
   #idCounter = 0;
 
-  #state: ConnectionState = "connecting";
-  /** Bumped whenever an attempt starts or the client stops: async continuations of older ones give up. */
-  #epoch = 0;
-  #current: Attempt | undefined;
-  #liveness: Liveness | undefined;
-  readonly #reconnects: Reconnects;
-  #connectTimer: ReturnType<typeof setTimeout> | undefined;
-  #probe: AbortController | undefined;
-
   constructor(options: RoomClientOptions<TData>) {
-    this.#resolved = resolveOptions(options);
-    this.room = this.#resolved.room;
-    this.#options = options;
-    this.#outbox = new Outbox({ ...this.#resolved.outbox, onStall: () => this.#onStall() });
-    this.#reconnects = new Reconnects(
-      this.#resolved.backoff,
-      () => {
-        if (this.#state !== "closed") void this.#connect();
-      },
-      () => this.#state === "reconnecting",
-    );
-    // Not if close() came first (React strict mode mounts, unmounts and mounts again at once).
-    if (options.autoConnect ?? true) {
-      const epoch = this.#epoch;
-      queueMicrotask(() => {
-        if (epoch === this.#epoch) void this.#connect();
-      });
-    } else this.#state = "closed";
+    const resolved = resolveOptions(options);
+    this.room = resolved.room;
+    this.#outbox = new Outbox({ ...resolved.outbox, onStall: () => this.#link.stall() });
+    const parts = { options, resolved, events: this.#events, outbox: this.#outbox, view: this.#view };
+    this.#link = new Link(parts, options.autoConnect ?? true);
   }
 
   /** The connection state. */
   get state(): ConnectionState {
-    return this.#state;
+    return this.#link.state;
   }
 
   /** The highest room `seq` seen (what the next connection resumes from). */
@@ -130,7 +92,7 @@ export class RoomClient<TData = unknown> {
       { type: "signal", data, ...(options.to === undefined ? {} : { to: options.to }) },
       "signal",
     );
-    return this.#state === "open" && this.#write(text);
+    return this.#link.state === "open" && this.#link.write(text);
   }
 
   /**
@@ -144,8 +106,7 @@ export class RoomClient<TData = unknown> {
    */
   setPresence(state: PresenceState): void {
     // Checked with the frame's schema, which holds the state's (a JSON object, nested ≤ 32 deep).
-    this.#presenceFrame = encodeFrame({ type: "presence", state }, "presence");
-    if (this.#state === "open") this.#write(this.#presenceFrame);
+    this.#link.presence(encodeFrame({ type: "presence", state }, "presence"));
   }
 
   /** Sends waiting for a connection. */
@@ -167,16 +128,13 @@ export class RoomClient<TData = unknown> {
    * stopped. Does nothing while the client is connecting, open or reconnecting.
    */
   connect(): void {
-    if (this.#state !== "closed") return;
-    this.#reconnects.reset();
-    this.#setState("connecting");
-    void this.#connect();
+    this.#link.start();
   }
 
   /** Closes the connection for good: stops every timer and rejects every unacknowledged send. */
   close(): void {
-    if (this.#state === "closed") return;
-    this.#stop({ code: "closed_by_client", message: "closed by the client" }, CLOSE_CODES.normal);
+    if (this.#link.state === "closed") return;
+    this.#link.stop({ code: "closed_by_client", message: "closed by the client" }, CLOSE_CODES.normal);
   }
 
   /**
@@ -189,7 +147,7 @@ export class RoomClient<TData = unknown> {
    */
   send(content: string | TData, options: SendOptions = {}): Promise<SendResult> {
     const id = options.id ?? `${this.#idPrefix}${(++this.#idCounter).toString(36)}`;
-    if (this.#state === "closed") {
+    if (this.#link.state === "closed") {
       return Promise.reject(new RoomClientError("closed", "the client is closed", { id, wasWritten: false }));
     }
     if (this.#outbox.has(id)) {
@@ -204,271 +162,6 @@ export class RoomClient<TData = unknown> {
         const why = `${this.#outbox.maxQueue} sends are already waiting`;
         reject(new RoomClientError("queue_full", why, { id, wasWritten: false }));
       }
-    });
-  }
-
-  // -- connecting ----------------------------------------------------------------------------
-
-  async #connect(): Promise<void> {
-    const epoch = ++this.#epoch;
-    const source = this.#options.token;
-    let token: unknown;
-    try {
-      token = typeof source === "string" ? source : await source();
-    } catch (error) {
-      if (epoch === this.#epoch) this.#retry({ reason: "token_error", message: describe(error) });
-      return;
-    }
-    if (epoch !== this.#epoch) return;
-    if (typeof token !== "string" || token.length === 0) {
-      this.#retry({ reason: "token_error", message: "the token function returned no token" });
-      return;
-    }
-    const since = this.#view.lastSeq ?? this.#options.since;
-    const url = connectUrl(this.#options.url, this.room, since);
-    let attempt: Attempt;
-    try {
-      attempt = openAttempt(this.#resolved.WebSocket, {
-        url,
-        token,
-        since,
-        isTokenFresh: typeof source !== "string",
-        onClose: (code, reason) => {
-          if (this.#current === attempt) this.#onClose(attempt, code, reason);
-        },
-        onData: (data) => {
-          if (this.#current === attempt) this.#onData(attempt, data);
-        },
-      });
-    } catch (error) {
-      // Browsers throw when the token is not a valid subprotocol value: no retry can fix that.
-      this.#stop({ code: "handshake_refused", message: `the token cannot be offered: ${describe(error)}` });
-      return;
-    }
-    this.#current = attempt;
-    const { connectTimeoutMs } = this.#resolved;
-    this.#connectTimer = setTimeout(() => {
-      this.#connectTimer = undefined;
-      if (this.#current !== attempt) return;
-      this.#abandon("handshake timeout");
-      this.#retry({ reason: "timeout", message: `no welcome within ${connectTimeoutMs} ms` });
-    }, connectTimeoutMs);
-  }
-
-  #onClose(attempt: Attempt, code: number, reason: string): void {
-    const wasWelcomed = this.#state === "open";
-    this.#detach();
-    if (!wasWelcomed) {
-      if (!attempt.isOpen) {
-        void this.#onRefused(attempt);
-        return;
-      }
-      this.#retry({ reason: "dropped", closeCode: code, message: reason });
-      return;
-    }
-    if (code === CLOSE_CODES.messageTooBig) {
-      this.#outbox.rejectNewestInFlight("message_too_big", "the server closed with 1009");
-    }
-    this.#outbox.requeueInFlight();
-    this.#follow(closedAfterWelcome(code, reason, typeof this.#options.token !== "string"));
-  }
-
-  /** The socket closed before it opened: refused, or the server is not there (see `closes.ts`). */
-  async #onRefused(attempt: Attempt): Promise<void> {
-    const verdict = closedBeforeOpen(attempt, resolveFetch(this.#options.fetch));
-    if (!("probe" in verdict)) {
-      this.#follow(verdict);
-      return;
-    }
-    const epoch = this.#epoch;
-    const controller = new AbortController();
-    this.#probe = controller;
-    const answer = await probe(attempt, verdict.probe, controller);
-    if (this.#probe === controller) this.#probe = undefined;
-    if (epoch !== this.#epoch || this.#state === "closed") return;
-    this.#follow(answer);
-  }
-
-  #follow(verdict: Verdict): void {
-    if ("stop" in verdict) this.#stop(verdict.stop);
-    else this.#retry(verdict.retry, { isImmediate: verdict.isImmediate ?? false });
-  }
-
-  #retry(info: Omit<Retry, "attempt" | "delayMs">, { isImmediate = false } = {}): void {
-    this.#detach();
-    const delayMs = this.#reconnects.fail(isImmediate);
-    if (delayMs === undefined) {
-      const { reason: _reason, ...rest } = info;
-      const message = `gave up after ${this.#reconnects.maxAttempts} attempts (${info.message ?? info.reason})`;
-      this.#stop({ ...rest, code: "retries_exhausted", message });
-      return;
-    }
-    this.#setState("reconnecting");
-    this.#events.emit("retry", { attempt: this.#reconnects.attempt, delayMs, ...info });
-    this.#reconnects.wait(delayMs);
-  }
-
-  /** Stops for good. `closeCode` closes a socket that is still up (the client's own `close()`). */
-  #stop(stop: Stop, closeCode?: number): void {
-    this.#epoch++;
-    const socket = this.#current?.socket;
-    this.#detach();
-    if (socket && closeCode !== undefined) safeClose(socket, closeCode, "closed by the client");
-    this.#reconnects.cancel();
-    this.#probe?.abort();
-    this.#probe = undefined;
-    this.#outbox.rejectAll("closed", stop.message);
-    this.#view.clearUsers();
-    this.#setState("closed", stop);
-  }
-
-  /** Forgets the current socket: its handlers and timers. The socket itself is left as it is. */
-  #detach(): void {
-    const attempt = this.#current;
-    this.#current = undefined;
-    this.#view.endReplay();
-    clearTimeout(this.#connectTimer);
-    this.#connectTimer = undefined;
-    this.#liveness?.stop();
-    this.#liveness = undefined;
-    this.#outbox.setWriter(undefined);
-    if (attempt) detachAttempt(attempt);
-  }
-
-  /** Drops a connection considered dead without waiting for its closing handshake. */
-  #abandon(reason: string): void {
-    const socket = this.#current?.socket;
-    this.#detach();
-    this.#outbox.requeueInFlight();
-    if (!socket) return;
-    safeClose(socket, ABANDON_CODE, reason);
-    // `ws` would wait up to 30 s for the peer's close frame; a dead peer never sends one.
-    (socket as { terminate?: () => void }).terminate?.();
-  }
-
-  /** A written send got no ack in time: the link is stalled. Drop it; its sends go out again on the next. */
-  #onStall(): void {
-    if (this.#state !== "open") return;
-    this.#abandon("no ack");
-    this.#retry({ reason: "ack_timeout", message: `a send got no ack within ${this.#outbox.ackTimeoutMs} ms` });
-  }
-
-  #setState(state: ConnectionState, stop?: Stop): void {
-    const previous = this.#state;
-    if (previous === state) return;
-    this.#state = state;
-    this.#events.emit("state", stop ? { state, previous, stop } : { state, previous });
-  }
-
-  // -- frames --------------------------------------------------------------------------------
-
-  #onData(attempt: Attempt, data: unknown): void {
-    if (data instanceof ArrayBuffer) {
-      this.#liveness?.onFrame(false);
-      const from = this.#view.takeBinarySender();
-      this.#events.emit("binary", data);
-      this.#events.emit("binaryMessage", { data, from });
-      return;
-    }
-    if (typeof data !== "string") return;
-    const frame = decodeFrame(data);
-    if (frame === undefined) return;
-    this.#liveness?.onFrame(frame.type === "pong");
-    this.#view.frame(frame);
-    switch (frame.type) {
-      case "welcome":
-        this.#onWelcome(attempt, frame);
-        return;
-      case "message": {
-        if (!this.#view.message(frame)) return;
-        // Our own message came back (live, or in a replay after a drop): that settles its send.
-        if (frame.id !== undefined && this.#view.isOwn(frame)) this.#outbox.settle(frame.id, frame.seq, true);
-        const checked = checkData(frame, this.#options.dataSchema);
-        if (checked instanceof RoomClientError) this.#events.emit("error", checked);
-        else this.#events.emit("message", checked);
-        if (this.#view.hasCaughtUp) this.#ready();
-        return;
-      }
-      case "ack":
-        this.#outbox.settle(frame.id, frame.seq);
-        return;
-      case "error":
-        if (frame.id === undefined || !this.#outbox.fail(frame.id, frame)) {
-          this.#events.emit("error", new RoomClientError(frame.code, frame.message, { frame }));
-        }
-        return;
-      case "presence":
-        this.#view.presence(frame);
-        this.#events.emit("presence", frame);
-        return;
-      case "signal":
-        this.#events.emit("signal", {
-          from: frame.from,
-          data: frame.data,
-          ...(frame.to === undefined ? {} : { to: frame.to }),
-        });
-        return;
-      case "heartbeat":
-        // Echoed, so the room can tell this client still reads (and close it if it stops).
-        this.#write(data);
-        return;
-      case "pong":
-        // The runtime answers our ping after every frame sent before it: the replay is over.
-        if (this.#view.isReplaying) this.#ready();
-        return;
-      default:
-        return;
-    }
-  }
-
-  #onWelcome(attempt: Attempt, welcome: WelcomeFrame): void {
-    clearTimeout(this.#connectTimer);
-    this.#connectTimer = undefined;
-    const { gap, replayUntil } = this.#view.welcome(welcome, attempt.since);
-    this.#reconnects.reset();
-    this.#setState("open");
-    if (this.#presenceFrame !== undefined) this.#write(this.#presenceFrame);
-    this.#events.emit("welcome", welcome);
-    if (gap) this.#events.emit("gap", gap);
-    this.#startLiveness(attempt, welcome.heartbeatInterval);
-    if (replayUntil !== undefined) {
-      this.#view.awaitReplay(replayUntil);
-      this.#liveness?.ping();
-    } else {
-      this.#ready();
-    }
-  }
-
-  /** The connection is up and caught up: sends flow. */
-  #ready(): void {
-    this.#view.endReplay();
-    this.#outbox.setWriter((frame) => this.#write(frame));
-  }
-
-  #write(frame: string): boolean {
-    const socket = this.#current?.socket;
-    if (!socket || socket.readyState !== OPEN) return false;
-    try {
-      socket.send(frame);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  /** Pings every `pingIntervalMs` (default half the server's interval) and watches for pongs. */
-  #startLiveness(attempt: Attempt, intervalMs: number): void {
-    this.#liveness?.stop();
-    this.#liveness = new Liveness({
-      ...livenessTiming(this.#options, intervalMs),
-      closingGraceMs: CLOSING_GRACE_MS,
-      ping: () => this.#write(PING_FRAME),
-      isClosing: () => attempt.socket.readyState >= CLOSING,
-      onDead: (why) => {
-        if (this.#current !== attempt) return;
-        this.#abandon("heartbeat missed");
-        this.#retry({ reason: "heartbeat", message: why });
-      },
     });
   }
 }
