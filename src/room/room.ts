@@ -215,7 +215,7 @@ export class Room extends DurableObject<Env> {
         connections: this.#connections,
         presence: this.#presence,
         messages: this.#messages,
-        history: this.#history,
+        history: this.#shard?.log ?? this.#history,
         users: this.#users,
         states: this.#ephemeral.states,
       };
