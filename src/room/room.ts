@@ -346,9 +346,17 @@ export class Room extends DurableObject<Env> {
   }
 
   /** Where this object stands: its role, the map, its last seq and its counts. For tests and operators. */
-  async shardStatus(): Promise<{ role: "orderer" | "shard"; k: number; map: ShardMap; last: number; counts: Counts }> {
+  async shardStatus(): Promise<{
+    role: "orderer" | "shard";
+    k: number;
+    map: ShardMap;
+    last: number;
+    counts: Counts;
+    reads: number;
+  }> {
     const shard = this.#shard;
     return {
+      reads: shard?.reads ?? 0,
       role: shard ? "shard" : "orderer",
       k: shard?.k ?? 0,
       map: this.#map,

@@ -53,6 +53,8 @@ export class ShardRole {
   #acks: PendingAck[] = [];
   #occupancy = "";
   #reportTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Reads of the orderer's history since this object woke (shardStatus; a storm should cost ~1). */
+  reads = 0;
 
   constructor(
     k: number,
@@ -121,6 +123,7 @@ export class ShardRole {
       let from: number | undefined;
       let cursor = since;
       while (cursor < end) {
+        this.reads += 1;
         const range = await this.#orderer().readSince(cursor, Math.min(READ_LIMIT, end - cursor));
         const usable = range.frames.slice(0, Math.max(0, end - range.from + 1));
         if (usable.length === 0) break;
@@ -172,6 +175,7 @@ export class ShardRole {
   async #pull(target: number): Promise<void> {
     while (this.log.latestSeq < target) {
       const last = this.log.latestSeq;
+      this.reads += 1;
       const range = await this.#orderer().readSince(last, READ_LIMIT);
       if (range.frames.length === 0) return;
       if (range.from > last + 1) this.#lost(last, range.from - 1);

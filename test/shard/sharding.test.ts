@@ -3,6 +3,7 @@
  * at its third socket and to 3 at its sixth. Every client must see every message exactly once, in
  * the same seq order, wherever it is connected.
  */
+import { evictDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { MessageFrame } from "../../src/protocol";
 import { encodeHandoff, HANDOFF_HEADER } from "../../src/room/handoff";
@@ -95,7 +96,7 @@ describe("sharded rooms", () => {
     // Straight to shard 1 with a user of the orderer: an internal redirect, never a socket.
     const handoff = {
       room,
-      user: { id: users.a, name: users.a },
+      user: { id: String(users.a), name: String(users.a) },
       role: "member" as const,
       exp: Date.now() + 60_000,
       ip: null,
@@ -147,5 +148,84 @@ describe("sharded rooms", () => {
     await waitForSeq(cc, 5);
     await settle(200);
     expectExactlyOnce(clients, 1, 5);
+  });
+});
+
+describe("sharded rooms: resets and splits", () => {
+  it("a shard that loses its memory continues from its stored seq; a reconnect storm reads history once", async () => {
+    const { room, users, clients } = await twoShardRoom();
+    const [ca, cb, cc] = clients as [Client, Client, Client];
+    for (let i = 0; i < 4; i++) ca.send({ type: "message", text: `m${i}` });
+    await waitForSeq(cc, 4);
+    cb.close();
+    cc.close();
+    await evictDurableObject(objectOf(room, 1));
+    for (let i = 4; i < 6; i++) ca.send({ type: "message", text: `m${i}` });
+    await waitForSeq(ca, 6);
+    // Both resume from seq 1 at once: the shard's buffer went with its memory.
+    const [nb, nc] = await Promise.all([
+      join(room, { sub: users.b, since: 1 }),
+      join(room, { sub: users.c, since: 1 }),
+    ]);
+    for (const r of [nb, nc]) {
+      expect(r.welcome).toMatchObject({ seq: 6, recovered: true });
+      await waitForSeq(r.client, 6);
+      expect(seqsOf(r.client)).toEqual([2, 3, 4, 5, 6]);
+    }
+    expect((await objectOf(room, 1).shardStatus()).reads).toBe(1);
+  });
+
+  it("an orderer that loses its memory still delivers to its shards, and their members' sends still go through", async () => {
+    const { room, clients } = await twoShardRoom();
+    const [, cb, cc] = clients as [Client, Client, Client];
+    cb.send({ type: "message", text: "before", id: "x1" });
+    await waitForSeq(cc, 1);
+    await evictDurableObject(objectOf(room, 0));
+    cb.send({ type: "message", text: "after", id: "x2" });
+    cc.send({ type: "message", text: "after too", id: "y1" });
+    await waitForSeq(cb, 3);
+    await waitForSeq(cc, 3);
+    await settle(200);
+    expectExactlyOnce([cb, cc], 1, 3);
+  });
+
+  it("splits again while messages flow: every client, moved or not, ends with every seq exactly once", async () => {
+    const { room, clients } = await twoShardRoom();
+    // Users that stay where they are at n = 3, and two that move to the new shard 2.
+    const stay0 = usersIn(0, 2, 1, "s", { k: 0, n: 3 });
+    const movers = usersIn(1, 2, 2, "m", { k: 2, n: 3 });
+    const all = [...clients];
+    let sent = 0;
+    const sender = all[0] as Client;
+    const flow = setInterval(() => {
+      if (sent < 40) sender.send({ type: "message", text: `f${sent}`, id: `f${sent++}` });
+    }, 10);
+    // Sockets 4, 5 and 6: the room grows to 3 objects; the movers are sent off with 4307.
+    const moving: Client[] = [];
+    for (const sub of [...stay0, ...movers]) {
+      const c = (await join(room, { sub, since: 0 })).client;
+      all.push(c);
+      if (movers.includes(sub)) moving.push(c);
+    }
+    const resumed: Client[] = [];
+    const befores: number[][] = [];
+    for (const [i, c] of moving.entries()) {
+      expect((await c.nextClose(5000)).code).toBe(4307);
+      const before = seqsOf(c);
+      befores.push(before);
+      resumed.push((await join(room, { sub: movers[i] as string, since: before.at(-1) ?? 0 })).client);
+    }
+    while (sent < 40) await settle(20);
+    clearInterval(flow);
+    const stayed = all.filter((c) => !moving.includes(c));
+    for (const c of [...stayed, ...resumed]) await waitForSeq(c, 40, 8000);
+    await settle(300);
+    expectExactlyOnce(stayed, 1, 40);
+    // A moved client: what it saw before the move, then what it resumed with, is 1..40 once each.
+    const all40 = Array.from({ length: 40 }, (_, i) => i + 1);
+    for (const [i, before] of befores.entries()) {
+      expect([...before, ...seqsOf(resumed[i] as Client)]).toEqual(all40);
+    }
+    expect((await objectOf(room, 2).shardStatus()).counts.connections).toBe(2);
   });
 });
