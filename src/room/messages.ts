@@ -70,6 +70,11 @@ export class Messages {
   readonly #reads: ReadLog;
   /** In a shard, room messages go to the orderer (src/room/shard-role.ts) instead of the queue. */
   forward: ((conn: Connection, frame: ClientMessageFrame) => void) | undefined;
+  /**
+   * In a sharded room, a direct message to a user with no connection here goes to the recipient's
+   * object: resolves with how many connections got it there. `undefined`: the user would be here.
+   */
+  relayDirect: ((to: string, text: string) => Promise<number> | undefined) | undefined;
 
   constructor(
     history: History,
@@ -253,10 +258,6 @@ export class Messages {
   #direct(conn: Connection, frame: ClientMessageFrame, to: string, now: number): void {
     const connections = this.#connections;
     const recipients = connections.live(tagForUser(to));
-    if (recipients.length === 0) {
-      connections.sendError(conn, "unknown_recipient", "that user has no connection in this room", frame.id);
-      return;
-    }
     const { room, user: from } = conn.attachment;
     const out: MessageFrame = {
       type: "message",
@@ -269,9 +270,30 @@ export class Messages {
       ts: now,
     };
     const text = JSON.stringify(out);
-    const targets = new Set([...recipients, ...connections.live(tagForUser(from.id))]);
-    targets.delete(conn);
-    for (const target of targets) connections.send(target, text);
+    // In a sharded room the recipient's connections may be in another object (src/room/room.ts).
+    const elsewhere = recipients.length === 0 ? this.relayDirect?.(to, text) : undefined;
+    if (elsewhere !== undefined) {
+      void elsewhere.then(
+        (delivered) => this.#directDone(conn, frame, to, text, delivered > 0),
+        () => this.#directDone(conn, frame, to, text, false),
+      );
+      return;
+    }
+    for (const target of recipients) if (target !== conn) connections.send(target, text);
+    this.#directDone(conn, frame, to, text, recipients.length > 0);
+  }
+
+  /** The sender's other connections and its ack, or `unknown_recipient` when nobody got it. */
+  #directDone(conn: Connection, frame: ClientMessageFrame, to: string, text: string, isDelivered: boolean): void {
+    const connections = this.#connections;
+    if (!isDelivered) {
+      connections.sendError(conn, "unknown_recipient", "that user has no connection in this room", frame.id);
+      return;
+    }
+    const recipients = new Set(connections.live(tagForUser(to)));
+    for (const target of connections.live(tagForUser(conn.attachment.user.id))) {
+      if (target !== conn && !recipients.has(target)) connections.send(target, text);
+    }
     if (frame.id !== undefined)
       connections.send(conn, JSON.stringify({ type: "ack", id: frame.id } satisfies AckFrame));
   }

@@ -36,7 +36,7 @@ import { PresenceFeed } from "./presence-feed";
 import { type RateLimits, takeShared } from "./rate-limit";
 import { RoomEvents } from "./room-events";
 import { ShardLog } from "./shard-log";
-import { parseShardName, redirectResponse, type ShardMap, shardName, UNSHARDED } from "./shard-map";
+import { parseShardName, redirectResponse, type ShardMap, shardName, shardOf, UNSHARDED } from "./shard-map";
 import { type OrdererPort, ShardRole } from "./shard-role";
 import type {
   Attach,
@@ -173,6 +173,11 @@ export class Room extends DurableObject<Env> {
     );
     const shard = this.#shard;
     if (shard) this.#messages.forward = (conn, frame) => shard.forward(conn, frame);
+    this.#messages.relayDirect = (to, text) => {
+      const n = this.#map.n;
+      const at = shardOf(to, n);
+      return n <= 1 || at === k ? undefined : this.#stubOf(at).directIn(to, text);
+    };
     this.#alarms = new Alarms(ctx, this.#connections);
     this.#ephemeral = new Ephemeral(
       () => this.#connections,
@@ -343,6 +348,14 @@ export class Room extends DurableObject<Env> {
     this.#requireConfig();
     this.#connections.all();
     return this.#requireShard().deliver(batch);
+  }
+
+  /** A direct message from another object of the room to `to`'s connections here; how many got it. */
+  async directIn(to: string, text: string): Promise<number> {
+    this.#requireConfig();
+    const recipients = this.#connections.live(tagForUser(to));
+    for (const conn of recipients) this.#connections.send(conn, text);
+    return recipients.length;
   }
 
   /** Where this object stands: its role, the map, its last seq and its counts. For tests and operators. */

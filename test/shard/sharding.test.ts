@@ -229,3 +229,53 @@ describe("sharded rooms: resets and splits", () => {
     expect((await objectOf(room, 2).shardStatus()).counts.connections).toBe(2);
   });
 });
+
+describe("sharded rooms: presence and admin", () => {
+  it("tells every socket the room-wide counts with an occupancy frame", async () => {
+    const { clients } = await twoShardRoom();
+    const occupancy = (c: Client) =>
+      (c.frames as unknown as Array<{ type: string; online?: number; connections?: number }>).filter(
+        (f) => f.type === "occupancy",
+      );
+    for (const c of clients) {
+      await c.waitFor(
+        () => occupancy(c).some((f) => f.online === 3 && f.connections === 3),
+        "occupancy 3 users, 3 connections",
+      );
+    }
+    (clients[2] as Client).close();
+    for (const c of clients.slice(0, 2)) {
+      await c.waitFor(() => occupancy(c).at(-1)?.connections === 2, "occupancy down to 2 connections");
+    }
+  });
+
+  it("kicks a user wherever its connections are (the orderer routes the kick to the user's shard)", async () => {
+    const { room, users, clients } = await twoShardRoom();
+    const kicked = await objectOf(room, 0).kick(users.b as string);
+    expect(kicked).toBe(1);
+    expect((await (clients[1] as Client).nextClose()).code).toBe(4403);
+    expect((clients[2] as Client).closed).toBeUndefined();
+  });
+
+  it("counts the whole room in the HTTP API's info", async () => {
+    const { room } = await twoShardRoom();
+    await settle(400);
+    expect(await objectOf(room, 0).info()).toMatchObject({ connections: 3, shards: 2 });
+  });
+});
+
+describe("sharded rooms: direct messages", () => {
+  it("delivers a direct message to a user on another object, acks it, and says unknown_recipient for nobody", async () => {
+    const { users, clients } = await twoShardRoom();
+    const [ca, cb] = clients as [Client, Client];
+    ca.send({ type: "message", text: "psst", to: users.b, id: "dm1" });
+    const got = await cb.next("message");
+    expect(got).toMatchObject({ text: "psst", to: users.b, from: { id: users.a } });
+    expect(got.seq).toBeUndefined();
+    expect(await ca.next("ack")).toMatchObject({ id: "dm1" });
+    cb.send({ type: "message", text: "back", to: users.a, id: "dm2" });
+    expect(await ca.next("message")).toMatchObject({ text: "back", from: { id: users.b } });
+    ca.send({ type: "message", text: "anyone?", to: "nobody-here", id: "dm3" });
+    expect(await ca.next("error")).toMatchObject({ code: "unknown_recipient", id: "dm3" });
+  });
+});
