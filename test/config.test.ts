@@ -133,6 +133,7 @@ describe("configuration", () => {
     // A room whose objects fill up before the threshold would never grow.
     [{ SHARD_MAX: "4", SHARD_GROW_AT: "2000" }, "SHARD_GROW_AT"],
     [{ SHARD_MOVES_PER_SECOND: "0" }, "SHARD_MOVES_PER_SECOND"],
+    [{ SHARD_SHRINK_AFTER_MS: "soon" }, "SHARD_SHRINK_AFTER_MS"],
     // A signal cap over the frame cap would be a 1009 close, not the documented invalid_message.
     [{ SIGNAL_MAX_BYTES: "8192", MAX_MESSAGE_BYTES: "4096" }, "SIGNAL_MAX_BYTES"],
     [{ SIGNAL_RATE_PER_SECOND: "0" }, "SIGNAL_RATE_PER_SECOND"],

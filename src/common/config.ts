@@ -77,6 +77,7 @@ const EnvSchema = v.object({
   SHARD_MAX: integer(1, 1, 64),
   SHARD_GROW_AT: integer(800, 1, 32_768),
   SHARD_MOVES_PER_SECOND: integer(100, 1, 10_000),
+  SHARD_SHRINK_AFTER_MS: integer(60_000, 0, 3_600_000),
   LOG_LEVEL: v.optional(
     v.pipe(v.string(), v.trim(), v.toLowerCase(), v.picklist(["debug", "info"], "must be debug or info")),
     "info",
@@ -137,8 +138,10 @@ export interface Config {
   shardMax: number;
   /** A room of n shards grows to n+1 when it holds n × this many sockets. */
   shardGrowAt: number;
-  /** Sockets an object closes per second with 4307 (moved) after the room grew. */
+  /** Sockets an object closes per second with 4307 (moved) after the room grew or shrank. */
   shardMovesPerSecond: number;
+  /** A room of n shards shrinks to n−1 after holding at most (n−1) × SHARD_GROW_AT ÷ 2 sockets this long. */
+  shardShrinkAfterMs: number;
   /** `debug` adds a line per connection open and close; `info` (the default) leaves them out. */
   logLevel: "debug" | "info";
   /** Where room events are posted (README "Webhooks"); `undefined`: webhooks are off. */
@@ -286,6 +289,7 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       shardMax: e.SHARD_MAX,
       shardGrowAt: e.SHARD_GROW_AT,
       shardMovesPerSecond: e.SHARD_MOVES_PER_SECOND,
+      shardShrinkAfterMs: e.SHARD_SHRINK_AFTER_MS,
       logLevel: e.LOG_LEVEL as "debug" | "info",
       webhooks,
     },

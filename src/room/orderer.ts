@@ -16,6 +16,7 @@ export const OCCUPANCY_INTERVAL_MS = 1000;
 export interface OrdererSettings {
   shardMax: number;
   shardGrowAt: number;
+  shardShrinkAfterMs: number;
 }
 
 export interface OrdererParts {
@@ -39,6 +40,8 @@ export class Orderer {
   #occupancy = "";
   #occupancySentAt = 0;
   #occupancyTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set while the room is small enough to shrink: the check that will shrink it, if it stays so. */
+  #shrinkTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(store: ShardLog, settings: OrdererSettings, parts: OrdererParts) {
     this.#store = store;
@@ -72,8 +75,44 @@ export class Orderer {
   /** A shard's counts, or the orderer's own changed (`k` = 0). */
   reported(k: number, counts: Counts): void {
     if (k > 0) this.#counts.set(k, counts);
+    if (k >= this.map.n && counts.connections === 0) {
+      // A retired shard (the room shrank) whose last socket moved: nothing more to deliver there.
+      this.fanout.remove(k);
+      this.#counts.delete(k);
+    }
     this.#occupancyChanged();
+    this.#maybeShrink();
     this.#maybeGrow();
+  }
+
+  /**
+   * Hysteresis: n → n−1 only once the room has held at most (n−1) × SHARD_GROW_AT ÷ 2 sockets for
+   * SHARD_SHRINK_AFTER_MS, half the level that grows it again: a room near a threshold never flaps.
+   */
+  #isSmallEnough(): boolean {
+    const n = this.map.n;
+    return n > 1 && this.totals().connections <= ((n - 1) * this.#settings.shardGrowAt) / 2;
+  }
+
+  #maybeShrink(): void {
+    if (!this.#isSmallEnough()) {
+      if (this.#shrinkTimer !== undefined) clearTimeout(this.#shrinkTimer);
+      this.#shrinkTimer = undefined;
+      return;
+    }
+    if (this.#shrinkTimer !== undefined || this.#isGrowing) return;
+    this.#shrinkTimer = setTimeout(() => {
+      this.#shrinkTimer = undefined;
+      if (this.#isGrowing || !this.#isSmallEnough()) return;
+      const from = this.map;
+      const to: ShardMap = { n: from.n - 1, epoch: from.epoch + 1 };
+      // The retired shard keeps its link until it reports no socket: its members still get every
+      // frame while they are moved (4307) to the objects they now belong to.
+      this.#store.setMap(to);
+      log("info", "shard_shrunk", { n: to.n, epoch: to.epoch });
+      this.fanout.nudge();
+      this.#parts.onMap(to);
+    }, this.#settings.shardShrinkAfterMs);
   }
 
   /** Room-wide counts: the orderer's own and what each shard last reported. */
@@ -120,7 +159,7 @@ export class Orderer {
   #maybeGrow(): void {
     const { shardMax, shardGrowAt } = this.#settings;
     const map = this.map;
-    if (this.#isGrowing || map.n >= shardMax) return;
+    if (this.#isGrowing || this.#shrinkTimer !== undefined || map.n >= shardMax) return;
     if (this.totals().connections < map.n * shardGrowAt) return;
     this.#isGrowing = true;
     this.#grow(map)

@@ -150,7 +150,11 @@ export class Room extends DurableObject<Env> {
     } else {
       this.#orderer = new Orderer(
         shardLog,
-        { shardMax: this.#config?.shardMax ?? 1, shardGrowAt: this.#config?.shardGrowAt ?? 1 },
+        {
+          shardMax: this.#config?.shardMax ?? 1,
+          shardGrowAt: this.#config?.shardGrowAt ?? 1,
+          shardShrinkAfterMs: this.#config?.shardShrinkAfterMs ?? 0,
+        },
         {
           port: (i) => stub(i) as unknown as ReturnType<ConstructorParameters<typeof Orderer>[2]["port"]>,
           latest: () => this.#history.latestSeq,

@@ -84,7 +84,10 @@ export class ShardRole {
 
   attach(attach: Attach): Promise<void> {
     return this.#serial(async () => {
-      if (this.log.map === undefined) this.log.restart(attach.seq);
+      // New, or attached again after the room shrank and grew: with no socket left it starts afresh;
+      // one still moving its members out catches up instead, so that they miss nothing.
+      if (this.log.map === undefined || this.#counts().connections === 0) this.log.restart(attach.seq);
+      else if (attach.seq > this.log.latestSeq) await this.#pull(attach.seq);
       this.#adopt(attach.map);
     });
   }

@@ -279,3 +279,26 @@ describe("sharded rooms: direct messages", () => {
     expect(await ca.next("error")).toMatchObject({ code: "unknown_recipient", id: "dm3" });
   });
 });
+
+describe("sharded rooms: shrinking", () => {
+  it("shrinks back with hysteresis once small enough for a while: the retired shard's members move (4307) and miss nothing", async () => {
+    const { room, users, clients } = await twoShardRoom();
+    const [ca, cb, cc] = clients as [Client, Client, Client];
+    ca.send({ type: "message", text: "one", id: "s1" });
+    await waitForSeq(cb, 1);
+    // 2 sockets: not small enough for 1 object at half the threshold (1.5), so no shrink.
+    cc.close();
+    await settle(800);
+    expect((await objectOf(room, 0).shardStatus()).map).toEqual({ n: 2, epoch: 1 });
+    // 1 socket, on the shard to retire: after SHARD_SHRINK_AFTER_MS the room is one object again.
+    ca.close();
+    expect((await cb.nextClose(5000)).code).toBe(4307);
+    expect((await objectOf(room, 0).shardStatus()).map).toEqual({ n: 1, epoch: 2 });
+    const back = await join(room, { sub: users.b, since: 1 });
+    expect(back.welcome).toMatchObject({ seq: 1, recovered: true });
+    expect((await objectOf(room, 0).shardStatus()).counts.connections).toBe(1);
+    back.client.send({ type: "message", text: "two", id: "s2" });
+    expect(await back.client.next("ack")).toMatchObject({ id: "s2", seq: 2 });
+    expect(seqsOf(back.client)).toEqual([2]);
+  });
+});
