@@ -177,6 +177,8 @@ export class Room extends DurableObject<Env> {
     );
     const shard = this.#shard;
     if (shard) this.#messages.forward = (conn, frame) => shard.forward(conn, frame);
+    // A wake in the middle of moving sockets (the mover's timer was in memory): carry on.
+    if (this.#map.n > 1) mover.start(this.#map);
     this.#messages.relayDirect = (to, text) => {
       const n = this.#map.n;
       const at = shardOf(to, n);

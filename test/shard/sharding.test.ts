@@ -3,7 +3,7 @@
  * at its third socket and to 3 at its sixth. Every client must see every message exactly once, in
  * the same seq order, wherever it is connected.
  */
-import { evictDurableObject } from "cloudflare:test";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { MessageFrame } from "../../src/protocol";
 import { encodeHandoff, HANDOFF_HEADER } from "../../src/room/handoff";
@@ -300,5 +300,53 @@ describe("sharded rooms: shrinking", () => {
     back.client.send({ type: "message", text: "two", id: "s2" });
     expect(await back.client.next("ack")).toMatchObject({ id: "s2", seq: 2 });
     expect(seqsOf(back.client)).toEqual([2]);
+  });
+});
+
+/** Resets an object as a crash would: its memory and its sockets go (clients see 1006). */
+async function reset(stub: ReturnType<typeof objectOf>): Promise<void> {
+  await runInDurableObject(stub, (_i, state) => state.abort("reset (test)")).catch(() => undefined);
+}
+
+describe("sharded rooms: resets that drop sockets", () => {
+  it("a shard reset: its clients resume on it from its stored seq and miss nothing, repeat nothing", async () => {
+    const { room, users, clients } = await twoShardRoom();
+    const [ca, cb, cc] = clients as [Client, Client, Client];
+    ca.send({ type: "message", text: "m1", id: "r1" });
+    await waitForSeq(cb, 1);
+    await reset(objectOf(room, 1));
+    expect((await cb.nextClose()).code).toBe(1006);
+    expect((await cc.nextClose()).code).toBe(1006);
+    for (let i = 2; i <= 5; i++) ca.send({ type: "message", text: `m${i}`, id: `r${i}` });
+    await waitForSeq(ca, 5);
+    const nb = await join(room, { sub: users.b, since: 1 });
+    const nc = await join(room, { sub: users.c, since: 1 });
+    for (const r of [nb, nc]) {
+      expect(r.welcome).toMatchObject({ seq: 5, recovered: true });
+      await waitForSeq(r.client, 5);
+    }
+    nb.client.send({ type: "message", text: "m6", id: "r6" });
+    for (const c of [ca, nb.client, nc.client]) await waitForSeq(c, 6);
+    await settle(200);
+    expectExactlyOnce([nb.client, nc.client], 2, 6);
+    expectExactlyOnce([ca], 1, 6);
+  });
+
+  it("an orderer reset: the shards keep their sockets, their members' retried sends are stored once", async () => {
+    const { room, users, clients } = await twoShardRoom();
+    const [ca, cb, cc] = clients as [Client, Client, Client];
+    cb.send({ type: "message", text: "before", id: "o1" });
+    await waitForSeq(cc, 1);
+    await reset(objectOf(room, 0));
+    expect((await ca.nextClose()).code).toBe(1006);
+    cb.send({ type: "message", text: "after", id: "o2" });
+    cc.send({ type: "message", text: "after too", id: "o3" });
+    for (const c of [cb, cc]) await waitForSeq(c, 3);
+    const na = await join(room, { sub: users.a, since: 1 });
+    await waitForSeq(na.client, 3);
+    await settle(200);
+    expect(cb.closed).toBeUndefined();
+    expectExactlyOnce([cb, cc], 1, 3);
+    expectExactlyOnce([na.client], 2, 3);
   });
 });
