@@ -2,10 +2,10 @@
  * A small room stays one object (docs/scaling.md): with the default SHARD_MAX=1 nothing about
  * sharding runs. No shard is ever called, the orderer keeps no delivery links and writes no map.
  */
-import { runInDurableObject } from "cloudflare:test";
+import { runInDurableObject, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { shardName, shardOf } from "../src/room/shard-map";
-import { join, roomStub, uniqueRoom } from "./helpers";
+import { join, mintToken, roomStub, uniqueRoom } from "./helpers";
 
 describe("an unsharded room", () => {
   it("takes no extra hop: no shard object is ever touched, the orderer has no shard state", async () => {
@@ -36,5 +36,23 @@ describe("an unsharded room", () => {
       expect(moved.length / ids.length).toBeGreaterThan(0.6 / (n + 1));
       expect(moved.length / ids.length).toBeLessThan(1.4 / (n + 1));
     }
+  });
+
+  it("pages its users through GET /api/rooms/:room/users (admin), and refuses a bad query", async () => {
+    const room = uniqueRoom("roster");
+    const clients = [];
+    for (const sub of ["zed", "amy", "kim"]) clients.push((await join(room, { sub })).client);
+    const admin = await mintToken({ sub: "ops", role: "admin" });
+    const get = (query: string, token = admin) =>
+      SELF.fetch(`https://rooms.test/api/rooms/${room}/users${query}`, {
+        headers: { Authorization: `Bearer ${token}` },
+      });
+    const page = (await (await get("?limit=2")).json()) as { users: Array<{ id: string }>; next?: string };
+    expect(page).toMatchObject({ users: [{ id: "amy" }, { id: "kim" }], next: "kim" });
+    const rest = (await (await get("?after=kim")).json()) as { users: Array<{ id: string }>; next?: string };
+    expect(rest).toEqual({ users: [expect.objectContaining({ id: "zed", connections: 1 })] });
+    expect((await get("?limit=0")).status).toBe(400);
+    expect((await get("", await mintToken({ sub: "m" }))).status).toBe(403);
+    for (const c of clients) c.close();
   });
 });

@@ -30,14 +30,11 @@ import { accept } from "./greeting";
 import { HANDOFF_HEADER, HandoffSchema } from "./handoff";
 import { History, type Page, type PageQuery } from "./history";
 import { type MessageBody, Messages, type Published } from "./messages";
-import { Mover } from "./mover";
-import { Orderer } from "./orderer";
 import { PresenceFeed } from "./presence-feed";
 import { type RateLimits, takeShared } from "./rate-limit";
 import { RoomEvents } from "./room-events";
-import { ShardLog } from "./shard-log";
-import { parseShardName, redirectResponse, type ShardMap, shardName, shardOf, UNSHARDED } from "./shard-map";
-import { type OrdererPort, ShardRole } from "./shard-role";
+import { Sharding, type ShardStatus } from "./room-sharding";
+import { parseShardName, redirectResponse } from "./shard-map";
 import type {
   Attach,
   Counts,
@@ -81,12 +78,8 @@ export class Room extends DurableObject<Env> {
   readonly #alarms: Alarms;
   /** Signals and presence states: never stored, bounded apart from messages. */
   readonly #ephemeral: Ephemeral;
-  /** The room this object serves: its name, or the part before `~s<k>` for a shard. */
-  readonly #room: string;
-  /** Set in the object named by the room (docs/scaling.md). */
-  readonly #orderer: Orderer | undefined;
-  /** Set in a shard object (`<room>~s<k>`). */
-  readonly #shard: ShardRole | undefined;
+  /** Its role in a room spread over several objects (docs/scaling.md); idle in a small room. */
+  readonly #sharding: Sharding;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -132,39 +125,19 @@ export class Room extends DurableObject<Env> {
     this.#connections = new Connections(ctx, settings, hooks, this.#users);
     // Webhooks: off without WEBHOOK_URL or the WEBHOOK_QUEUE binding (src/room/room-events.ts). The
     // room's name is the idFromName name (https://developers.cloudflare.com/changelog/post/2026-03-15-durable-object-id-name/).
-    const events = new RoomEvents(this.#config?.webhooks, (env as Partial<Env>).WEBHOOK_QUEUE, ctx.id.name ?? "");
-    this.#presence.onAnnounced = (event, user, online) => events.announced(event, user, online, Date.now());
-    const { room, k } = parseShardName(ctx.id.name ?? "");
-    this.#room = room;
-    const shardLog = new ShardLog(ctx.storage.sql);
-    const mover = new Mover(k, this.#config?.shardMovesPerSecond ?? 1, () => this.#connections);
-    const stub = (i: number) => env.ROOMS.get(env.ROOMS.idFromName(shardName(room, i)));
-    const counts = (): Counts => ({ connections: this.#connections.liveCount(), users: this.#presence.online });
-    if (k > 0) {
-      this.#shard = new ShardRole(k, shardLog, {
-        orderer: () => stub(0) as unknown as OrdererPort,
-        connections: () => this.#connections,
-        counts,
-        onMap: (map) => mover.start(map),
-      });
-    } else {
-      this.#orderer = new Orderer(
-        shardLog,
-        {
-          shardMax: this.#config?.shardMax ?? 1,
-          shardGrowAt: this.#config?.shardGrowAt ?? 1,
-          shardShrinkAfterMs: this.#config?.shardShrinkAfterMs ?? 0,
-        },
-        {
-          port: (i) => stub(i) as unknown as ReturnType<ConstructorParameters<typeof Orderer>[2]["port"]>,
-          latest: () => this.#history.latestSeq,
-          own: counts,
-          onMap: (map) => mover.start(map),
-          broadcast: (frame) => this.#connections.broadcast(frame),
-        },
-      );
-    }
-    const orderer = this.#orderer;
+    // A shard (`<room>~s<k>`) reports its room's name, and the room-wide count where it is known.
+    const roomName = parseShardName(ctx.id.name ?? "").room;
+    const events = new RoomEvents(this.#config?.webhooks, (env as Partial<Env>).WEBHOOK_QUEUE, roomName);
+    this.#presence.onAnnounced = (event, user, online) => {
+      const wide = this.#sharding.roomOnline(online);
+      events.announced(event, user, wide ?? online, Date.now(), wide !== undefined);
+    };
+    this.#sharding = new Sharding(ctx, env, this.#config, {
+      connections: () => this.#connections,
+      online: () => this.#presence.online,
+      history: this.#history,
+    });
+    const orderer = this.#sharding.orderer;
     this.#messages = new Messages(
       this.#history,
       this.#connections,
@@ -173,17 +146,9 @@ export class Room extends DurableObject<Env> {
         events.committed(stored);
         orderer?.fanout.committed(stored);
       },
-      this.#shard?.log,
+      this.#sharding.shard?.log,
     );
-    const shard = this.#shard;
-    if (shard) this.#messages.forward = (conn, frame) => shard.forward(conn, frame);
-    // A wake in the middle of moving sockets (the mover's timer was in memory): carry on.
-    if (this.#map.n > 1) mover.start(this.#map);
-    this.#messages.relayDirect = (to, text) => {
-      const n = this.#map.n;
-      const at = shardOf(to, n);
-      return n <= 1 || at === k ? undefined : this.#stubOf(at).directIn(to, text);
-    };
+    this.#sharding.wire(this.#messages);
     this.#alarms = new Alarms(ctx, this.#connections);
     this.#ephemeral = new Ephemeral(
       () => this.#connections,
@@ -217,21 +182,20 @@ export class Room extends DurableObject<Env> {
         return refusal.toResponse();
       }
       // A user that is not this object's under the room's map: the Worker asks the right one.
-      const userId = handoff.output.user.id;
-      const elsewhere = this.#shard ? this.#shard.route(userId) : this.#orderer?.route(userId);
-      if (elsewhere !== undefined) return redirectResponse(elsewhere, this.#map);
-      await this.#shard?.warm(handoff.output.since);
+      const elsewhere = this.#sharding.route(handoff.output.user.id);
+      if (elsewhere !== undefined) return redirectResponse(elsewhere, this.#sharding.map);
+      await this.#sharding.shard?.warm(handoff.output.since);
       await this.#alarms.ensureBy(handoff.output.exp, config);
       const parts = {
         connections: this.#connections,
         presence: this.#presence,
         messages: this.#messages,
-        history: this.#shard?.log ?? this.#history,
+        history: this.#sharding.shard?.log ?? this.#history,
         users: this.#users,
         states: this.#ephemeral.states,
       };
       const response = accept(this.ctx, handoff.output, config, parts);
-      this.#countsChanged();
+      this.#sharding.countsChanged();
       return response;
     } catch (error) {
       log("error", "connect_failed", describeError(error));
@@ -295,10 +259,11 @@ export class Room extends DurableObject<Env> {
   /** Who is connected, and the latest seq. Reads only. */
   async info(): Promise<RoomInfo> {
     this.#requireConfig();
-    const n = this.#map.n;
+    const n = this.#sharding.map.n;
+    const orderer = this.#sharding.orderer;
     return {
       seq: this.#history.latestSeq,
-      connections: n > 1 && this.#orderer ? this.#orderer.totals().connections : this.#connections.liveCount(),
+      connections: n > 1 && orderer ? orderer.totals().connections : this.#connections.liveCount(),
       // States were parsed from JSON: they are JSON.
       users: this.#ephemeral.states.decorate(this.#presence.list()) as RoomInfo["users"],
       ...(n > 1 ? { shards: n } : {}),
@@ -311,108 +276,71 @@ export class Room extends DurableObject<Env> {
     const kicked = this.#connections.live(tagForUser(userId));
     for (const conn of kicked) this.#connections.close(conn, CLOSE_CODES.forbidden, "kicked");
     // In a sharded room the user's connections are in its shard (and, while it moves, maybe here).
-    const k = this.#orderer?.route(userId);
-    if (k === undefined) return kicked.length;
-    return kicked.length + (await this.#stubOf(k).kick(userId));
+    return kicked.length + (await this.#sharding.kickElsewhere(userId));
   }
 
   // -- RPC between the orderer and its shards (docs/scaling.md) ---------------------------------
 
   /** Orderer: members' room messages forwarded by shard `k`; answers once they are durable. */
   async submitBatch(k: number, items: ForwardItem[], counts: Counts): Promise<ForwardResult[]> {
-    const orderer = this.#requireOrderer();
-    orderer.reported(k, counts);
-    const now = Date.now();
-    return Promise.all(
-      items.map((item) =>
-        this.#messages.publish(this.#room, item.user, item.body, now).then(
-          (published): ForwardResult => published,
-          (): ForwardResult => ({ failed: true }),
-        ),
-      ),
-    );
+    this.#requireConfig();
+    return this.#sharding.submitBatch(this.#messages, k, items, counts);
   }
 
   /** Orderer: stored frames after `since`, oldest first (a shard's catch-up and resume reads). */
   async readSince(since: number, limit: number): Promise<HistoryRange> {
-    this.#requireOrderer();
-    return { ...this.#history.range(since, limit), latest: this.#history.latestSeq };
+    this.#requireConfig();
+    return this.#sharding.readSince(since, limit);
   }
 
   /** Orderer: shard `k`'s counts. */
   async report(k: number, counts: Counts): Promise<void> {
-    this.#requireOrderer().reported(k, counts);
+    this.#requireConfig();
+    this.#sharding.requireOrderer().reported(k, counts);
+  }
+
+  /** Orderer: a page of the room's users over all its objects, by id (the HTTP API's roster). */
+  async roster(after: string | undefined, limit: number): Promise<{ users: RoomInfo["users"]; next?: string }> {
+    this.#requireConfig();
+    return this.#sharding.roster(after, limit, (a: string | undefined, l: number) => this.localRoster(a, l));
+  }
+
+  /** This object's own users after `after`, by id, at most `limit`. */
+  localRoster(after: string | undefined, limit: number): RoomInfo["users"] {
+    const users = this.#ephemeral.states.decorate(this.#presence.list()) as RoomInfo["users"];
+    return users
+      .filter((u) => u.connections > 0 && (after === undefined || u.id > after))
+      .sort((a, b) => (a.id < b.id ? -1 : 1))
+      .slice(0, limit);
   }
 
   /** Shard: the orderer attaches this shard, which starts delivering after `attach.seq`. */
   async attach(attach: Attach): Promise<void> {
-    await this.#requireShard().attach(attach);
+    this.#requireConfig();
+    await this.#sharding.requireShard().attach(attach);
   }
 
   /** Shard: frames the orderer committed, from `batch.from` on. */
   async deliver(batch: DeliverBatch): Promise<DeliverResult> {
     this.#requireConfig();
     this.#connections.all();
-    return this.#requireShard().deliver(batch);
+    return this.#sharding.requireShard().deliver(batch);
   }
 
   /** A direct message from another object of the room to `to`'s connections here; how many got it. */
   async directIn(to: string, text: string): Promise<number> {
     this.#requireConfig();
-    const recipients = this.#connections.live(tagForUser(to));
-    for (const conn of recipients) this.#connections.send(conn, text);
-    return recipients.length;
+    return this.#sharding.directIn(to, text);
   }
 
   /** Where this object stands: its role, the map, its last seq and its counts. For tests and operators. */
-  async shardStatus(): Promise<{
-    role: "orderer" | "shard";
-    k: number;
-    map: ShardMap;
-    last: number;
-    counts: Counts;
-    reads: number;
-  }> {
-    const shard = this.#shard;
-    return {
-      reads: shard?.reads ?? 0,
-      role: shard ? "shard" : "orderer",
-      k: shard?.k ?? 0,
-      map: this.#map,
-      last: shard ? shard.log.latestSeq : this.#history.latestSeq,
-      counts: { connections: this.#connections.liveCount(), users: this.#presence.online },
-    };
+  async shardStatus(): Promise<ShardStatus> {
+    return this.#sharding.status();
   }
 
   /** Test hook: the orderer's next `n` deliveries with frames fail as if the call was lost. */
   async failNextDeliveries(n: number): Promise<void> {
-    this.#requireOrderer().fanout.failNext = n;
-  }
-
-  get #map(): ShardMap {
-    return (this.#shard ? this.#shard.log.map : this.#orderer?.map) ?? UNSHARDED;
-  }
-
-  #stubOf(k: number) {
-    return this.env.ROOMS.get(this.env.ROOMS.idFromName(shardName(this.#room, k)));
-  }
-
-  #requireOrderer(): Orderer {
-    this.#requireConfig();
-    if (!this.#orderer) throw new Error("not a room's orderer");
-    return this.#orderer;
-  }
-
-  #requireShard(): ShardRole {
-    this.#requireConfig();
-    if (!this.#shard) throw new Error("not a shard");
-    return this.#shard;
-  }
-
-  /** A connection came or went: the orderer's occupancy and growth, or a shard's report. */
-  #countsChanged(): void {
-    this.#orderer?.reported(0, { connections: 0, users: 0 });
-    this.#shard?.report();
+    this.#sharding.requireOrderer().fanout.failNext = n;
   }
 
   #requireConfig(): Config {
@@ -496,7 +424,7 @@ export class Room extends DurableObject<Env> {
       case "auth":
         return this.#refreshToken(conn, frame.token, config);
       case "history": {
-        const shard = this.#shard;
+        const shard = this.#sharding.shard;
         if (shard)
           return this.#messages.sendHistoryFrom(conn, frame.before, frame.limit, config, (q, max) =>
             shard.readPage(q, max),
@@ -535,7 +463,7 @@ export class Room extends DurableObject<Env> {
       this.#presence.leftUncounted(user, connections.live(tagForUser(user.id)).length > 0);
     }
     if (connections.liveCount() === 0) this.#alarms.clear();
-    this.#countsChanged();
+    this.#sharding.countsChanged();
   }
 
   #saveSeenAt(conn: Connection): void {

@@ -3,12 +3,12 @@
  * at its third socket and to 3 at its sixth. Every client must see every message exactly once, in
  * the same seq order, wherever it is connected.
  */
-import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runInDurableObject, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { MessageFrame } from "../../src/protocol";
 import { encodeHandoff, HANDOFF_HEADER } from "../../src/room/handoff";
 import { readRedirect } from "../../src/room/shard-map";
-import { type Client, join, settle, uniqueRoom } from "../helpers";
+import { type Client, join, mintToken, settle, uniqueRoom } from "../helpers";
 import { expectExactlyOnce, objectOf, seqsOf, usersIn, waitForSeq } from "./support";
 
 /** A room grown to 2 objects: `a` on the orderer, `b` and `c` moved to shard 1 and back in. */
@@ -348,5 +348,27 @@ describe("sharded rooms: resets that drop sockets", () => {
     expect(cb.closed).toBeUndefined();
     expectExactlyOnce([cb, cc], 1, 3);
     expectExactlyOnce([na.client], 2, 3);
+  });
+});
+
+describe("sharded rooms: the roster through the HTTP API", () => {
+  it("pages every user of every object by id, with a cursor", async () => {
+    const { room, users } = await twoShardRoom();
+    const admin = await mintToken({ sub: "ops", role: "admin" });
+    const get = async (query: string) => {
+      const response = await SELF.fetch(`https://rooms.test/api/rooms/${room}/users${query}`, {
+        headers: { Authorization: `Bearer ${admin}` },
+      });
+      expect(response.status).toBe(200);
+      return (await response.json()) as { users: Array<{ id: string; connections: number }>; next?: string };
+    };
+    const all = [users.a, users.b, users.c].map(String).sort();
+    const first = await get("?limit=2");
+    expect(first.users.map((u) => u.id)).toEqual(all.slice(0, 2));
+    expect(first.next).toBe(all[1]);
+    const second = await get(`?limit=2&after=${first.next}`);
+    expect(second.users.map((u) => u.id)).toEqual(all.slice(2));
+    expect(second.next).toBeUndefined();
+    expect((await get("")).users.every((u) => u.connections === 1)).toBe(true);
   });
 });
