@@ -51,6 +51,8 @@ export interface Connection {
    * handled before the wake). Never counted in; its close event still owes the room a `leave`.
    */
   isDying?: boolean;
+  /** Accept order in this instance of the room (src/room/connections.ts); absent when restored at a wake. */
+  order?: number;
 }
 
 export function tagForUser(userId: string): string {

@@ -48,6 +48,8 @@ export class Connections {
   /** Bytes after which a connection gets an early heartbeat; smaller in a crowded room. */
   #probeStep: number;
   #byWs: Map<WebSocket, Connection> | undefined;
+  /** Connections accepted by this instance so far: the `order` of the latest. */
+  #accepted = 0;
   /** Who a broadcast goes to; `undefined` when a connection came or went since it was built. */
   #broadcastList: Connection[] | undefined;
 
@@ -85,8 +87,37 @@ export class Connections {
   }
 
   add(conn: Connection): void {
+    conn.order = ++this.#accepted;
     this.all().set(conn.ws, conn);
     this.#broadcastList = undefined;
+  }
+
+  /** The `order` of the latest connection accepted: the ones accepted later have a higher one. */
+  get accepted(): number {
+    return this.#accepted;
+  }
+
+  /**
+   * Sends several frames to each open connection, each only what `pick` chooses for it (in order).
+   * One socket write per connection where the client takes frames in one (a batch), else one each.
+   */
+  broadcastEach(pick: (conn: Connection) => string[]): void {
+    let behind: Connection[] | undefined;
+    for (const conn of this.#openList()) {
+      const frames = pick(conn);
+      if (frames.length === 0 || conn.ws.readyState !== WebSocket.OPEN) continue;
+      let isBehind = false;
+      for (const frame of frames) {
+        trySend(conn.ws, frame);
+        isBehind = this.#countSent(conn, byteLength(frame)) || isBehind;
+      }
+      if (isBehind) {
+        behind ??= [];
+        behind.push(conn);
+      }
+    }
+    for (const conn of behind ?? []) this.closeBehind(conn);
+    this.enforceBudgets();
   }
 
   liveCount(): number {
@@ -170,18 +201,9 @@ export class Connections {
    * `frame` to each recipient, and counted with it.
    */
   broadcast(frame: string | ArrayBuffer, except?: WebSocket, before?: string): void {
-    if (this.#broadcastList === undefined) {
-      if (this.#byWs === undefined) return; // nothing restored yet: nobody to send to
-      this.#broadcastList = [];
-      for (const conn of this.#byWs.values()) if (!conn.isGone) this.#broadcastList.push(conn);
-      // A crowded room asks for echoes sooner, so that a reader that stopped is seen late (and can
-      // be shed) before the room's queued bytes add up past its budget.
-      const share = this.#settings.roomMaxQueuedBytes / (4 * Math.max(1, this.#broadcastList.length));
-      this.#probeStep = Math.min(this.#settings.maxUnreadBytes * PROBE_FRACTION, share);
-    }
     const bytes = byteLength(frame) + (before === undefined ? 0 : byteLength(before));
     let behind: Connection[] | undefined;
-    for (const conn of this.#broadcastList) {
+    for (const conn of this.#openList()) {
       if (conn.ws === except || conn.ws.readyState !== WebSocket.OPEN) continue;
       // Both sent before they are counted: nothing (an early heartbeat) comes between them.
       if (before !== undefined) trySend(conn.ws, before);
@@ -194,6 +216,20 @@ export class Connections {
     // Closed after the loop: a close announces a leave, which is a broadcast of its own.
     for (const conn of behind ?? []) this.closeBehind(conn);
     this.enforceBudgets();
+  }
+
+  /** The counted-in connections a broadcast goes to (cached until one comes or goes). */
+  #openList(): Connection[] {
+    if (this.#broadcastList !== undefined) return this.#broadcastList;
+    if (this.#byWs === undefined) return []; // nothing restored yet: nobody to send to
+    const list: Connection[] = [];
+    for (const conn of this.#byWs.values()) if (!conn.isGone) list.push(conn);
+    this.#broadcastList = list;
+    // A crowded room asks for echoes sooner, so that a reader that stopped is seen late (and can
+    // be shed) before the room's queued bytes add up past its budget.
+    const share = this.#settings.roomMaxQueuedBytes / (4 * Math.max(1, list.length));
+    this.#probeStep = Math.min(this.#settings.maxUnreadBytes * PROBE_FRACTION, share);
+    return list;
   }
 
   /** Sends to one connection; `judge: false` counts the bytes without closing a client behind. */

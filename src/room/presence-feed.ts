@@ -1,12 +1,25 @@
 /**
  * The room's presence as its members see it: who is here (src/room/presence.ts) and the `join`/`leave`
  * frames, with the grace that keeps a quick reconnect from being a `leave` plus a `join` for all.
+ *
+ * Announcements made close together (a connect storm) go out together, on the next macrotask: each
+ * connection gets, in order, the ones made while it was here, in one socket write when its client
+ * takes frames in batches. One at a time, each would be a write to every member: a storm of n
+ * connects was n² writes.
  */
 
 import { describeError, log } from "../common/log";
 import type { PresenceEntry, PresenceFrame, User } from "../protocol";
+import type { Connection } from "./connection";
 import type { Connections } from "./connections";
 import { Presence } from "./presence";
+
+/** An announcement waiting to go out: to the connections accepted up to `mark`, but `except`. */
+interface Pending {
+  frame: string;
+  mark: number;
+  except: WebSocket | undefined;
+}
 
 export class PresenceFeed {
   readonly #presence = new Presence();
@@ -14,6 +27,7 @@ export class PresenceFeed {
   readonly #leaveTimers = new Map<string, number>();
   readonly #graceMs: number;
   readonly #connections: () => Connections;
+  #pending: Pending[] = [];
   /** Told of each announcement (webhook events, src/room/room-events.ts). */
   onAnnounced: ((event: PresenceFrame["event"], user: User, online: number) => void) | undefined;
 
@@ -85,7 +99,26 @@ export class PresenceFeed {
 
   #announce(event: PresenceFrame["event"], user: User, except?: WebSocket): void {
     const frame: PresenceFrame = { type: "presence", event, user, online: this.#presence.online };
-    this.#connections().broadcast(JSON.stringify(frame), except);
+    // A connection accepted later was welcomed with the presence as it is now: not for it.
+    const mark = this.#connections().accepted;
+    if (this.#pending.push({ frame: JSON.stringify(frame), mark, except }) === 1) {
+      setTimeout(() => this.#flush(), 0);
+    }
     this.onAnnounced?.(event, user, frame.online);
+  }
+
+  #flush(): void {
+    const pending = this.#pending;
+    this.#pending = [];
+    try {
+      this.#connections().broadcastEach((conn: Connection) => {
+        const order = conn.order ?? 0;
+        const frames: string[] = [];
+        for (const p of pending) if (order <= p.mark && conn.ws !== p.except) frames.push(p.frame);
+        return frames;
+      });
+    } catch (error) {
+      log("error", "presence_failed", describeError(error));
+    }
   }
 }
