@@ -5,7 +5,7 @@
 import { runInDurableObject, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { shardName, shardOf } from "../src/room/shard-map";
-import { join, mintToken, roomStub, uniqueRoom } from "./helpers";
+import { errorOf, join, mintToken, roomStub, uniqueRoom, upgrade } from "./helpers";
 
 describe("an unsharded room", () => {
   it("takes no extra hop: no shard object is ever touched, the orderer has no shard state", async () => {
@@ -54,5 +54,16 @@ describe("an unsharded room", () => {
     expect((await get("?limit=0")).status).toBe(400);
     expect((await get("", await mintToken({ sub: "m" }))).status).toBe(403);
     for (const c of clients) c.close();
+  });
+
+  it("never lets a client name a shard: a room id with ~ is refused at the gate and by the API", async () => {
+    const token = await mintToken({ sub: "eve", role: "admin" });
+    const shardOfLobby = encodeURIComponent(shardName("lobby", 1));
+    const socket = await upgrade(shardOfLobby, { token });
+    expect(await errorOf(socket)).toMatchObject({ status: 400, code: "invalid_request" });
+    const api = await SELF.fetch(`https://rooms.test/api/rooms/${shardOfLobby}/messages`, {
+      headers: { Authorization: `Bearer ${token}` },
+    });
+    expect(api.status).toBe(400);
   });
 });
