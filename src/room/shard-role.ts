@@ -180,8 +180,9 @@ export class ShardRole {
       const last = this.log.latestSeq;
       this.reads += 1;
       const range = await this.#orderer().readSince(last, READ_LIMIT);
-      if (range.frames.length === 0) return;
+      // Before the empty check: with HISTORY_LIMIT=0 the orderer has no frame, only a gap to tell.
       if (range.from > last + 1) this.#lost(last, range.from - 1);
+      if (range.frames.length === 0) return;
       for (let i = 0; i < range.frames.length; i++) {
         if (range.from + i === this.log.latestSeq + 1) this.#deliverFrame(range.frames[i] as string);
       }

@@ -241,11 +241,13 @@ describe("sharded rooms: presence and admin", () => {
       await c.waitFor(
         () => occupancy(c).some((f) => f.online === 3 && f.connections === 3),
         "occupancy 3 users, 3 connections",
+        // Counts converge through reports (within 250 ms) and frames at most once a second.
+        8000,
       );
     }
     (clients[2] as Client).close();
     for (const c of clients.slice(0, 2)) {
-      await c.waitFor(() => occupancy(c).at(-1)?.connections === 2, "occupancy down to 2 connections");
+      await c.waitFor(() => occupancy(c).at(-1)?.connections === 2, "occupancy down to 2 connections", 8000);
     }
   });
 
@@ -370,5 +372,27 @@ describe("sharded rooms: the roster through the HTTP API", () => {
     expect(second.users.map((u) => u.id)).toEqual(all.slice(2));
     expect(second.next).toBeUndefined();
     expect((await get("")).users.every((u) => u.connections === 1)).toBe(true);
+  });
+});
+
+describe("sharded rooms: a gap older than history", () => {
+  it("sends the shard's clients off to resume (4307), where welcome says recovered: false", async () => {
+    const { room, users, clients } = await twoShardRoom();
+    const [ca, cb] = clients as [Client, Client];
+    const orderer = objectOf(room, 0);
+    ca.send({ type: "message", text: "seen" });
+    await waitForSeq(cb, 1);
+    // The shard gets nothing of the next 60 messages, more than the 50 the orderer keeps.
+    await orderer.failNextDeliveries(100_000);
+    // Published by a backend (the HTTP API's path): no socket rate limit to pace.
+    for (let i = 0; i < 60; i++) await orderer.publish(room, { id: "backend", name: "Backend" }, { text: `m${i}` });
+    await waitForSeq(ca, 61, 10_000);
+    const last = await orderer.readMessages({ since: 60, limit: 1 });
+    await objectOf(room, 1).deliver({ map: { n: 2, epoch: 1 }, from: 61, frames: last.frames, latest: 61 });
+    expect((await cb.nextClose()).code).toBe(4307);
+    expect(seqsOf(cb)).toEqual([1]);
+    await orderer.failNextDeliveries(0);
+    const back = await join(room, { sub: users.b, since: 1 });
+    expect(back.welcome).toMatchObject({ seq: 61, recovered: false });
   });
 });
