@@ -33,7 +33,9 @@ const HELP = `usage: npm run bench -- [flags]
 
   --quick                 one run, small sizes, short steps (a smoke test, under ~40 s)
   --runs N                interleaved runs per server (default 3; medians with min/max)
-  --servers LIST          which servers, of edge-rooms,ceiling,peer (default all three)
+  --servers LIST          which servers, of edge-rooms,ceiling,peer (default all three), and edge-rooms-v1:
+                          edge-rooms again (own wrangler dev, same snapshot and vars) with clients that do
+                          not ask for batch frames (edge-rooms' clients connect with ?batch=1)
   --scenarios LIST        idle,storm,fanout (default all three)
   --storm-n N             connections in the connect storm (default 500)
   --storm-rooms N         rooms the storm spreads over (default 10)
@@ -157,6 +159,8 @@ function parseShape(raw) {
 
 const quick = flags.quick === true;
 const ALL_SERVERS = ["edge-rooms", "ceiling", "peer", ...(flags.baseline ? ["baseline"] : [])];
+/** Selectable with --servers, never run by default: edge-rooms with clients that do not ask for batch frames. */
+const OPTIONAL_SERVERS = ["edge-rooms-v1"];
 const options = {
   quick,
   runs: num(flags.runs, quick ? 1 : 3, "runs", 1),
@@ -189,7 +193,8 @@ for (const f of options.fanout) {
   f.maxRate ??= options.maxRate;
   f.moderateRate ??= options.moderateRate;
 }
-for (const s of options.servers) if (!ALL_SERVERS.includes(s)) fail(`unknown server ${s}`);
+for (const s of options.servers)
+  if (!ALL_SERVERS.includes(s) && !OPTIONAL_SERVERS.includes(s)) fail(`unknown server ${s}`);
 for (const s of options.scenarios) if (!["idle", "storm", "fanout"].includes(s)) fail(`unknown scenario ${s}`);
 if (options.via !== "direct" && options.via !== "proxy") fail("--via is direct or proxy");
 options.rates.sort((a, b) => a - b);
@@ -286,7 +291,14 @@ if (maxRate > 20) {
 if (maxPerRoom > 1000) edgeVars.MAX_CONNECTIONS_PER_ROOM = String(maxPerRoom);
 
 const SPECS = {
+  // edge-rooms' clients ask for batch frames, as the shipped client does.
   "edge-rooms": {
+    config: flags["edge-config"],
+    vars: edgeVars,
+    path: (/** @type {string} */ room) => `/ws/chat/${room}?batch=1`,
+  },
+  // The same snapshot and vars, its own wrangler dev, clients that do not ask for batch frames (v1).
+  "edge-rooms-v1": {
     config: flags["edge-config"],
     vars: edgeVars,
     path: (/** @type {string} */ room) => `/ws/chat/${room}`,
@@ -298,10 +310,14 @@ const SPECS = {
     path: (/** @type {string} */ room) => `/parties/chat/${room}`,
   },
   // edge-rooms as of --baseline, from its own snapshot (see below).
-  baseline: { config: undefined, vars: edgeVars, path: (/** @type {string} */ room) => `/ws/chat/${room}` },
+  baseline: {
+    config: undefined,
+    vars: edgeVars,
+    path: (/** @type {string} */ room) => `/ws/chat/${room}?batch=1`,
+  },
 };
 /** Servers that are edge-rooms, and so need a token. */
-const EDGE = new Set(["edge-rooms", "baseline"]);
+const EDGE = new Set(["edge-rooms", "edge-rooms-v1", "baseline"]);
 
 /** One token per client index, minted before anything is timed. */
 const tokenCount = Math.max(options.stormN, options.idleN, ...options.fanout.map((f) => f.rooms * f.clients), 10);

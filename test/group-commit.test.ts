@@ -69,6 +69,54 @@ describe("group commit", () => {
     expect(result.next).toBe(2);
   });
 
+  it("fans a run of messages out as one run, cut at what else was queued, each message then its ack", async () => {
+    const events = await withStorage((storage) => {
+      const history = new History(storage, 100);
+      const events: string[] = [];
+      const fanOut = {
+        run: (frames: string[]) => {
+          events.push(`run ${frames.join(" ")}`);
+          return true;
+        },
+        one: (frame: string, isPlainOnly: boolean) => events.push(`one ${frame}${isPlainOnly ? " plain" : ""}`),
+      };
+      const queue = new CommitQueue(history, undefined, fanOut);
+      const add = () => {
+        const seq = queue.nextSeq;
+        queue.add({ stored: stored(seq, `m${seq}`), onStored: () => events.push(`ack ${seq}`), onFailed: () => {} });
+      };
+      add();
+      add();
+      queue.after(() => events.push("direct"));
+      add();
+      queue.after(() => events.push("retry ack"));
+      add();
+      add();
+      add();
+      queue.flush();
+      return events;
+    });
+    expect(events).toEqual([
+      "run m1 m2",
+      "one m1 plain",
+      "ack 1",
+      "one m2 plain",
+      "ack 2",
+      "direct",
+      // A run of one is no batch: the frame goes to every connection.
+      "one m3",
+      "ack 3",
+      "retry ack",
+      "run m4 m5 m6",
+      "one m4 plain",
+      "ack 4",
+      "one m5 plain",
+      "ack 5",
+      "one m6 plain",
+      "ack 6",
+    ]);
+  });
+
   it("trims the log when a batch jumps over a multiple of TRIM_EVERY", async () => {
     const rows = await withStorage((storage) => {
       const history = new History(storage, 20);

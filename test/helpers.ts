@@ -48,6 +48,8 @@ export interface ConnectOptions {
   /** How to send the token. */
   via?: "header" | "protocol" | "query";
   since?: number;
+  /** Asks for batch frames (`?batch=1`). */
+  batch?: boolean;
   headers?: Record<string, string>;
   query?: string;
 }
@@ -66,6 +68,7 @@ export function upgrade(room: string, options: ConnectOptions = {}): Promise<Res
   const headers = new Headers({ ...handshake(), ...options.headers });
   const params = new URLSearchParams(options.query ?? "");
   if (options.since !== undefined) params.set("since", String(options.since));
+  if (options.batch) params.set("batch", "1");
   if (options.token !== undefined) {
     const via = options.via ?? "header";
     if (via === "header") headers.set("Authorization", `Bearer ${options.token}`);
@@ -91,6 +94,8 @@ export type Received = ServerFrame | BytesFrame;
 /** A client socket with a queue of what it received. */
 export class Client {
   readonly frames: Received[] = [];
+  /** Every text frame as it came over the socket (a batch frame is one). */
+  readonly texts: string[] = [];
   closed: Closed | undefined;
   /** Echo every `heartbeat` frame at once, byte for byte, as a well-behaved client does. */
   echoesHeartbeats = false;
@@ -105,12 +110,16 @@ export class Client {
     (ws as WebSocket & { binaryType: string }).binaryType = "arraybuffer";
     ws.addEventListener("message", (event) => {
       const data = event.data;
-      const frame: Received =
+      if (typeof data === "string") this.texts.push(data);
+      const parsed: Received | Received[] =
         typeof data === "string"
-          ? (JSON.parse(data) as ServerFrame)
+          ? (JSON.parse(data) as ServerFrame | ServerFrame[])
           : { type: "bytes", bytes: new Uint8Array(data as ArrayBuffer) };
-      this.frames.push(frame);
-      if (frame.type === "heartbeat" && this.echoesHeartbeats) this.ws.send(data as string);
+      // A batch frame (`?batch=1`) is read as the frames it holds, in order.
+      for (const frame of Array.isArray(parsed) ? parsed : [parsed]) {
+        this.frames.push(frame);
+        if (frame.type === "heartbeat" && this.echoesHeartbeats) this.ws.send(data as string);
+      }
       this.#wake();
     });
     ws.addEventListener("close", (event) => {

@@ -56,6 +56,31 @@ describe("in-band token refresh", () => {
     expect((await client.nextClose()).code).toBe(4403);
   });
 
+  it("answers frames in the order they came, an auth frame's answer included", async () => {
+    const room = uniqueRoom();
+    const { client } = await join(room);
+    const rounds = 9; // 36 frames: under the burst of 40
+    // Fresh tokens, so that each is verified (none comes from the verified-token cache).
+    const tokens = await Promise.all(Array.from({ length: rounds }, (_, i) => mintToken({ name: `N${i}` })));
+    const expected: string[] = [];
+    for (let i = 0; i < rounds; i++) {
+      // A message queued to be stored, a refresh (good or bad), more frames behind it.
+      const isBad = i % 3 === 1;
+      client.send({ type: "message", text: `before ${i}` });
+      client.send({ type: "auth", token: isBad ? "garbage" : tokens[i] });
+      client.send({ type: "message", text: `after ${i}` });
+      client.send('{ "type" : "ping" }'); // not the exact text the runtime answers itself: the room does
+      expected.push(`before ${i}`, isBad ? "invalid_token" : "auth", `after ${i}`, "pong");
+    }
+    await client.waitFor((f) => f.filter((x) => x.type === "pong").length === rounds, "every pong");
+    const answers = client.frames
+      .slice(1)
+      .filter((f) => f.type !== "heartbeat" && f.type !== "presence")
+      .map((f) => (f.type === "message" ? f.text : f.type === "error" ? f.code : f.type));
+    expect(answers).toEqual(expected);
+    client.close();
+  });
+
   it("refuses a malformed auth frame with invalid_message", async () => {
     const { client } = await join(uniqueRoom());
     client.send({ type: "auth" });

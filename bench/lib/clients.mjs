@@ -203,6 +203,8 @@ export function coreBusyPct(a, b) {
 class StepState {
   id = -1;
   received = 0;
+  /** Frames that carried this step's messages (fewer than `received` with batch frames). */
+  frames = 0;
   stale = 0;
   outOfOrder = 0;
   errors = 0;
@@ -260,25 +262,30 @@ export async function fanout(o) {
 
   const onFrame = (/** @type {Buffer} */ data, /** @type {number} */ receiver) => {
     const now = performance.now();
-    const at = data.indexOf(MARKER);
+    let at = data.indexOf(MARKER);
     if (at < 0) {
       if (data.indexOf(ERROR_MARKER) >= 0) state.errors++;
       return;
     }
-    const s = readUint(data, at + MARKER.length);
-    const c = readUint(data, data.indexOf(COLON, cursor) + 1);
-    const n = readUint(data, data.indexOf(COLON, cursor) + 1);
-    const t = readUint(data, data.indexOf(COLON, cursor) + 1);
-    state.lastFrameAt = now;
-    if (s !== state.id) {
-      state.stale++;
-      return;
+    // A batch frame (edge-rooms with ?batch=1) holds several messages, in order: each one counts.
+    const before = state.received;
+    while (at >= 0) {
+      const s = readUint(data, at + MARKER.length);
+      const c = readUint(data, data.indexOf(COLON, cursor) + 1);
+      const n = readUint(data, data.indexOf(COLON, cursor) + 1);
+      const t = readUint(data, data.indexOf(COLON, cursor) + 1);
+      state.lastFrameAt = now;
+      if (s !== state.id) state.stale++;
+      else {
+        if (state.received < state.latencies.length) state.latencies[state.received] = now - t / 1000;
+        state.received++;
+        const key = receiver * o.clients + (c % o.clients);
+        if (n <= (state.lastN[key] ?? -1)) state.outOfOrder++;
+        state.lastN[key] = n;
+      }
+      at = data.indexOf(MARKER, cursor);
     }
-    if (state.received < state.latencies.length) state.latencies[state.received] = now - t / 1000;
-    state.received++;
-    const key = receiver * o.clients + (c % o.clients);
-    if (n <= (state.lastN[key] ?? -1)) state.outOfOrder++;
-    state.lastN[key] = n;
+    if (state.received > before) state.frames++;
   };
 
   const opened = await openMany({
@@ -313,6 +320,7 @@ export async function fanout(o) {
     const perClient = Math.ceil(durationMs / interval) + 1;
     state.id = stepId;
     state.received = 0;
+    state.frames = 0;
     state.stale = 0;
     state.outOfOrder = 0;
     state.errors = 0;
@@ -381,6 +389,8 @@ export async function fanout(o) {
       sent: sentTotal,
       expected,
       received: state.received,
+      /** Messages per received frame: 1 without batch frames. */
+      perFrame: state.frames > 0 ? round(state.received / state.frames, 2) : Number.NaN,
       lost,
       outOfOrder: state.outOfOrder,
       errors: state.errors + sendErrors,
@@ -418,7 +428,7 @@ export async function fanout(o) {
     }
     o.log(
       `    ${String(rate).padStart(4)} msg/s/client: ${step.deliveredPerSec} delivered/s, p50 ${step.p50} p99 ${step.p99} ms, ` +
-        `lost ${lost}; cpu: client ${step.clientCpuPct}% (sys ${step.clientSysPct}%), server ${step.serverCpuPct}%, ` +
+        `lost ${lost}, ${step.perFrame} msg/frame; cpu: client ${step.clientCpuPct}% (sys ${step.clientSysPct}%), server ${step.serverCpuPct}%, ` +
         `cores busy ${cores.join("/")}%${step.pass ? "" : "  ✗"}${step.contended ? ` (contended: ${step.foreignPct}% other work)` : ""}`,
     );
     return step;

@@ -228,10 +228,11 @@ function stepTable(result) {
   const lines = [
     `Fan-out steps (pass = p99 ≤ ${o.p99LimitMs} ms and nothing lost; medians over the runs that reached the step; ` +
       "other CPU = the busiest of the two pinned CPUs' time used by neither the client nor the runtime, i.e. " +
-      "other processes; a failed step with over 30% is measured once more and the retry counts):",
+      "other processes; a failed step with over 30% is measured once more and the retry counts; msg/frame = " +
+      "messages per received frame, over 1 only with batch frames):",
     "",
-    "| Scenario | Server | msg/s/client | passed | delivered/s | p50 ms | p95 ms | p99 ms | lost | client CPU % | runtime CPU % | other CPU % |",
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| Scenario | Server | msg/s/client | passed | delivered/s | p50 ms | p95 ms | p99 ms | lost | msg/frame | client CPU % | runtime CPU % | other CPU % |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   const shapes = [...new Set(result.runs.flatMap((/** @type {any} */ r) => Object.values(r.suites)))].flatMap(
     (/** @type {any} */ suite) => Object.keys(suite.fanout ?? {}),
@@ -253,7 +254,7 @@ function stepTable(result) {
         };
         lines.push(
           `| ${shape.replace("x", "×")} | ${server} | ${rate} | ${steps.filter((s) => s.pass).length}/${steps.length} | ` +
-            `${med("deliveredPerSec")} | ${med("p50", 1)} | ${med("p95", 1)} | ${med("p99", 1)} | ${med("lost")} | ` +
+            `${med("deliveredPerSec")} | ${med("p50", 1)} | ${med("p95", 1)} | ${med("p99", 1)} | ${med("lost")} | ${med("perFrame", 2)} | ` +
             `${med("clientCpuPct")} | ${med("serverCpuPct")} | ${med("foreignPct")} |`,
         );
       }

@@ -1,8 +1,8 @@
 /**
  * Issue 13's targets, as ratios to the ceiling from the same run: p99 at moderate load ≤ 1.25× the
  * ceiling's (every shape), fan-out capacity ≥ 0.9× (1×50 and 10×10; a bigger room is reported without
- * a target) and connects/s ≥ 0.8×. For edge-rooms and, with `--baseline`, the baseline beside it, so
- * that before and after are one table. A verdict is taken on the median of the per-run ratios.
+ * a target) and connects/s ≥ 0.8×. For edge-rooms and, with `--baseline` or `--servers …,edge-rooms-v1`,
+ * the baseline or the v1 clients beside it, so that before and after are one table. A verdict is taken on the median of the per-run ratios.
  */
 import { round } from "./clients.mjs";
 import { figuresOf, median, moderateRateOf } from "./report.mjs";
@@ -91,7 +91,7 @@ function ratioToCeiling(result, server, key) {
 export function targetsMarkdown(result) {
   const names = result.servers.map((/** @type {any} */ s) => s.name);
   if (!names.includes("ceiling")) return "";
-  const sides = ["edge-rooms", "baseline"].filter((s) => names.includes(s));
+  const sides = ["edge-rooms", "edge-rooms-v1", "baseline"].filter((s) => names.includes(s));
   if (sides.length === 0) return "";
   const o = result.options;
   /** @type {string[]} */

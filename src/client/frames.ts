@@ -44,17 +44,22 @@ export function encodeFrame(frame: unknown, what: string): string {
   return text;
 }
 
-/** A text frame from the server, or `undefined` for one that is not JSON or not a frame this version knows. */
-export function decodeFrame(data: string): ServerFrame | undefined {
+/**
+ * The frames of a text frame from the server: one, or those of a batch frame (a JSON array of frames,
+ * sent since the client asks with `batch=1`), in order. Text that is not JSON, and frames this version
+ * does not know, give none: a newer server can add some.
+ */
+export function decodeFrames(data: string): ServerFrame[] {
   let json: unknown;
   try {
     json = JSON.parse(data);
   } catch {
-    return undefined;
+    return [];
   }
-  // Frames this version does not know are skipped, so a newer server can add some.
-  const parsed = v.safeParse(ServerFrameSchema, json);
-  return parsed.success ? parsed.output : undefined;
+  return [json].flat().flatMap((f) => {
+    const parsed = v.safeParse(ServerFrameSchema, f);
+    return parsed.success ? [parsed.output] : [];
+  });
 }
 
 /** The message with its `data` checked against the schema, or the error that says why it failed. */

@@ -9,7 +9,7 @@ import { type Attempt, detachAttempt, openAttempt } from "./attempt.js";
 import { closedAfterWelcome, closedBeforeOpen, probe, resolveFetch, type Verdict } from "./closes.js";
 import type { Emitter } from "./emitter.js";
 import type { Stop } from "./errors.js";
-import { decodeFrame } from "./frames.js";
+import { decodeFrames } from "./frames.js";
 import { Liveness } from "./liveness.js";
 import { livenessTiming, type ResolvedOptions } from "./options.js";
 import type { Outbox } from "./outbox.js";
@@ -263,17 +263,18 @@ export class Link<TData> {
       return;
     }
     if (typeof data !== "string") return;
-    const frame = decodeFrame(data);
-    if (frame === undefined) return;
-    this.#liveness?.onFrame(frame.type === "pong");
-    this.#parts.view.frame(frame);
-    if (frame.type === "welcome") this.#onWelcome(attempt, frame);
-    // Echoed, so the room can tell this client still reads (and close it if it stops).
-    else if (frame.type === "heartbeat") this.write(data);
-    // The runtime answers our ping after every frame sent before it: the replay is over.
-    else if (frame.type === "pong") {
-      if (this.#parts.view.isReplaying) this.#ready();
-    } else if (takeRoomFrame(frame, this.#parts)) this.#ready();
+    for (const frame of decodeFrames(data)) {
+      this.#liveness?.onFrame(frame.type === "pong");
+      this.#parts.view.frame(frame);
+      if (frame.type === "welcome") this.#onWelcome(attempt, frame);
+      // Echoed, so the room can tell this client still reads (and close it if it stops). The room
+      // never puts a heartbeat in a batch frame: `data` is its exact text.
+      else if (frame.type === "heartbeat") this.write(data);
+      // The runtime answers our ping after every frame sent before it: the replay is over.
+      else if (frame.type === "pong") {
+        if (this.#parts.view.isReplaying) this.#ready();
+      } else if (takeRoomFrame(frame, this.#parts)) this.#ready();
+    }
   }
 
   #onWelcome(attempt: Attempt, welcome: WelcomeFrame): void {

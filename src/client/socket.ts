@@ -110,7 +110,7 @@ export async function isReachable(url: string, fetchImpl: FetchLike, signal: Abo
   }
 }
 
-/** `http(s)://` or `ws(s)://` base URL plus the room's socket path. */
+/** `http(s)://` or `ws(s)://` base URL plus the room's socket path, asking for batch frames (`batch=1`). */
 export function connectUrl(base: string, room: string, since: number | undefined): string {
   const url = new URL(base);
   if (url.protocol === "http:") url.protocol = "ws:";
@@ -119,7 +119,7 @@ export function connectUrl(base: string, room: string, since: number | undefined
     throw new TypeError(`url must be http(s) or ws(s), not ${url.protocol}`);
   }
   url.pathname = `${url.pathname.replace(/\/+$/, "")}/ws/chat/${encodeURIComponent(room)}`;
-  url.search = since === undefined ? "" : `?since=${since}`;
+  url.search = `?batch=1${since === undefined ? "" : `&since=${since}`}`;
   url.hash = "";
   return url.toString();
 }

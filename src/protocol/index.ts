@@ -240,6 +240,8 @@ export const WelcomeFrameSchema = v.object({
   presence: v.array(PresenceEntrySchema),
   heartbeatInterval: v.number(),
   recovered: v.optional(v.boolean()),
+  /** The connection asked for batch frames (`?batch=1`): it may get JSON arrays of frames. */
+  batch: v.optional(v.literal(true)),
 });
 
 export const MessageFrameSchema = v.object({

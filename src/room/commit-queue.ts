@@ -9,6 +9,11 @@
  * queued message (a direct message, a retry's ack) is queued too, and runs in order at the flush.
  * If the batch fails to store, nothing of it is broadcast: each sender is told, with its id, and
  * the seqs it had been given are given again (nobody saw them).
+ *
+ * The queue also broadcasts the stored frames (through its `FanOut`): a run of consecutive messages
+ * (one not cut by anything else queued) goes to the connections that take batch frames as few
+ * frames (src/room/batch-frames.ts) before the run's first ack, and to the others one by one, each
+ * followed by its ack, as ever.
  */
 
 import { describeError, log } from "../common/log";
@@ -20,10 +25,21 @@ export const BATCH_MAX_BYTES = 2 * 1024 * 1024;
 
 export interface QueuedMessage {
   stored: StoredMessage;
-  /** Runs after the batch is durable, in order: broadcast, ack. */
+  /** Runs after the batch is durable and the message was broadcast, in order (the ack). */
   onStored(): void;
   /** Runs when the batch could not be stored: nothing was sent. */
   onFailed(error: unknown): void;
+}
+
+/** Where stored frames go (src/room/connections.ts). */
+export interface FanOut {
+  /**
+   * A run of 2+ frames, to the connections that take batch frames; whether any does (then `one`
+   * is told to skip them).
+   */
+  run(frames: string[]): boolean;
+  /** One frame, to every connection, or only to those that take no batch frames. */
+  one(frame: string, isPlainOnly: boolean): void;
 }
 
 type Entry = { kind: "message"; message: QueuedMessage } | { kind: "after"; run(): void };
@@ -38,10 +54,12 @@ export class CommitQueue {
   readonly #ids = new Map<string, QueuedMessage>();
   /** Told of each batch once it is durable (webhook events, src/room/room-events.ts). */
   readonly #onCommitted: ((stored: StoredMessage[]) => void) | undefined;
+  readonly #fanOut: FanOut | undefined;
 
-  constructor(history: History, onCommitted?: (stored: StoredMessage[]) => void) {
+  constructor(history: History, onCommitted?: (stored: StoredMessage[]) => void, fanOut?: FanOut) {
     this.#history = history;
     this.#onCommitted = onCommitted;
+    this.#fanOut = fanOut;
   }
 
   /** The seq the next queued message gets. */
@@ -100,14 +118,36 @@ export class CommitQueue {
     }
     // Sent after the write, in the same turn: the runtime's output gate holds every one of them
     // until the write is durable, so no client sees a seq or an ack that could be lost.
-    for (const entry of entries) {
-      try {
-        if (entry.kind === "after") entry.run();
-        else if (failure) entry.message.onFailed(failure.error);
-        else entry.message.onStored();
-      } catch (error) {
-        log("error", "deliver_failed", describeError(error));
+    for (let i = 0; i < entries.length; ) {
+      const entry = entries[i] as Entry;
+      if (entry.kind === "after" || failure) {
+        this.#settle(() => (entry.kind === "after" ? entry.run() : entry.message.onFailed(failure?.error)));
+        i++;
+        continue;
       }
+      // A run of messages ends at whatever else was queued, which must not be overtaken.
+      let end = i + 1;
+      while (entries[end]?.kind === "message") end++;
+      const run = entries.slice(i, end).map((e) => (e as { message: QueuedMessage }).message);
+      let isPlainOnly = false;
+      if (run.length > 1)
+        this.#settle(() => (isPlainOnly = this.#fanOut?.run(run.map((m) => m.stored.frame)) ?? false));
+      for (const message of run) {
+        this.#settle(() => {
+          this.#fanOut?.one(message.stored.frame, isPlainOnly);
+          message.onStored();
+        });
+      }
+      i = end;
+    }
+  }
+
+  /** Runs one delivery step; a failure is logged and the others still run. */
+  #settle(step: () => void): void {
+    try {
+      step();
+    } catch (error) {
+      log("error", "deliver_failed", describeError(error));
     }
   }
 

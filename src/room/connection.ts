@@ -29,6 +29,8 @@ export const AttachmentSchema = v.object({
   /** Bytes sent and not known read when the room closed it: still held by the runtime until the
    * client lets go, so still counted against the room's and the user's budgets after a wake. */
   queued: v.optional(v.number()),
+  /** The client asked for batch frames at connect (`?batch=1`, src/room/batch-frames.ts). */
+  batch: v.optional(v.literal(true)),
   /** The user's presence state when this socket last heard of it (src/room/presence-states.ts). */
   presence: v.optional(v.object({ state: v.record(v.string(), v.unknown()), at: v.number() })),
 });
@@ -53,6 +55,8 @@ export interface Connection {
   isDying?: boolean;
   /** Accept order in this instance of the room (src/room/connections.ts); absent when restored at a wake. */
   order?: number;
+  /** An `auth` frame being verified: the connection's later frames wait for it (src/room/room.ts). */
+  refreshing?: Promise<void>;
 }
 
 export function tagForUser(userId: string): string {
@@ -76,6 +80,7 @@ export function newConnection(
     ip: handoff.ip,
     connectedAt: now,
     seenAt: now,
+    ...(handoff.batch ? { batch: true } : {}),
   };
   ws.serializeAttachment(attachment);
   return {

@@ -7,6 +7,8 @@
 
 import { log } from "../common/log";
 import { CLOSE_CODES, type ErrorFrame, type FrameErrorCode } from "../protocol";
+import { batchFrames } from "./batch-frames";
+import { type BroadcastLists, broadcastListsOf } from "./broadcast-lists";
 import { byteLength } from "./bytes";
 import { type Connection, logFieldsOf, restoreConnection, tagForUser } from "./connection";
 import { acknowledge, BEHIND_GRACE_MS, judgeUnread, nextHeartbeat, PROBE_FRACTION, recordHeartbeat } from "./reading";
@@ -51,7 +53,7 @@ export class Connections {
   /** Connections accepted by this instance so far: the `order` of the latest. */
   #accepted = 0;
   /** Who a broadcast goes to; `undefined` when a connection came or went since it was built. */
-  #broadcastList: Connection[] | undefined;
+  #lists: BroadcastLists | undefined;
 
   constructor(ctx: DurableObjectState, settings: ConnectionSettings, hooks: ConnectionHooks, users: Users) {
     this.#ctx = ctx;
@@ -89,7 +91,7 @@ export class Connections {
   add(conn: Connection): void {
     conn.order = ++this.#accepted;
     this.all().set(conn.ws, conn);
-    this.#broadcastList = undefined;
+    this.#lists = undefined;
   }
 
   /** The `order` of the latest connection accepted: the ones accepted later have a higher one. */
@@ -99,13 +101,15 @@ export class Connections {
 
   /**
    * Sends several frames to each open connection, each only what `pick` chooses for it (in order).
-   * One socket write per connection where the client takes frames in one (a batch), else one each.
+   * One socket write per connection where the client takes frames in one (batch frames, within
+   * their bounds), else one each.
    */
   broadcastEach(pick: (conn: Connection) => string[]): void {
     let behind: Connection[] | undefined;
-    for (const conn of this.#openList()) {
-      const frames = pick(conn);
-      if (frames.length === 0 || conn.ws.readyState !== WebSocket.OPEN) continue;
+    for (const conn of this.#broadcastLists()?.all ?? []) {
+      const picked = pick(conn);
+      if (picked.length === 0 || conn.ws.readyState !== WebSocket.OPEN) continue;
+      const frames = conn.attachment.batch && picked.length > 1 ? batchFrames(picked) : picked;
       let isBehind = false;
       for (const frame of frames) {
         trySend(conn.ws, frame);
@@ -180,7 +184,7 @@ export class Connections {
 
   #countOut(conn: Connection, code: number, reason: string, by: "server" | "client"): void {
     conn.isGone = true;
-    this.#broadcastList = undefined;
+    this.#lists = undefined;
     markClosing(conn);
     log("debug", "connection_close", {
       ...logFieldsOf(conn),
@@ -195,20 +199,44 @@ export class Connections {
   // -- sending -------------------------------------------------------------------------------
 
   /**
-   * Sends to every counted-in connection. The list is kept between messages and rebuilt only when a
-   * connection comes or goes: asking the runtime for every socket on every message is the costliest
-   * part of a broadcast in a large room. `before`, when given, is a text frame sent right before
-   * `frame` to each recipient, and counted with it.
+   * Sends to every counted-in connection (with `isPlainOnly`, only to those that take no batch
+   * frames). The lists are kept between messages and rebuilt only when a connection comes or goes:
+   * asking the runtime for every socket on every message is the costliest part of a broadcast in a
+   * large room. `before`, when given, is a text frame sent right before `frame` to each recipient,
+   * and counted with it.
    */
-  broadcast(frame: string | ArrayBuffer, except?: WebSocket, before?: string): void {
-    const bytes = byteLength(frame) + (before === undefined ? 0 : byteLength(before));
+  broadcast(frame: string | ArrayBuffer, except?: WebSocket, before?: string, isPlainOnly = false): void {
+    const lists = this.#broadcastLists();
+    if (lists === undefined) return;
+    this.#sendEach(isPlainOnly ? lists.plain : lists.all, [frame], except, before);
+  }
+
+  /**
+   * Sends a run of frames to the connections that take batch frames, as batch frames
+   * (src/room/batch-frames.ts); whether there was any such connection.
+   */
+  broadcastRun(frames: string[]): boolean {
+    const lists = this.#broadcastLists();
+    if (lists === undefined || lists.batch.length === 0) return false;
+    this.#sendEach(lists.batch, batchFrames(frames));
+    return true;
+  }
+
+  /** Sends `frames` to each of `conns` (each counted once sent), then closes the ones behind. */
+  #sendEach(conns: Connection[], frames: Array<string | ArrayBuffer>, except?: WebSocket, before?: string): void {
+    const sizes = frames.map(byteLength);
+    const beforeBytes = before === undefined ? 0 : byteLength(before);
     let behind: Connection[] | undefined;
-    for (const conn of this.#openList()) {
+    for (const conn of conns) {
       if (conn.ws === except || conn.ws.readyState !== WebSocket.OPEN) continue;
-      // Both sent before they are counted: nothing (an early heartbeat) comes between them.
-      if (before !== undefined) trySend(conn.ws, before);
-      trySend(conn.ws, frame);
-      if (this.#countSent(conn, bytes)) {
+      let isBehind = false;
+      for (let i = 0; i < frames.length; i++) {
+        // Both sent before they are counted: nothing (an early heartbeat) comes between them.
+        if (before !== undefined) trySend(conn.ws, before);
+        trySend(conn.ws, frames[i] as string | ArrayBuffer);
+        if (this.#countSent(conn, (sizes[i] as number) + beforeBytes)) isBehind = true;
+      }
+      if (isBehind) {
         behind ??= [];
         behind.push(conn);
       }
@@ -218,18 +246,17 @@ export class Connections {
     this.enforceBudgets();
   }
 
-  /** The counted-in connections a broadcast goes to (cached until one comes or goes). */
-  #openList(): Connection[] {
-    if (this.#broadcastList !== undefined) return this.#broadcastList;
-    if (this.#byWs === undefined) return []; // nothing restored yet: nobody to send to
-    const list: Connection[] = [];
-    for (const conn of this.#byWs.values()) if (!conn.isGone) list.push(conn);
-    this.#broadcastList = list;
+  /** Who broadcasts go to, built again after a connection came or went; none before any restore. */
+  #broadcastLists(): BroadcastLists | undefined {
+    if (this.#lists !== undefined) return this.#lists;
+    if (this.#byWs === undefined) return undefined; // nothing restored yet: nobody to send to
+    const lists = broadcastListsOf(this.#byWs.values());
+    this.#lists = lists;
     // A crowded room asks for echoes sooner, so that a reader that stopped is seen late (and can
     // be shed) before the room's queued bytes add up past its budget.
-    const share = this.#settings.roomMaxQueuedBytes / (4 * Math.max(1, list.length));
+    const share = this.#settings.roomMaxQueuedBytes / (4 * Math.max(1, lists.all.length));
     this.#probeStep = Math.min(this.#settings.maxUnreadBytes * PROBE_FRACTION, share);
-    return list;
+    return lists;
   }
 
   /** Sends to one connection; `judge: false` counts the bytes without closing a client behind. */

@@ -5,6 +5,7 @@
 import type { Config } from "../common/config";
 import { describeError, log } from "../common/log";
 import { CLOSE_CODES, SUBPROTOCOL, type WelcomeFrame } from "../protocol";
+import { batchFrames } from "./batch-frames";
 import { type Connection, logFieldsOf, newConnection, tagForUser } from "./connection";
 import type { Connections } from "./connections";
 import type { Handoff } from "./handoff";
@@ -56,10 +57,13 @@ function greet(conn: Connection, handoff: Handoff, config: Config, parts: RoomPa
     presence: states.decorate(presence.list()),
     heartbeatInterval: config.heartbeatIntervalMs,
     ...(replay ? { recovered: replay.recovered } : {}),
+    ...(conn.attachment.batch ? { batch: true } : {}),
   };
   // Counted, but not judged: a connection is never behind on what it is greeted with.
   connections.send(conn, JSON.stringify(welcome), false);
-  for (const frame of replay?.frames ?? []) connections.send(conn, frame, false);
+  // A connection that takes batch frames gets the replay in batch frames too.
+  const frames = replay?.frames ?? [];
+  for (const frame of conn.attachment.batch ? batchFrames(frames) : frames) connections.send(conn, frame, false);
   log("debug", "connection_open", {
     ...logFieldsOf(conn),
     since: handoff.since,

@@ -16,6 +16,8 @@ export const HandoffSchema = v.object({
   exp: v.number(),
   ip: v.nullable(v.string()),
   since: v.optional(v.number()),
+  /** Whether the client asked for batch frames (`?batch=1`). */
+  batch: v.optional(v.boolean()),
   /** Whether the client offered `rooms.v1`, which the answer must then select. */
   selectProtocol: v.boolean(),
 });

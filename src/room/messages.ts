@@ -87,7 +87,10 @@ export class Messages {
     this.#reads = reads;
     this.#connections = connections;
     this.#users = users;
-    this.#queue = new CommitQueue(history, onCommitted);
+    this.#queue = new CommitQueue(history, onCommitted, {
+      run: (frames) => connections.broadcastRun(frames),
+      one: (frame, isPlainOnly) => connections.broadcast(frame, undefined, undefined, isPlainOnly),
+    });
   }
 
   /** A `message` frame from a member: a room message, or a direct one with `to`. */
@@ -193,10 +196,8 @@ export class Messages {
     const frame = JSON.stringify(out);
     this.#queue.add({
       stored: { seq, ts: now, userId: from.id, messageId: body.id, contentHash: hash, frame },
-      onStored: () => {
-        this.#connections.broadcast(frame);
-        done({ seq, ts: now, outcome: "stored" });
-      },
+      // Broadcast by the queue, before this runs (src/room/commit-queue.ts).
+      onStored: () => done({ seq, ts: now, outcome: "stored" }),
       onFailed: (error) => done(new StoreFailed("not stored", { cause: error })),
     });
   }

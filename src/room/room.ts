@@ -212,6 +212,9 @@ export class Room extends DurableObject<Env> {
     const conn = this.#connections.all().get(ws);
     if (!conn || conn.isGone) return;
     try {
+      // Answers go in the order of the frames: after an `auth` frame, the next wait for its answer.
+      while (conn.refreshing !== undefined) await conn.refreshing;
+      if (conn.isGone) return;
       await this.#onFrame(conn, message, config);
     } catch (error) {
       log("error", "frame_failed", { ...logFieldsOf(conn), ...describeError(error) });
@@ -421,8 +424,14 @@ export class Room extends DurableObject<Env> {
       case "heartbeat":
         // An echo of an older heartbeat, or a guess: activity, but no proof of reading.
         return;
-      case "auth":
-        return this.#refreshToken(conn, frame.token, config);
+      case "auth": {
+        // Verifying may wait (a key set fetch): the connection's next frames wait for its answer.
+        const done: Promise<void> = this.#refreshToken(conn, frame.token, config).finally(() => {
+          if (conn.refreshing === done) conn.refreshing = undefined;
+        });
+        conn.refreshing = done;
+        return done;
+      }
       case "history": {
         const shard = this.#sharding.shard;
         if (shard)
@@ -444,7 +453,7 @@ export class Room extends DurableObject<Env> {
   }
 
   async #refreshToken(conn: Connection, token: string, config: Config): Promise<void> {
-    const exp = await refreshToken(conn, token, config, this.#connections);
+    const exp = await refreshToken(conn, token, config, this.#connections, (run) => this.#messages.reply(run));
     // A sooner expiry moves the alarm; a later one leaves it, and its wake plans again.
     if (exp !== undefined) await this.#alarms.ensureBy(exp, config);
   }

@@ -96,12 +96,12 @@ export class ShardRole {
     return this.#serial(async () => {
       if (this.log.map === undefined) this.log.restart(batch.from - 1);
       this.#adopt(batch.map);
-      for (let i = 0; i < batch.frames.length; i++) {
-        const seq = batch.from + i;
-        if (seq <= this.log.latestSeq) continue; // repeated
-        if (seq > this.log.latestSeq + 1) await this.#pull(seq - 1); // a gap
-        if (seq === this.log.latestSeq + 1) this.#deliverFrame(batch.frames[i] as string);
+      const first = Math.max(0, this.log.latestSeq + 1 - batch.from); // before it: repeated
+      if (first < batch.frames.length && batch.from + first > this.log.latestSeq + 1) {
+        await this.#pull(batch.from + first - 1); // a gap
       }
+      const at = this.log.latestSeq + 1 - batch.from;
+      if (at >= 0) this.#deliverRun(batch.frames.slice(at));
       if (batch.latest > this.log.latestSeq) await this.#pull(batch.latest);
       this.log.save();
       this.#flushAcks();
@@ -183,9 +183,8 @@ export class ShardRole {
       // Before the empty check: with HISTORY_LIMIT=0 the orderer has no frame, only a gap to tell.
       if (range.from > last + 1) this.#lost(last, range.from - 1);
       if (range.frames.length === 0) return;
-      for (let i = 0; i < range.frames.length; i++) {
-        if (range.from + i === this.log.latestSeq + 1) this.#deliverFrame(range.frames[i] as string);
-      }
+      const at = this.log.latestSeq + 1 - range.from;
+      if (at >= 0) this.#deliverRun(range.frames.slice(at));
       if (this.log.latestSeq === last) return;
     }
   }
@@ -201,9 +200,18 @@ export class ShardRole {
     this.log.restart(upTo);
   }
 
-  #deliverFrame(frame: string): void {
-    this.#connections().broadcast(frame);
-    this.log.push(frame);
+  /**
+   * Frames latestSeq + 1, + 2, … to this shard's sockets, as the orderer's commit queue sends a run:
+   * as batch frames to the connections that take them, one by one to the others.
+   */
+  #deliverRun(frames: string[]): void {
+    if (frames.length === 0) return;
+    const connections = this.#connections();
+    const isPlainOnly = frames.length > 1 && connections.broadcastRun(frames);
+    for (const frame of frames) {
+      connections.broadcast(frame, undefined, undefined, isPlainOnly);
+      this.log.push(frame);
+    }
   }
 
   #flushAcks(): void {

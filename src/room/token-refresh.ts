@@ -1,6 +1,7 @@
 /**
  * In-band token refresh (an `auth` frame): a long session swaps its token without reconnecting.
- * The new token must verify, name the same user and still grant the room.
+ * The new token must verify, name the same user and still grant the room. The answer goes out
+ * through `reply`, after what the room queued before it (src/room/commit-queue.ts).
  */
 import { canAccessRoom, type Identity, verifyToken } from "../common/auth";
 import type { Config } from "../common/config";
@@ -17,6 +18,7 @@ export async function refreshToken(
   token: string,
   config: Config,
   connections: Connections,
+  reply: (run: () => void) => void,
 ): Promise<number | undefined> {
   let identity: Identity;
   try {
@@ -24,22 +26,24 @@ export async function refreshToken(
   } catch (error) {
     const message =
       error instanceof HttpError && error.code === "invalid_token" ? error.message : "the token could not be verified";
-    connections.sendError(conn, "invalid_token", message);
+    reply(() => connections.sendError(conn, "invalid_token", message));
     return undefined;
   }
   // The socket may have closed while the key set was fetched.
   if (conn.isGone) return undefined;
   const a = conn.attachment;
   if (identity.userId !== a.user.id || !canAccessRoom(identity, a.room)) {
-    connections.sendError(conn, "forbidden", "the new token is for another user or does not grant this room");
-    connections.close(conn, CLOSE_CODES.forbidden, "forbidden");
+    reply(() => {
+      connections.sendError(conn, "forbidden", "the new token is for another user or does not grant this room");
+      connections.close(conn, CLOSE_CODES.forbidden, "forbidden");
+    });
     return undefined;
   }
   a.exp = identity.exp;
   a.role = identity.role;
   a.user = { id: a.user.id, name: identity.name };
   saveAttachment(conn); // the socket may be closing by now
-  connections.send(conn, JSON.stringify({ type: "auth", exp: identity.exp } satisfies AuthFrame));
+  reply(() => connections.send(conn, JSON.stringify({ type: "auth", exp: identity.exp } satisfies AuthFrame)));
   log("debug", "token_refreshed", { ...logFieldsOf(conn), exp: identity.exp });
   return identity.exp;
 }

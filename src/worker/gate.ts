@@ -17,6 +17,13 @@ const ConnectQuerySchema = v.object({
     v.pipe(v.string(), v.regex(/^\d{1,15}$/, "since must be a whole number (a seq)"), v.transform(Number)),
   ),
   token: v.optional(v.string()),
+  /** `1` asks for batch frames (src/room/batch-frames.ts); `0`, like leaving it out, does not. */
+  batch: v.optional(
+    v.pipe(
+      v.picklist(["0", "1"], "batch must be 1 (or 0)"),
+      v.transform((b) => b === "1"),
+    ),
+  ),
 });
 
 function issuesOf(issues: readonly v.BaseIssue<unknown>[], where: string): string[] {
@@ -65,6 +72,7 @@ export async function admit(
   const query = v.safeParse(ConnectQuerySchema, {
     since: url.searchParams.get("since") ?? undefined,
     token: url.searchParams.get("token") ?? undefined,
+    batch: url.searchParams.get("batch") ?? undefined,
   });
   const protocols = offeredProtocols(request);
   const issues = [
@@ -108,6 +116,7 @@ export async function admit(
     exp: identity.exp,
     ip,
     since: query.output.since,
+    ...(query.output.batch ? { batch: true } : {}),
     selectProtocol: protocols.length > 0,
   };
 }

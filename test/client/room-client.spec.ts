@@ -43,7 +43,7 @@ describe("RoomClient against wrangler dev", () => {
     expect(lab.last.offered).toEqual(["rooms.v1", `bearer.${token}`]);
     expect(lab.last.protocol).toBe("rooms.v1");
     // The token never rides in the URL, and a first connect asks for no history.
-    expect(lab.last.requestedUrl).toBe(`${WS_BASE}/ws/chat/${room}`);
+    expect(lab.last.requestedUrl).toBe(`${WS_BASE}/ws/chat/${room}?batch=1`);
     expect(client.user).toEqual({ id: "alice", name: "Alice" });
     expect(client.users).toEqual([{ id: "alice", name: "Alice" }]);
   });
@@ -129,7 +129,7 @@ describe("RoomClient against wrangler dev", () => {
     expect(seqsOf(messages)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(messages.map((m) => m.text)).toEqual(["one", "two", "three", "four", "five", "six"]);
     expect(alice.lab.sockets).toHaveLength(2);
-    expect(alice.lab.sockets[1]?.requestedUrl).toBe(`${WS_BASE}/ws/chat/${room}?since=3`);
+    expect(alice.lab.sockets[1]?.requestedUrl).toBe(`${WS_BASE}/ws/chat/${room}?batch=1&since=3`);
     expect(alice.log.all("retry")[0]).toMatchObject({ attempt: 1, reason: "dropped", closeCode: 1006 });
     expect(alice.log.all("welcome").at(-1)).toMatchObject({ seq: 6, recovered: true });
     expect(alice.log.states).toEqual(["open", "reconnecting", "open"]);

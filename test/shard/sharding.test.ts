@@ -396,3 +396,18 @@ describe("sharded rooms: a gap older than history", () => {
     expect(back.welcome).toMatchObject({ seq: 61, recovered: false });
   });
 });
+
+describe("sharded rooms: batch frames", () => {
+  it("delivers a commit's run to a batching connection on a shard as an array frame, each seq once", async () => {
+    const { room, users } = await twoShardRoom();
+    const batching = await join(room, { sub: `${users.b}`, batch: true });
+    expect(batching.welcome.batch).toBe(true);
+    await runInDurableObject(objectOf(room, 0), async (instance) => {
+      const from = { id: "api", name: "API" };
+      await Promise.all(["one", "two", "three", "four"].map((text) => instance.publish(room, from, { text })));
+    });
+    await waitForSeq(batching.client, 4);
+    expect(seqsOf(batching.client)).toEqual([1, 2, 3, 4]);
+    expect(batching.client.texts.some((t) => t.startsWith("[") && t.includes('"seq":4'))).toBe(true);
+  });
+});
