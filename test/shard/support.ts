@@ -1,9 +1,9 @@
-/** Helpers for sharded rooms: which users land where, each object's status, message bookkeeping. */
+/** Helpers for sharded rooms (SHARD_GROW_AT=3, test/shard/vitest.config.ts): which users land where, each object's status, message bookkeeping. */
 import { env } from "cloudflare:test";
 import { expect } from "vitest";
 import type { MessageFrame } from "../../src/protocol";
 import { shardName, shardOf } from "../../src/room/shard-map";
-import type { Client } from "../helpers";
+import { type Client, join, uniqueRoom } from "../helpers";
 
 /** The stub of object `k` of `room` (0: the orderer). */
 export function objectOf(room: string, k: number) {
@@ -33,4 +33,20 @@ export function expectExactlyOnce(clients: Client[], from: number, to: number): 
 
 export function waitForSeq(client: Client, seq: number, timeoutMs = 5000): Promise<void> {
   return client.waitFor((frames) => frames.some((f) => f.type === "message" && f.seq === seq), `seq ${seq}`, timeoutMs);
+}
+
+/** A room grown to 2 objects: `a` on the orderer, `b` and `c` moved to shard 1 and back in. */
+export async function twoShardRoom() {
+  const room = uniqueRoom("shard");
+  const [a] = usersIn(0, 2, 1, "a");
+  const [b, c] = usersIn(1, 2, 2, "b");
+  const ca = (await join(room, { sub: a })).client;
+  const cb = (await join(room, { sub: b })).client;
+  const cc = (await join(room, { sub: c })).client;
+  // The third socket grows the room; b and c are moved with 4307.
+  expect((await cb.nextClose()).code).toBe(4307);
+  expect((await cc.nextClose()).code).toBe(4307);
+  const nb = await join(room, { sub: b, since: 0 });
+  const nc = await join(room, { sub: c, since: 0 });
+  return { room, users: { a, b, c }, clients: [ca, nb.client, nc.client] as Client[], welcomes: [nb, nc] };
 }
