@@ -94,6 +94,11 @@ describe("configuration", () => {
     expect(parseConfig(KEY).ok).toBe(true);
   });
 
+  it("keeps rooms in one object by default; a threshold above the room limit is fine while sharding is off", () => {
+    const result = parseConfig({ ...KEY, SHARD_GROW_AT: "2000" });
+    expect(result.ok && [result.config.shardMax, result.config.shardGrowAt]).toEqual([1, 2000]);
+  });
+
   it("treats an empty string as unset", () => {
     const result = parseConfig({ ...KEY, HISTORY_LIMIT: "", JWT_ISSUER: "" });
     expect(result.ok && result.config.historyLimit).toBe(1000);
@@ -123,6 +128,12 @@ describe("configuration", () => {
     [{ JWKS_URL: "http://insecure.example/jwks" }, "JWKS_URL"],
     [{ ALLOW_ANY_AUDIENCE: "maybe" }, "ALLOW_ANY_AUDIENCE"],
     [{ SIGNAL_MAX_BYTES: "10" }, "SIGNAL_MAX_BYTES"],
+    [{ SHARD_MAX: "0" }, "SHARD_MAX"],
+    [{ SHARD_MAX: "65" }, "SHARD_MAX"],
+    // A room whose objects fill up before the threshold would never grow.
+    [{ SHARD_MAX: "4", SHARD_GROW_AT: "2000" }, "SHARD_GROW_AT"],
+    [{ SHARD_MOVES_PER_SECOND: "0" }, "SHARD_MOVES_PER_SECOND"],
+    [{ SHARD_SHRINK_AFTER_MS: "soon" }, "SHARD_SHRINK_AFTER_MS"],
     // A signal cap over the frame cap would be a 1009 close, not the documented invalid_message.
     [{ SIGNAL_MAX_BYTES: "8192", MAX_MESSAGE_BYTES: "4096" }, "SIGNAL_MAX_BYTES"],
     [{ SIGNAL_RATE_PER_SECOND: "0" }, "SIGNAL_RATE_PER_SECOND"],

@@ -106,6 +106,13 @@ describe("room events (the producer)", () => {
     expect(event.message.text).toBeUndefined();
   });
 
+  it("never says room_empty for one shard of a sharded room going empty (its count is its own)", () => {
+    const { queue, sent } = recordingQueue();
+    const events = new RoomEvents(settingsOf(HOOK), queue, "lobby");
+    events.announced("leave", ALICE, 0, 6000, false);
+    expect(sent.map((batch) => batch.map((e) => JSON.parse(e).type))).toEqual([["leave"]]);
+  });
+
   it("sends one commit's events in one batch, and join, leave, then room_empty with the last leave", () => {
     const { queue, sent } = recordingQueue();
     const events = new RoomEvents(settingsOf(HOOK), queue, "lobby");

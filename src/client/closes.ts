@@ -30,6 +30,9 @@ export function closedAfterWelcome(code: number, reason: string, hasTokenFunctio
     }
     return { retry: { reason: "token_expired", closeCode: code, message: reason }, isImmediate: true };
   }
+  // 4307: the room moved this connection to another of its objects; resume there at once.
+  if (code === CLOSE_CODES.moved)
+    return { retry: { reason: "moved", closeCode: code, message: reason }, isImmediate: true };
   return { retry: { reason: "dropped", closeCode: code, message: reason } };
 }
 

@@ -35,7 +35,9 @@ export type RetryReason =
   /** Closed with 4401: the next attempt gets a fresh token, at once. */
   | "token_expired"
   /** The token function threw or returned no token. */
-  | "token_error";
+  | "token_error"
+  /** Closed with 4307: the room moved the connection to another of its objects; resumed at once. */
+  | "moved";
 
 export interface Retry {
   /** Failed attempts in a row, this one included (1 for the first retry). */

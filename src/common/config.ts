@@ -73,6 +73,11 @@ const EnvSchema = v.object({
   SIGNAL_RATE_BURST: integer(60, 1, 100_000),
   // Kept in every socket attachment of its user, which holds 16 KiB with the rest.
   PRESENCE_STATE_MAX_BYTES: integer(1024, 2, 8192),
+  // A big room spread over several objects (docs/scaling.md); 1: never.
+  SHARD_MAX: integer(1, 1, 64),
+  SHARD_GROW_AT: integer(800, 1, 32_768),
+  SHARD_MOVES_PER_SECOND: integer(100, 1, 10_000),
+  SHARD_SHRINK_AFTER_MS: integer(60_000, 0, 3_600_000),
   LOG_LEVEL: v.optional(
     v.pipe(v.string(), v.trim(), v.toLowerCase(), v.picklist(["debug", "info"], "must be debug or info")),
     "info",
@@ -129,6 +134,14 @@ export interface Config {
   signalRateBurst: number;
   /** Largest presence state, as JSON in UTF-8 bytes. */
   presenceStateMaxBytes: number;
+  /** Most objects one room may spread over (docs/scaling.md); 1 keeps every room in one object. */
+  shardMax: number;
+  /** A room of n shards grows to n+1 when it holds n × this many sockets. */
+  shardGrowAt: number;
+  /** Sockets an object closes per second with 4307 (moved) after the room grew or shrank. */
+  shardMovesPerSecond: number;
+  /** A room of n shards shrinks to n−1 after holding at most (n−1) × SHARD_GROW_AT ÷ 2 sockets this long. */
+  shardShrinkAfterMs: number;
   /** `debug` adds a line per connection open and close; `info` (the default) leaves them out. */
   logLevel: "debug" | "info";
   /** Where room events are posted (README "Webhooks"); `undefined`: webhooks are off. */
@@ -213,6 +226,10 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       error: new ConfigError("ROOM_MAX_QUEUED_BYTES", "must be at least 2 × MAX_UNREAD_BYTES"),
     };
   }
+  // A room grows only if its objects can reach the threshold before they are full.
+  if (e.SHARD_MAX > 1 && e.SHARD_GROW_AT > e.MAX_CONNECTIONS_PER_ROOM) {
+    return { ok: false, error: new ConfigError("SHARD_GROW_AT", "must be at most MAX_CONNECTIONS_PER_ROOM") };
+  }
   // A shared identity provider's key verifies tokens it issued for every app: without an audience,
   // any of them would open every room. A secret is this service's own, so it needs none.
   if (key.kind !== "secret" && e.JWT_AUDIENCE === undefined && e.ALLOW_ANY_AUDIENCE !== "true") {
@@ -269,6 +286,10 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       signalRatePerSecond: e.SIGNAL_RATE_PER_SECOND,
       signalRateBurst: e.SIGNAL_RATE_BURST,
       presenceStateMaxBytes: e.PRESENCE_STATE_MAX_BYTES,
+      shardMax: e.SHARD_MAX,
+      shardGrowAt: e.SHARD_GROW_AT,
+      shardMovesPerSecond: e.SHARD_MOVES_PER_SECOND,
+      shardShrinkAfterMs: e.SHARD_SHRINK_AFTER_MS,
       logLevel: e.LOG_LEVEL as "debug" | "info",
       webhooks,
     },

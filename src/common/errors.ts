@@ -22,6 +22,8 @@ export const HTTP_ERRORS = {
   server_misconfigured: 500,
   auth_unavailable: 503,
   room_full: 503,
+  /** The room's map changed under the upgrade more than once (docs/scaling.md). */
+  room_busy: 503,
 } as const satisfies Record<string, number>;
 
 export type HttpErrorCode = keyof typeof HTTP_ERRORS;

@@ -62,6 +62,8 @@ export const CLOSE_CODES = {
   forbidden: 4403,
   heartbeatTimeout: 4408,
   rateLimited: 4429,
+  /** The room moved this connection to another of its objects: reconnect at once and resume. */
+  moved: 4307,
 } as const satisfies Record<string, number>;
 export type CloseCode = (typeof CLOSE_CODES)[keyof typeof CLOSE_CODES];
 

@@ -9,7 +9,7 @@ import { batchFrames } from "./batch-frames";
 import { type Connection, logFieldsOf, newConnection, tagForUser } from "./connection";
 import type { Connections } from "./connections";
 import type { Handoff } from "./handoff";
-import type { History } from "./history";
+import type { ReadLog } from "./history";
 import type { Messages } from "./messages";
 import type { PresenceFeed } from "./presence-feed";
 import type { PresenceStates } from "./presence-states";
@@ -19,7 +19,7 @@ export interface RoomParts {
   connections: Connections;
   presence: PresenceFeed;
   messages: Messages;
-  history: History;
+  history: ReadLog;
   users: Users;
   states: PresenceStates;
 }

@@ -21,6 +21,13 @@ export interface Page {
   hasMore: boolean;
 }
 
+/** What a room reads its log through: the History itself, or a shard's buffer (src/room/shard-log.ts). */
+export interface ReadLog {
+  readonly latestSeq: number;
+  after(since: number, maxBytes: number): Replay;
+  page(query: PageQuery, maxBytes?: number): Page;
+}
+
 export type PageQuery = { since: number; limit: number } | { before?: number; limit: number };
 
 export interface StoredMessage {
@@ -50,7 +57,7 @@ export const PAGE_MAX_BYTES = 1024 * 1024;
  */
 export const TRIM_EVERY = 16;
 
-export class History {
+export class History implements ReadLog {
   #hasSchema: boolean;
   /** Whether the id table exists (rooms from before it have the log without it). */
   #hasIds: boolean;
@@ -217,6 +224,13 @@ export class History {
     );
     const kept = withinBytes(newestFirst.slice(0, n), maxBytes);
     return { frames: kept.reverse(), hasMore: newestFirst.length > kept.length };
+  }
+
+  /** Up to `limit` stored frames after `since`, oldest first, and the seq of the first (a shard's catch-up). */
+  range(since: number, limit: number): { from: number; frames: string[] } {
+    const from = Math.max(since, this.#floor) + 1;
+    if (!this.#hasSchema) return { from, frames: [] };
+    return { from, frames: this.page({ since, limit }).frames };
   }
 
   *#frameRows(query: string, ...bindings: number[]): Generator<string> {

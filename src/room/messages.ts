@@ -14,7 +14,10 @@ import {
   framesToJsonArray,
   type History,
   PAGE_MAX_BYTES,
+  type Page,
+  type PageQuery,
   REPLAY_MAX_BYTES,
+  type ReadLog,
   type Replay,
   type StoredMessage,
 } from "./history";
@@ -43,6 +46,16 @@ export interface Published {
 /** What became of a published message, once it is durable (or could not be stored). */
 type Done = (result: Published | StoreFailed) => void;
 
+/**
+ * A history page is small next to the unread budget, so a client paging back quickly stays well
+ * within it; and within what this user's sockets may still queue, so pages asked for and never read
+ * cannot pile up over the user's connections.
+ */
+function pageBudget(conn: Connection, config: Config): number {
+  const left = config.maxUnreadBytes - conn.owner.queued;
+  return Math.min(PAGE_MAX_BYTES, config.maxUnreadBytes / 8, left);
+}
+
 /** A batch that held the message could not be stored: nothing of it was sent. */
 export class StoreFailed extends Error {
   override readonly name = "StoreFailed";
@@ -53,14 +66,25 @@ export class Messages {
   readonly #connections: Connections;
   readonly #users: Users;
   readonly #queue: CommitQueue;
+  /** What replays read: the history, or a shard's buffer of what it delivered. */
+  readonly #reads: ReadLog;
+  /** In a shard, room messages go to the orderer (src/room/shard-role.ts) instead of the queue. */
+  forward: ((conn: Connection, frame: ClientMessageFrame) => void) | undefined;
+  /**
+   * In a sharded room, a direct message to a user with no connection here goes to the recipient's
+   * object: resolves with how many connections got it there. `undefined`: the user would be here.
+   */
+  relayDirect: ((to: string, text: string) => Promise<number> | undefined) | undefined;
 
   constructor(
     history: History,
     connections: Connections,
     users: Users,
     onCommitted?: (stored: StoredMessage[]) => void,
+    reads: ReadLog = history,
   ) {
     this.#history = history;
+    this.#reads = reads;
     this.#connections = connections;
     this.#users = users;
     this.#queue = new CommitQueue(history, onCommitted, {
@@ -80,6 +104,10 @@ export class Messages {
     if (to !== undefined) {
       // After the sender's queued messages: a direct message never overtakes them.
       this.#queue.after(() => this.#direct(conn, frame, to, now));
+      return;
+    }
+    if (this.forward) {
+      this.forward(conn, frame);
       return;
     }
     this.#submit(conn.attachment.room, conn.attachment.user, frame, now, (result) => {
@@ -184,7 +212,7 @@ export class Messages {
     const left = config.maxUnreadBytes - conn.owner.queued;
     const allowance = this.#users.replayAllowance(userId, Date.now());
     const maxBytes = Math.min(REPLAY_MAX_BYTES, config.maxUnreadBytes * PROBE_FRACTION, left, allowance);
-    const replay = this.#history.after(since, maxBytes);
+    const replay = this.#reads.after(since, maxBytes);
     const bytes = replay.frames.reduce((n, f) => n + byteLength(f), 0);
     // `after` keeps at least one message; over what is allowed, that one is a gap too.
     if (bytes > maxBytes) return { frames: [], recovered: false };
@@ -197,13 +225,27 @@ export class Messages {
     this.reply(() => this.#sendPage(conn, before, limit, config));
   }
 
+  /** A shard's `history` answer: the page read from the orderer with `read`, within the same budget. */
+  async sendHistoryFrom(
+    conn: Connection,
+    before: number | undefined,
+    limit: number,
+    config: Config,
+    read: (query: PageQuery, maxBytes: number) => Promise<Page>,
+  ): Promise<void> {
+    const maxBytes = pageBudget(conn, config);
+    const page = maxBytes > 0 ? await read({ before, limit }, maxBytes) : undefined;
+    this.reply(() => this.#sendPageFrame(conn, page, config));
+  }
+
   #sendPage(conn: Connection, before: number | undefined, limit: number, config: Config): void {
-    // Small next to the unread budget, so a client paging back quickly stays well within it; and
-    // within what this user's sockets may still queue, so pages asked for and never read cannot
-    // pile up over the user's connections.
-    const left = config.maxUnreadBytes - conn.owner.queued;
-    const maxBytes = Math.min(PAGE_MAX_BYTES, config.maxUnreadBytes / 8, left);
+    const maxBytes = pageBudget(conn, config);
     const page = maxBytes > 0 ? this.#history.page({ before, limit }, maxBytes) : undefined;
+    this.#sendPageFrame(conn, page, config);
+  }
+
+  #sendPageFrame(conn: Connection, page: Page | undefined, config: Config): void {
+    const left = config.maxUnreadBytes - conn.owner.queued;
     const frame = page && `{"type":"history","messages":${framesToJsonArray(page.frames)},"hasMore":${page.hasMore}}`;
     if (frame === undefined || byteLength(frame) > left) {
       const message = "too much is unread on this user's connections; read, then ask again";
@@ -217,10 +259,6 @@ export class Messages {
   #direct(conn: Connection, frame: ClientMessageFrame, to: string, now: number): void {
     const connections = this.#connections;
     const recipients = connections.live(tagForUser(to));
-    if (recipients.length === 0) {
-      connections.sendError(conn, "unknown_recipient", "that user has no connection in this room", frame.id);
-      return;
-    }
     const { room, user: from } = conn.attachment;
     const out: MessageFrame = {
       type: "message",
@@ -233,9 +271,30 @@ export class Messages {
       ts: now,
     };
     const text = JSON.stringify(out);
-    const targets = new Set([...recipients, ...connections.live(tagForUser(from.id))]);
-    targets.delete(conn);
-    for (const target of targets) connections.send(target, text);
+    // In a sharded room the recipient's connections may be in another object (src/room/room.ts).
+    const elsewhere = recipients.length === 0 ? this.relayDirect?.(to, text) : undefined;
+    if (elsewhere !== undefined) {
+      void elsewhere.then(
+        (delivered) => this.#directDone(conn, frame, to, text, delivered > 0),
+        () => this.#directDone(conn, frame, to, text, false),
+      );
+      return;
+    }
+    for (const target of recipients) if (target !== conn) connections.send(target, text);
+    this.#directDone(conn, frame, to, text, recipients.length > 0);
+  }
+
+  /** The sender's other connections and its ack, or `unknown_recipient` when nobody got it. */
+  #directDone(conn: Connection, frame: ClientMessageFrame, to: string, text: string, isDelivered: boolean): void {
+    const connections = this.#connections;
+    if (!isDelivered) {
+      connections.sendError(conn, "unknown_recipient", "that user has no connection in this room", frame.id);
+      return;
+    }
+    const recipients = new Set(connections.live(tagForUser(to)));
+    for (const target of connections.live(tagForUser(conn.attachment.user.id))) {
+      if (target !== conn && !recipients.has(target)) connections.send(target, text);
+    }
     if (frame.id !== undefined)
       connections.send(conn, JSON.stringify({ type: "ack", id: frame.id } satisfies AckFrame));
   }

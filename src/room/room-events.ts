@@ -44,12 +44,15 @@ export class RoomEvents {
     this.#send(messages.map((m) => messageEvent(this.#room, m)));
   }
 
-  /** The room announced a presence event (`online`: users present after it). */
-  announced(event: string, user: User, online: number, now: number): void {
+  /**
+   * The room announced a presence event (`online`: users present after it). `isRoomWide` is false
+   * for a shard of a sharded room (docs/scaling.md): its count is its own, so it never says `room_empty`.
+   */
+  announced(event: string, user: User, online: number, now: number, isRoomWide = true): void {
     if (event !== "join" && event !== "leave") return;
     const events: string[] = [];
     if (this.wants(event)) events.push(presenceEvent(event, this.#room, user, online, now));
-    if (event === "leave" && online === 0 && this.wants("room_empty")) {
+    if (event === "leave" && online === 0 && isRoomWide && this.wants("room_empty")) {
       const empty: WebhookEvent = { id: randomEventId(), type: "room_empty", room: this.#room, ts: now };
       events.push(JSON.stringify(empty));
     }

@@ -33,6 +33,17 @@ import { type MessageBody, Messages, type Published } from "./messages";
 import { PresenceFeed } from "./presence-feed";
 import { type RateLimits, takeShared } from "./rate-limit";
 import { RoomEvents } from "./room-events";
+import { Sharding, type ShardStatus } from "./room-sharding";
+import { parseShardName, redirectResponse } from "./shard-map";
+import type {
+  Attach,
+  Counts,
+  DeliverBatch,
+  DeliverResult,
+  ForwardItem,
+  ForwardResult,
+  HistoryRange,
+} from "./shard-rpc";
 import { idOfRefused, isReservedCloseCode, safeClose, saveAttachment } from "./socket-chores";
 import { refreshToken } from "./token-refresh";
 import { Users } from "./users";
@@ -46,6 +57,8 @@ export interface RoomInfo {
   seq: number;
   connections: number;
   users: Array<Omit<PresenceEntry, "state"> & { state?: Record<string, JsonValue> }>;
+  /** How many objects the room is spread over; only when more than one (docs/scaling.md). */
+  shards?: number;
 }
 
 export class Room extends DurableObject<Env> {
@@ -65,6 +78,8 @@ export class Room extends DurableObject<Env> {
   readonly #alarms: Alarms;
   /** Signals and presence states: never stored, bounded apart from messages. */
   readonly #ephemeral: Ephemeral;
+  /** Its role in a room spread over several objects (docs/scaling.md); idle in a small room. */
+  readonly #sharding: Sharding;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -110,9 +125,30 @@ export class Room extends DurableObject<Env> {
     this.#connections = new Connections(ctx, settings, hooks, this.#users);
     // Webhooks: off without WEBHOOK_URL or the WEBHOOK_QUEUE binding (src/room/room-events.ts). The
     // room's name is the idFromName name (https://developers.cloudflare.com/changelog/post/2026-03-15-durable-object-id-name/).
-    const events = new RoomEvents(this.#config?.webhooks, (env as Partial<Env>).WEBHOOK_QUEUE, ctx.id.name ?? "");
-    this.#presence.onAnnounced = (event, user, online) => events.announced(event, user, online, Date.now());
-    this.#messages = new Messages(this.#history, this.#connections, this.#users, (stored) => events.committed(stored));
+    // A shard (`<room>~s<k>`) reports its room's name, and the room-wide count where it is known.
+    const roomName = parseShardName(ctx.id.name ?? "").room;
+    const events = new RoomEvents(this.#config?.webhooks, (env as Partial<Env>).WEBHOOK_QUEUE, roomName);
+    this.#presence.onAnnounced = (event, user, online) => {
+      const wide = this.#sharding.roomOnline(online);
+      events.announced(event, user, wide ?? online, Date.now(), wide !== undefined);
+    };
+    this.#sharding = new Sharding(ctx, env, this.#config, {
+      connections: () => this.#connections,
+      online: () => this.#presence.online,
+      history: this.#history,
+    });
+    const orderer = this.#sharding.orderer;
+    this.#messages = new Messages(
+      this.#history,
+      this.#connections,
+      this.#users,
+      (stored) => {
+        events.committed(stored);
+        orderer?.fanout.committed(stored);
+      },
+      this.#sharding.shard?.log,
+    );
+    this.#sharding.wire(this.#messages);
     this.#alarms = new Alarms(ctx, this.#connections);
     this.#ephemeral = new Ephemeral(
       () => this.#connections,
@@ -145,16 +181,22 @@ export class Room extends DurableObject<Env> {
         log("info", "gate_refused", { room, user: user.id, ip, status: refusal.status, code: refusal.code });
         return refusal.toResponse();
       }
+      // A user that is not this object's under the room's map: the Worker asks the right one.
+      const elsewhere = this.#sharding.route(handoff.output.user.id);
+      if (elsewhere !== undefined) return redirectResponse(elsewhere, this.#sharding.map);
+      await this.#sharding.shard?.warm(handoff.output.since);
       await this.#alarms.ensureBy(handoff.output.exp, config);
       const parts = {
         connections: this.#connections,
         presence: this.#presence,
         messages: this.#messages,
-        history: this.#history,
+        history: this.#sharding.shard?.log ?? this.#history,
         users: this.#users,
         states: this.#ephemeral.states,
       };
-      return accept(this.ctx, handoff.output, config, parts);
+      const response = accept(this.ctx, handoff.output, config, parts);
+      this.#sharding.countsChanged();
+      return response;
     } catch (error) {
       log("error", "connect_failed", describeError(error));
       return new HttpError("internal_error", "internal error").toResponse();
@@ -213,18 +255,21 @@ export class Room extends DurableObject<Env> {
   }
 
   /** A page of stored messages. Reads only: a room that never existed stays without storage. */
-  async readMessages(query: PageQuery): Promise<Page> {
-    return this.#history.page(query);
+  async readMessages(query: PageQuery, maxBytes?: number): Promise<Page> {
+    return this.#history.page(query, maxBytes);
   }
 
   /** Who is connected, and the latest seq. Reads only. */
   async info(): Promise<RoomInfo> {
     this.#requireConfig();
+    const n = this.#sharding.map.n;
+    const orderer = this.#sharding.orderer;
     return {
       seq: this.#history.latestSeq,
-      connections: this.#connections.liveCount(),
+      connections: n > 1 && orderer ? orderer.totals().connections : this.#connections.liveCount(),
       // States were parsed from JSON: they are JSON.
       users: this.#ephemeral.states.decorate(this.#presence.list()) as RoomInfo["users"],
+      ...(n > 1 ? { shards: n } : {}),
     };
   }
 
@@ -233,7 +278,72 @@ export class Room extends DurableObject<Env> {
     this.#requireConfig();
     const kicked = this.#connections.live(tagForUser(userId));
     for (const conn of kicked) this.#connections.close(conn, CLOSE_CODES.forbidden, "kicked");
-    return kicked.length;
+    // In a sharded room the user's connections are in its shard (and, while it moves, maybe here).
+    return kicked.length + (await this.#sharding.kickElsewhere(userId));
+  }
+
+  // -- RPC between the orderer and its shards (docs/scaling.md) ---------------------------------
+
+  /** Orderer: members' room messages forwarded by shard `k`; answers once they are durable. */
+  async submitBatch(k: number, items: ForwardItem[], counts: Counts): Promise<ForwardResult[]> {
+    this.#requireConfig();
+    return this.#sharding.submitBatch(this.#messages, k, items, counts);
+  }
+
+  /** Orderer: stored frames after `since`, oldest first (a shard's catch-up and resume reads). */
+  async readSince(since: number, limit: number): Promise<HistoryRange> {
+    this.#requireConfig();
+    return this.#sharding.readSince(since, limit);
+  }
+
+  /** Orderer: shard `k`'s counts. */
+  async report(k: number, counts: Counts): Promise<void> {
+    this.#requireConfig();
+    this.#sharding.requireOrderer().reported(k, counts);
+  }
+
+  /** Orderer: a page of the room's users over all its objects, by id (the HTTP API's roster). */
+  async roster(after: string | undefined, limit: number): Promise<{ users: RoomInfo["users"]; next?: string }> {
+    this.#requireConfig();
+    return this.#sharding.roster(after, limit, (a: string | undefined, l: number) => this.localRoster(a, l));
+  }
+
+  /** This object's own users after `after`, by id, at most `limit`. */
+  localRoster(after: string | undefined, limit: number): RoomInfo["users"] {
+    const users = this.#ephemeral.states.decorate(this.#presence.list()) as RoomInfo["users"];
+    return users
+      .filter((u) => u.connections > 0 && (after === undefined || u.id > after))
+      .sort((a, b) => (a.id < b.id ? -1 : 1))
+      .slice(0, limit);
+  }
+
+  /** Shard: the orderer attaches this shard, which starts delivering after `attach.seq`. */
+  async attach(attach: Attach): Promise<void> {
+    this.#requireConfig();
+    await this.#sharding.requireShard().attach(attach);
+  }
+
+  /** Shard: frames the orderer committed, from `batch.from` on. */
+  async deliver(batch: DeliverBatch): Promise<DeliverResult> {
+    this.#requireConfig();
+    this.#connections.all();
+    return this.#sharding.requireShard().deliver(batch);
+  }
+
+  /** A direct message from another object of the room to `to`'s connections here; how many got it. */
+  async directIn(to: string, text: string): Promise<number> {
+    this.#requireConfig();
+    return this.#sharding.directIn(to, text);
+  }
+
+  /** Where this object stands: its role, the map, its last seq and its counts. For tests and operators. */
+  async shardStatus(): Promise<ShardStatus> {
+    return this.#sharding.status();
+  }
+
+  /** Test hook: the orderer's next `n` deliveries with frames fail as if the call was lost. */
+  async failNextDeliveries(n: number): Promise<void> {
+    this.#sharding.requireOrderer().fanout.failNext = n;
   }
 
   #requireConfig(): Config {
@@ -322,9 +432,15 @@ export class Room extends DurableObject<Env> {
         conn.refreshing = done;
         return done;
       }
-      case "history":
+      case "history": {
+        const shard = this.#sharding.shard;
+        if (shard)
+          return this.#messages.sendHistoryFrom(conn, frame.before, frame.limit, config, (q, max) =>
+            shard.readPage(q, max),
+          );
         this.#messages.sendHistory(conn, frame.before, frame.limit, config);
         return;
+      }
       case "message":
         this.#messages.onMessage(conn, frame, now);
         return;
@@ -356,6 +472,7 @@ export class Room extends DurableObject<Env> {
       this.#presence.leftUncounted(user, connections.live(tagForUser(user.id)).length > 0);
     }
     if (connections.liveCount() === 0) this.#alarms.clear();
+    this.#sharding.countsChanged();
   }
 
   #saveSeenAt(conn: Connection): void {

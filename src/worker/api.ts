@@ -132,6 +132,33 @@ api.get("/rooms/:room", async (c) => {
   return c.json({ room, ...info });
 });
 
+export const ROSTER_PAGE_DEFAULT = 100;
+export const ROSTER_PAGE_MAX = 1000;
+
+const RosterQuerySchema = v.object({
+  after: v.optional(UserIdSchema),
+  limit: v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(/^\d{1,4}$/, "must be a whole number"),
+      v.transform(Number),
+      v.minValue(1, "must be at least 1"),
+      v.maxValue(ROSTER_PAGE_MAX, `must be at most ${ROSTER_PAGE_MAX}`),
+    ),
+    String(ROSTER_PAGE_DEFAULT),
+  ),
+});
+
+// The room's users, a page at a time by user id, over every object of a sharded room.
+api.get("/rooms/:room/users", async (c) => {
+  const room = roomParam(c);
+  await authorize(c, room, "admin");
+  const query = v.safeParse(RosterQuerySchema, { after: c.req.query("after"), limit: c.req.query("limit") });
+  if (!query.success) throw invalid(query.issues, "query", "the query is invalid");
+  const page = await roomStub(c, room).roster(query.output.after, query.output.limit);
+  return c.json(page);
+});
+
 api.delete("/rooms/:room/users/:user", async (c) => {
   const room = roomParam(c);
   await authorize(c, room, "admin");

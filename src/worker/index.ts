@@ -7,10 +7,10 @@ import { checkKey } from "../common/auth";
 import { type Config, loadConfig } from "../common/config";
 import { HttpError } from "../common/errors";
 import { describeError, log } from "../common/log";
-import { encodeHandoff, HANDOFF_HEADER } from "../room/handoff";
 import { api } from "./api";
 import { devTokens } from "./dev-tokens";
 import { admit } from "./gate";
+import { connectToRoom } from "./routing";
 import { deliverWebhooks } from "./webhooks";
 
 export { Room } from "../room/room";
@@ -41,11 +41,7 @@ app.get("/ws/chat/:room", async (c) => {
   // The binding may have been removed from wrangler.toml: the gate then admits without the limit.
   const limiter = (c.env as Partial<Env>).CONNECT_LIMITER;
   const handoff = await admit(c.req.raw, room, config, limiter);
-  const stub = c.env.ROOMS.get(c.env.ROOMS.idFromName(room));
-  // A fresh request: none of the client's headers reach the object, so none can be forged.
-  return stub.fetch("https://room.internal/connect", {
-    headers: { Upgrade: "websocket", [HANDOFF_HEADER]: encodeHandoff(handoff) },
-  });
+  return connectToRoom(c.env.ROOMS, handoff);
 });
 
 app.use("/api/*", async (c, next) => {

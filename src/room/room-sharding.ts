@@ -1,0 +1,191 @@
+/**
+ * A room object's part in a sharded room (docs/scaling.md): which role it plays (orderer or shard
+ * k, from its name), the wiring of that role into the room's parts, and the bodies of the RPC
+ * methods the objects of one room call on each other. In an unsharded room it does nothing.
+ */
+import type { Config } from "../common/config";
+import type { PresenceEntry } from "../protocol";
+import { tagForUser } from "./connection";
+import type { Connections } from "./connections";
+import type { History } from "./history";
+import type { Messages } from "./messages";
+import { Mover } from "./mover";
+import { Orderer, type OrdererParts } from "./orderer";
+import { ShardLog } from "./shard-log";
+import { parseShardName, type ShardMap, shardName, shardOf, UNSHARDED } from "./shard-map";
+import { type OrdererPort, ShardRole } from "./shard-role";
+import type { Counts, ForwardItem, ForwardResult, HistoryRange } from "./shard-rpc";
+
+export interface ShardingParts {
+  connections: () => Connections;
+  /** The room's presence count, and its users. */
+  online: () => number;
+  history: History;
+}
+
+/** One object's status in its room, for tests and operators. */
+export interface ShardStatus {
+  role: "orderer" | "shard";
+  k: number;
+  map: ShardMap;
+  last: number;
+  counts: Counts;
+  reads: number;
+}
+
+export class Sharding {
+  readonly room: string;
+  readonly k: number;
+  readonly orderer: Orderer | undefined;
+  readonly shard: ShardRole | undefined;
+  readonly #env: Env;
+  readonly #parts: ShardingParts;
+
+  constructor(ctx: DurableObjectState, env: Env, config: Config | undefined, parts: ShardingParts) {
+    const { room, k } = parseShardName(ctx.id.name ?? "");
+    this.room = room;
+    this.k = k;
+    this.#env = env;
+    this.#parts = parts;
+    const shardLog = new ShardLog(ctx.storage.sql);
+    const mover = new Mover(k, config?.shardMovesPerSecond ?? 1, parts.connections);
+    if (k > 0) {
+      this.shard = new ShardRole(k, shardLog, {
+        orderer: () => this.stubOf(0) as unknown as OrdererPort,
+        connections: parts.connections,
+        counts: () => this.counts(),
+        onMap: (map) => mover.start(map),
+      });
+    } else {
+      const settings = {
+        shardMax: config?.shardMax ?? 1,
+        shardGrowAt: config?.shardGrowAt ?? 1,
+        shardShrinkAfterMs: config?.shardShrinkAfterMs ?? 0,
+      };
+      this.orderer = new Orderer(shardLog, settings, {
+        port: (i) => this.stubOf(i) as unknown as ReturnType<OrdererParts["port"]>,
+        latest: () => parts.history.latestSeq,
+        own: () => this.counts(),
+        onMap: (map) => mover.start(map),
+        broadcast: (frame) => parts.connections().broadcast(frame),
+      });
+    }
+    // A wake in the middle of moving sockets (the mover's timer was in memory): carry on.
+    if (this.map.n > 1) mover.start(this.map);
+  }
+
+  get map(): ShardMap {
+    return (this.shard ? this.shard.log.map : this.orderer?.map) ?? UNSHARDED;
+  }
+
+  stubOf(k: number) {
+    return this.#env.ROOMS.get(this.#env.ROOMS.idFromName(shardName(this.room, k)));
+  }
+
+  counts(): Counts {
+    return { connections: this.#parts.connections().liveCount(), users: this.#parts.online() };
+  }
+
+  /** Room messages from a shard go to the orderer; DMs to a user elsewhere, to its object. */
+  wire(messages: Messages): void {
+    const shard = this.shard;
+    if (shard) messages.forward = (conn, frame) => shard.forward(conn, frame);
+    messages.relayDirect = (to, text) => {
+      const n = this.map.n;
+      const at = shardOf(to, n);
+      return n <= 1 || at === this.k ? undefined : this.stubOf(at).directIn(to, text);
+    };
+  }
+
+  /** The object that should take `userId` instead of this one, if any. */
+  route(userId: string): number | undefined {
+    return this.shard ? this.shard.route(userId) : this.orderer?.route(userId);
+  }
+
+  /** The room's users for a presence webhook given this object's `local` count; a shard does not know it. */
+  roomOnline(local: number): number | undefined {
+    if (this.shard) return undefined;
+    return this.orderer && this.map.n > 1 ? this.orderer.totals().users : local;
+  }
+
+  /** A connection came or went: the orderer's occupancy and growth, or a shard's report. */
+  countsChanged(): void {
+    this.orderer?.reported(0, this.counts());
+    this.shard?.report();
+  }
+
+  requireOrderer(): Orderer {
+    if (!this.orderer) throw new Error("not a room's orderer");
+    return this.orderer;
+  }
+
+  requireShard(): ShardRole {
+    if (!this.shard) throw new Error("not a shard");
+    return this.shard;
+  }
+
+  /** Orderer: members' room messages forwarded by shard `k`, each through the room's own path. */
+  submitBatch(messages: Messages, k: number, items: ForwardItem[], counts: Counts): Promise<ForwardResult[]> {
+    this.requireOrderer().reported(k, counts);
+    const now = Date.now();
+    return Promise.all(
+      items.map((item) =>
+        messages.publish(this.room, item.user, item.body, now).then(
+          (published): ForwardResult => published,
+          (): ForwardResult => ({ failed: true }),
+        ),
+      ),
+    );
+  }
+
+  readSince(since: number, limit: number): HistoryRange {
+    this.requireOrderer();
+    const history = this.#parts.history;
+    return { ...history.range(since, limit), latest: history.latestSeq };
+  }
+
+  /** Sends `text` to `to`'s connections in this object; how many got it. */
+  directIn(to: string, text: string): number {
+    const connections = this.#parts.connections();
+    const recipients = connections.live(tagForUser(to));
+    for (const conn of recipients) connections.send(conn, text);
+    return recipients.length;
+  }
+
+  /** Orderer: kicks `userId` from its shard too; how many connections were closed there. */
+  async kickElsewhere(userId: string): Promise<number> {
+    const k = this.orderer?.route(userId);
+    return k === undefined ? 0 : this.stubOf(k).kick(userId);
+  }
+
+  /**
+   * Orderer: a page of the room's users over all its objects, by user id, after `after`; `next` is
+   * the id to ask after for the next page. Each object answers with at most `limit` + 1 of its own.
+   */
+  async roster<T extends PresenceEntry>(
+    after: string | undefined,
+    limit: number,
+    local: (after: string | undefined, limit: number) => T[],
+  ): Promise<{ users: T[]; next?: string }> {
+    const n = this.requireOrderer().map.n;
+    // One more than a page from each: whether there is more is then known without another call.
+    const others = Array.from({ length: n - 1 }, (_, i) => this.stubOf(i + 1).localRoster(after, limit + 1));
+    const pages = [local(after, limit + 1), ...((await Promise.all(others)) as T[][])];
+    const merged = pages.flat().sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const users = merged.slice(0, limit);
+    const last = users.at(-1);
+    return merged.length > limit && last !== undefined ? { users, next: last.id } : { users };
+  }
+
+  status(): ShardStatus {
+    const shard = this.shard;
+    return {
+      role: shard ? "shard" : "orderer",
+      k: this.k,
+      map: this.map,
+      last: shard ? shard.log.latestSeq : this.#parts.history.latestSeq,
+      counts: this.counts(),
+      reads: shard?.reads ?? 0,
+    };
+  }
+}

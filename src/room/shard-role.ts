@@ -1,0 +1,297 @@
+/**
+ * The shard role (docs/scaling.md): a room object named `<room>~s<k>` holds sockets like any room,
+ * but sends its members' room messages to the orderer (batched, one call in flight) and delivers
+ * what the orderer committed, in seq order, from its cursor: repeated frames skipped, gaps read from
+ * the orderer's history once for all its sockets. Acks go out once the acked seq was delivered here.
+ */
+import { describeError, log } from "../common/log";
+import { type AckFrame, CLOSE_CODES, type ClientMessageFrame } from "../protocol";
+import type { Connection } from "./connection";
+import type { Connections } from "./connections";
+import type { Page, PageQuery } from "./history";
+import type { ShardLog } from "./shard-log";
+import { type ShardMap, shardOf } from "./shard-map";
+import type {
+  Attach,
+  Counts,
+  DeliverBatch,
+  DeliverResult,
+  ForwardItem,
+  ForwardResult,
+  HistoryRange,
+} from "./shard-rpc";
+
+/** What a shard asks of its orderer (RPC methods of src/room/room.ts). */
+export interface OrdererPort {
+  submitBatch(k: number, items: ForwardItem[], counts: Counts): Promise<ForwardResult[]>;
+  readSince(since: number, limit: number): Promise<HistoryRange>;
+  readMessages(query: PageQuery, maxBytes?: number): Promise<Page>;
+  report(k: number, counts: Counts): Promise<void>;
+}
+
+type PendingAck = { conn: Connection; id: string; seq: number };
+
+export const FORWARD_MAX_ITEMS = 128;
+const READ_LIMIT = 500;
+const REPORT_DELAY_MS = 250;
+const RETRY_MS = 100;
+/** An ack whose seq was not delivered this long after the orderer answered makes the shard read it. */
+const ACK_PULL_AFTER_MS = 200;
+
+export class ShardRole {
+  readonly k: number;
+  readonly log: ShardLog;
+  readonly #orderer: () => OrdererPort;
+  readonly #connections: () => Connections;
+  readonly #counts: () => Counts;
+  readonly #onMap: (map: ShardMap) => void;
+  /** Everything that moves the cursor runs one at a time, in order. */
+  #chain: Promise<unknown> = Promise.resolve();
+  #outbox: Array<{ conn: Connection; item: ForwardItem }> = [];
+  #isSending = false;
+  /** Acks waiting for their seq to be delivered here. */
+  #acks: PendingAck[] = [];
+  #occupancy = "";
+  #reportTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Reads of the orderer's history since this object woke (shardStatus; a storm should cost ~1). */
+  reads = 0;
+
+  constructor(
+    k: number,
+    shardLog: ShardLog,
+    parts: {
+      orderer: () => OrdererPort;
+      connections: () => Connections;
+      counts: () => Counts;
+      onMap: (map: ShardMap) => void;
+    },
+  ) {
+    this.k = k;
+    this.log = shardLog;
+    this.#orderer = parts.orderer;
+    this.#connections = parts.connections;
+    this.#counts = parts.counts;
+    this.#onMap = parts.onMap;
+  }
+
+  /** `undefined` when `userId` is this shard's under its map; else the shard to ask instead. */
+  route(userId: string): number | undefined {
+    const map = this.log.map;
+    if (map === undefined) return 0;
+    const k = shardOf(userId, map.n);
+    return k === this.k ? undefined : k;
+  }
+
+  attach(attach: Attach): Promise<void> {
+    return this.#serial(async () => {
+      // New, or attached again after the room shrank and grew: with no socket left it starts afresh;
+      // one still moving its members out catches up instead, so that they miss nothing.
+      if (this.log.map === undefined || this.#counts().connections === 0) this.log.restart(attach.seq);
+      else if (attach.seq > this.log.latestSeq) await this.#pull(attach.seq);
+      this.#adopt(attach.map);
+    });
+  }
+
+  deliver(batch: DeliverBatch): Promise<DeliverResult> {
+    return this.#serial(async () => {
+      if (this.log.map === undefined) this.log.restart(batch.from - 1);
+      this.#adopt(batch.map);
+      const first = Math.max(0, this.log.latestSeq + 1 - batch.from); // before it: repeated
+      if (first < batch.frames.length && batch.from + first > this.log.latestSeq + 1) {
+        await this.#pull(batch.from + first - 1); // a gap
+      }
+      const at = this.log.latestSeq + 1 - batch.from;
+      if (at >= 0) this.#deliverRun(batch.frames.slice(at));
+      if (batch.latest > this.log.latestSeq) await this.#pull(batch.latest);
+      this.log.save();
+      this.#flushAcks();
+      if (batch.occupancy) this.#sendOccupancy(batch.occupancy);
+      return { last: this.log.latestSeq, counts: this.#counts() };
+    });
+  }
+
+  /** Before a connection is accepted: the buffer covers what it resumes from (one read per shard). */
+  warm(since: number | undefined): Promise<void> {
+    if (since === undefined) return Promise.resolve();
+    return this.#serial(async () => {
+      if (since > this.log.latestSeq) {
+        // It saw more elsewhere (it moved here): catch up first.
+        await this.#pull(since);
+        this.log.save();
+        this.#flushAcks();
+      }
+      const end = this.log.recentFrom - 1;
+      if (since >= end) return;
+      const frames: string[] = [];
+      let from: number | undefined;
+      let cursor = since;
+      while (cursor < end) {
+        this.reads += 1;
+        const range = await this.#orderer().readSince(cursor, Math.min(READ_LIMIT, end - cursor));
+        const usable = range.frames.slice(0, Math.max(0, end - range.from + 1));
+        if (usable.length === 0) break;
+        if (from === undefined) from = range.from;
+        else if (range.from !== from + frames.length) break;
+        frames.push(...usable);
+        cursor = range.from + usable.length - 1;
+      }
+      if (from !== undefined && from + frames.length === end + 1) this.log.prepend(from, frames);
+    });
+  }
+
+  /** A member's room message, validated and rate-limited here: to the orderer. */
+  forward(conn: Connection, frame: ClientMessageFrame): void {
+    const body = { text: frame.text, data: frame.data, id: frame.id };
+    this.#outbox.push({ conn, item: { user: conn.attachment.user, body } });
+    this.#pumpOut();
+  }
+
+  readPage(query: PageQuery, maxBytes: number): Promise<Page> {
+    return this.#orderer().readMessages(query, maxBytes);
+  }
+
+  /** Tells the orderer this shard's counts soon (one call per REPORT_DELAY_MS at most). */
+  report(): void {
+    if (this.#reportTimer !== undefined) return;
+    this.#reportTimer = setTimeout(() => {
+      this.#reportTimer = undefined;
+      this.#orderer()
+        .report(this.k, this.#counts())
+        .catch((error: unknown) => log("warn", "shard_report_failed", { shard: this.k, ...describeError(error) }));
+    }, REPORT_DELAY_MS);
+  }
+
+  #serial<T>(run: () => Promise<T>): Promise<T> {
+    const next = this.#chain.then(run);
+    this.#chain = next.catch(() => undefined);
+    return next;
+  }
+
+  #adopt(map: ShardMap): void {
+    const current = this.log.map;
+    if (current !== undefined && current.epoch >= map.epoch) return;
+    this.log.setMap(map);
+    this.#onMap(map);
+  }
+
+  /** Reads and delivers the orderer's frames until this shard has delivered `target`. */
+  async #pull(target: number): Promise<void> {
+    while (this.log.latestSeq < target) {
+      const last = this.log.latestSeq;
+      this.reads += 1;
+      const range = await this.#orderer().readSince(last, READ_LIMIT);
+      // Before the empty check: with HISTORY_LIMIT=0 the orderer has no frame, only a gap to tell.
+      if (range.from > last + 1) this.#lost(last, range.from - 1);
+      if (range.frames.length === 0) return;
+      const at = this.log.latestSeq + 1 - range.from;
+      if (at >= 0) this.#deliverRun(range.frames.slice(at));
+      if (this.log.latestSeq === last) return;
+    }
+  }
+
+  /**
+   * Frames after `last` up to `upTo` are gone from the orderer's history: this shard's clients
+   * missed them. Each is sent off to resume (4307), where `welcome.recovered` tells it.
+   */
+  #lost(last: number, upTo: number): void {
+    log("warn", "shard_gap_lost", { shard: this.k, after: last, upTo });
+    const connections = this.#connections();
+    for (const conn of connections.live()) connections.close(conn, CLOSE_CODES.moved, "history gap: resume");
+    this.log.restart(upTo);
+  }
+
+  /**
+   * Frames latestSeq + 1, + 2, … to this shard's sockets, as the orderer's commit queue sends a run:
+   * as batch frames to the connections that take them, one by one to the others.
+   */
+  #deliverRun(frames: string[]): void {
+    if (frames.length === 0) return;
+    const connections = this.#connections();
+    const isPlainOnly = frames.length > 1 && connections.broadcastRun(frames);
+    for (const frame of frames) {
+      connections.broadcast(frame, undefined, undefined, isPlainOnly);
+      this.log.push(frame);
+    }
+  }
+
+  #flushAcks(): void {
+    const last = this.log.latestSeq;
+    const connections = this.#connections();
+    const waiting: PendingAck[] = [];
+    for (const ack of this.#acks) {
+      if (ack.seq > last) waiting.push(ack);
+      else connections.send(ack.conn, JSON.stringify({ type: "ack", id: ack.id, seq: ack.seq } satisfies AckFrame));
+    }
+    this.#acks = waiting;
+  }
+
+  #sendOccupancy(occupancy: { online: number; connections: number }): void {
+    const frame = JSON.stringify({ type: "occupancy", online: occupancy.online, connections: occupancy.connections });
+    if (frame === this.#occupancy) return;
+    this.#occupancy = frame;
+    this.#connections().broadcast(frame);
+  }
+
+  #pumpOut(): void {
+    if (this.#isSending || this.#outbox.length === 0) return;
+    this.#isSending = true;
+    const batch = this.#outbox.splice(0, FORWARD_MAX_ITEMS);
+    this.#orderer()
+      .submitBatch(
+        this.k,
+        batch.map((b) => b.item),
+        this.#counts(),
+      )
+      .then(
+        (results) => {
+          this.#answered(batch, results);
+          this.#isSending = false;
+          this.#pumpOut();
+        },
+        (error: unknown) => {
+          log("warn", "shard_forward_failed", { shard: this.k, items: batch.length, ...describeError(error) });
+          // With an id a retry is safe (idempotent); without one it could repeat a stored message.
+          const retry = batch.filter((b) => b.item.body.id !== undefined);
+          for (const b of batch) if (b.item.body.id === undefined) this.#storeFailed(b.conn, undefined);
+          this.#outbox.unshift(...retry);
+          setTimeout(() => {
+            this.#isSending = false;
+            this.#pumpOut();
+          }, RETRY_MS);
+        },
+      );
+  }
+
+  #answered(batch: Array<{ conn: Connection; item: ForwardItem }>, results: ForwardResult[]): void {
+    const connections = this.#connections();
+    let highest = 0;
+    batch.forEach(({ conn, item }, i) => {
+      const result = results[i];
+      const id = item.body.id;
+      if (result === undefined || "failed" in result) this.#storeFailed(conn, id);
+      else if (id === undefined) return;
+      else if (result.outcome === "conflict") {
+        connections.sendError(conn, "id_conflict", "this id was already used for a different message", id);
+      } else {
+        this.#acks.push({ conn, id, seq: result.seq });
+        highest = Math.max(highest, result.seq);
+      }
+    });
+    this.#flushAcks();
+    if (highest <= this.log.latestSeq) return;
+    // Its delivery is on its way; if it does not come soon (lost), read it rather than wait.
+    setTimeout(() => {
+      if (highest <= this.log.latestSeq) return;
+      void this.#serial(async () => {
+        await this.#pull(highest);
+        this.log.save();
+        this.#flushAcks();
+      }).catch((error: unknown) => log("warn", "shard_pull_failed", { shard: this.k, ...describeError(error) }));
+    }, ACK_PULL_AFTER_MS);
+  }
+
+  #storeFailed(conn: Connection, id: string | undefined): void {
+    const message = "the message could not be stored; send it again";
+    this.#connections().sendError(conn, "store_failed", message, id);
+  }
+}
