@@ -10,28 +10,19 @@ import type { Config } from "../common/config";
 import { loadConfig } from "../common/config";
 import { HttpError } from "../common/errors";
 import { describeError, log } from "../common/log";
-import {
-  type BinaryFrame,
-  CLOSE_CODES,
-  clientFrameSchema,
-  PING_FRAME,
-  PONG_FRAME,
-  type PresenceEntry,
-  type User,
-} from "../protocol";
+import { CLOSE_CODES, clientFrameSchema, PING_FRAME, PONG_FRAME, type PresenceEntry, type User } from "../protocol";
 import { refuseConnect } from "./admission";
 import { Alarms } from "./alarms";
-import { utf8Length } from "./bytes";
 import { type Connection, logFieldsOf, tagForUser } from "./connection";
 import { Connections } from "./connections";
-import { Ephemeral, type EphemeralFrame, isEphemeralType } from "./ephemeral";
-import { decodeFrame, decodeTextFrame, parseFrameJson, UNPARSED } from "./frame-decoding";
+import { Ephemeral } from "./ephemeral";
 import { accept } from "./greeting";
 import { HANDOFF_HEADER, HandoffSchema } from "./handoff";
 import { History, type Page, type PageQuery } from "./history";
+import { Inbound } from "./inbound";
 import { type MessageBody, Messages, type Published } from "./messages";
 import { PresenceFeed } from "./presence-feed";
-import { type RateLimits, takeShared } from "./rate-limit";
+import type { RateLimits } from "./rate-limit";
 import { RoomEvents } from "./room-events";
 import { Sharding, type ShardStatus } from "./room-sharding";
 import { parseShardName, redirectResponse } from "./shard-map";
@@ -44,8 +35,7 @@ import type {
   ForwardResult,
   HistoryRange,
 } from "./shard-rpc";
-import { idOfRefused, isReservedCloseCode, safeClose, saveAttachment } from "./socket-chores";
-import { refreshToken } from "./token-refresh";
+import { isReservedCloseCode, safeClose } from "./socket-chores";
 import { Users } from "./users";
 
 export type { MessageBody, Published } from "./messages";
@@ -64,7 +54,6 @@ export interface RoomInfo {
 export class Room extends DurableObject<Env> {
   readonly #config: Config | undefined;
   readonly #history: History;
-  readonly #frameSchema: ReturnType<typeof clientFrameSchema>;
   /** The rate limit, built once rather than per frame. */
   readonly #limits: RateLimits;
   /** The bucket each user shares over all its connections. */
@@ -80,12 +69,13 @@ export class Room extends DurableObject<Env> {
   readonly #ephemeral: Ephemeral;
   /** Its role in a room spread over several objects (docs/scaling.md); idle in a small room. */
   readonly #sharding: Sharding;
+  /** What connections send (src/room/inbound.ts). */
+  readonly #inbound: Inbound;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     const result = loadConfig(env);
     this.#config = result.ok ? result.config : undefined;
-    this.#frameSchema = clientFrameSchema(this.#config?.maxTextLength ?? 0);
     this.#limits = {
       perSecond: this.#config?.rateLimitPerSecond ?? 1,
       burst: this.#config?.rateLimitBurst ?? 1,
@@ -161,6 +151,16 @@ export class Room extends DurableObject<Env> {
       },
       (conn, code, text) => this.#sendError(conn, code, text),
     );
+    this.#inbound = new Inbound({
+      connections: this.#connections,
+      messages: this.#messages,
+      ephemeral: this.#ephemeral,
+      sharding: this.#sharding,
+      alarms: this.#alarms,
+      frameSchema: clientFrameSchema(this.#config?.maxTextLength ?? 0),
+      limits: this.#limits,
+      userLimits: this.#userLimits,
+    });
     // Answered by the runtime without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
   }
@@ -215,7 +215,7 @@ export class Room extends DurableObject<Env> {
       // Answers go in the order of the frames: after an `auth` frame, the next wait for its answer.
       while (conn.refreshing !== undefined) await conn.refreshing;
       if (conn.isGone) return;
-      await this.#onFrame(conn, message, config);
+      await this.#inbound.onFrame(conn, message, config);
     } catch (error) {
       log("error", "frame_failed", { ...logFieldsOf(conn), ...describeError(error) });
       this.#connections.close(conn, CLOSE_CODES.internalError, "internal error");
@@ -351,113 +351,6 @@ export class Room extends DurableObject<Env> {
     return this.#config;
   }
 
-  // -- frames --------------------------------------------------------------------------------
-
-  #onFrame(conn: Connection, message: string | ArrayBuffer, config: Config): void | Promise<void> {
-    const connections = this.#connections;
-    const now = Date.now();
-    const size = typeof message === "string" ? utf8Length(message, config.maxMessageBytes) : message.byteLength;
-    if (size > config.maxMessageBytes) {
-      connections.close(conn, CLOSE_CODES.messageTooBig, `frame over ${config.maxMessageBytes} bytes`);
-      return;
-    }
-    conn.lastFrameAt = now;
-    if (connections.takeEcho(conn, message)) {
-      // Proof that the client read everything sent before that heartbeat. Once per heartbeat, so it
-      // is exempt from the rate limit: a burst cannot make a reading client look like one that stopped.
-      this.#saveSeenAt(conn);
-      return;
-    }
-    if (now - conn.attachment.seenAt >= config.heartbeatIntervalMs / 2) this.#saveSeenAt(conn);
-    if (now >= conn.attachment.exp) {
-      connections.close(conn, CLOSE_CODES.tokenExpired, "token expired");
-      return;
-    }
-
-    // Signals and presence states have their own bounds (src/room/ephemeral.ts): a small text frame
-    // is parsed first to tell, so that they never take tokens from the message buckets.
-    let raw: unknown = UNPARSED;
-    if (typeof message === "string" && size <= this.#ephemeral.parseFirstBytes) {
-      raw = parseFrameJson(message);
-      if (isEphemeralType(raw)) {
-        const decoded = decodeFrame(raw, config.maxTextLength, this.#frameSchema);
-        if ("error" in decoded) this.#sendError(conn, decoded.error.code, decoded.error.message, decoded.error.id);
-        else this.#ephemeral.onFrame(conn, decoded.frame as EphemeralFrame, message, now);
-        return;
-      }
-    }
-
-    const taken = takeShared(conn.bucket, conn.owner.messages, now, this.#limits, this.#userLimits);
-    if (taken === "exhausted") {
-      connections.close(conn, CLOSE_CODES.rateLimited, "rate limit exceeded");
-      return;
-    }
-    if (taken === "refused") {
-      // The id lets the client fail (or retry) that very send at once instead of at its ack timeout.
-      this.#sendError(conn, "rate_limited", "too many frames; slow down", idOfRefused(message));
-      return;
-    }
-
-    if (typeof message !== "string") {
-      if (conn.attachment.role === "readonly") {
-        this.#sendError(conn, "forbidden", "this connection is read-only");
-      } else {
-        // Attributed by a text frame right before it: receivers can tell who sent it.
-        const from: BinaryFrame = { type: "binary", from: conn.attachment.user };
-        connections.broadcast(message, conn.ws, JSON.stringify(from));
-      }
-      return;
-    }
-    const decoded =
-      raw === UNPARSED
-        ? decodeTextFrame(message, config.maxTextLength, this.#frameSchema)
-        : decodeFrame(raw, config.maxTextLength, this.#frameSchema);
-    if ("error" in decoded) {
-      this.#sendError(conn, decoded.error.code, decoded.error.message, decoded.error.id);
-      return;
-    }
-    const frame = decoded.frame;
-    switch (frame.type) {
-      case "ping":
-        this.#send(conn, PONG_FRAME);
-        return;
-      case "heartbeat":
-        // An echo of an older heartbeat, or a guess: activity, but no proof of reading.
-        return;
-      case "auth": {
-        // Verifying may wait (a key set fetch): the connection's next frames wait for its answer.
-        const done: Promise<void> = this.#refreshToken(conn, frame.token, config).finally(() => {
-          if (conn.refreshing === done) conn.refreshing = undefined;
-        });
-        conn.refreshing = done;
-        return done;
-      }
-      case "history": {
-        const shard = this.#sharding.shard;
-        if (shard)
-          return this.#messages.sendHistoryFrom(conn, frame.before, frame.limit, config, (q, max) =>
-            shard.readPage(q, max),
-          );
-        this.#messages.sendHistory(conn, frame.before, frame.limit, config);
-        return;
-      }
-      case "message":
-        this.#messages.onMessage(conn, frame, now);
-        return;
-      case "signal":
-      case "presence":
-        // Larger than any valid one would be parsed first: the cap answers it.
-        this.#ephemeral.onFrame(conn, frame, message, now);
-        return;
-    }
-  }
-
-  async #refreshToken(conn: Connection, token: string, config: Config): Promise<void> {
-    const exp = await refreshToken(conn, token, config, this.#connections, (run) => this.#messages.reply(run));
-    // A sooner expiry moves the alarm; a later one leaves it, and its wake plans again.
-    if (exp !== undefined) await this.#alarms.ensureBy(exp, config);
-  }
-
   // -- connection bookkeeping ----------------------------------------------------------------
 
   /** The peer closed, or the socket failed. */
@@ -475,22 +368,12 @@ export class Room extends DurableObject<Env> {
     this.#sharding.countsChanged();
   }
 
-  #saveSeenAt(conn: Connection): void {
-    conn.attachment.seenAt = conn.lastFrameAt;
-    saveAttachment(conn);
-  }
-
   #closeMisconfigured(ws: WebSocket): void {
     log("error", "room_misconfigured", {});
     safeClose(ws, CLOSE_CODES.internalError, "server misconfigured");
   }
 
   // -- sending -------------------------------------------------------------------------------
-
-  /** Answers `conn`, after the messages queued before (src/room/messages.ts `reply`). */
-  #send(conn: Connection, frame: string): void {
-    this.#messages.reply(() => this.#connections.send(conn, frame));
-  }
 
   #sendError(conn: Connection, code: Parameters<Connections["sendError"]>[1], message: string, id?: string): void {
     this.#messages.reply(() => this.#connections.sendError(conn, code, message, id));
