@@ -38,4 +38,21 @@ describe("presence in a connect storm", () => {
       for (const { client } of [watcher, ...members]) client.close();
     }
   });
+
+  it("announces a user's join before anything it says, even while joins are being held back", async () => {
+    const room = uniqueRoom("first");
+    const watcher = await join(room, { sub: "watcher" });
+    const carol = await join(room, { sub: "carol" });
+    await watcher.client.next("presence"); // carol's join: a flush just happened
+    const bob = await join(room, { sub: "bob" });
+    bob.client.send({ type: "message", text: "hi" }); // within the presence interval
+    bob.client.send({ type: "signal", data: { typing: true } });
+    bob.client.send({ type: "message", text: "psst", to: "watcher" });
+    await watcher.client.waitFor((f) => f.some((x) => x.type === "message" && x.text === "psst"), "the direct message");
+    const seen = watcher.client.frames
+      .filter((f) => f.type !== "heartbeat")
+      .map((f) => (f.type === "presence" ? `${f.event} ${f.user.id}` : f.type === "message" ? f.text : f.type));
+    expect(seen).toEqual(["welcome", "join carol", "join bob", "hi", "signal", "psst"]);
+    for (const c of [watcher, carol, bob]) c.client.close();
+  });
 });

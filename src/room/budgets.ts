@@ -84,7 +84,10 @@ export class Budgets {
     }
     const roomBudget = this.#settings.roomMaxQueuedBytes;
     if (this.#queued <= roomBudget) return shed;
-    for (const r of pickShed(readers(live()), this.#queued, roomBudget, now)) shed.push([r.conn, "room"]);
+    // Closed for their user's budget already: not counted again for the room's.
+    const taken = new Set(shed.map(([conn]) => conn));
+    const rest = live().filter((conn) => !taken.has(conn));
+    for (const r of pickShed(readers(rest), this.#queued, roomBudget, now)) shed.push([r.conn, "room"]);
     return shed;
   }
 }

@@ -42,6 +42,11 @@ export class Connections {
   /** Bytes after which a connection gets an early heartbeat; smaller in a crowded room. */
   #probeStep: number;
   #byWs: Map<WebSocket, Connection> | undefined;
+  /**
+   * Runs before anything a member said goes to others (a broadcast, a direct message): the presence
+   * announcements still queued go first, so nobody hears from a user before its `join`.
+   */
+  beforeOthers: (() => void) | undefined;
   /** Connections accepted by this instance so far: the `order` of the latest. */
   #accepted = 0;
   /** Who a broadcast goes to; `undefined` when a connection came or went since it was built. */
@@ -199,6 +204,7 @@ export class Connections {
    * and counted with it.
    */
   broadcast(frame: string | ArrayBuffer, except?: WebSocket, before?: string, isPlainOnly = false): void {
+    this.beforeOthers?.();
     const lists = this.#broadcastLists();
     if (lists === undefined) return;
     this.#sendEach(isPlainOnly ? lists.plain : lists.all, [frame], except, before);
@@ -209,6 +215,7 @@ export class Connections {
    * (src/room/batch-frames.ts); whether there was any such connection.
    */
   broadcastRun(frames: string[]): boolean {
+    this.beforeOthers?.();
     const lists = this.#broadcastLists();
     if (lists === undefined || lists.batch.length === 0) return false;
     this.#sendEach(lists.batch, batchFrames(frames));

@@ -280,6 +280,7 @@ export class Messages {
       );
       return;
     }
+    connections.beforeOthers?.();
     for (const target of recipients) if (target !== conn) connections.send(target, text);
     this.#directDone(conn, frame, to, text, recipients.length > 0);
   }

@@ -119,7 +119,13 @@ export class PresenceFeed {
     this.onAnnounced?.(event, user, frame.online);
   }
 
+  /** Sends what is queued now, ahead of a frame from a member (`Connections.beforeOthers`). */
+  flushPending(): void {
+    if (this.#pending.length > 0) this.#flush();
+  }
+
   #flush(): void {
+    if (this.#pending.length === 0) return; // sent early (flushPending)
     this.#flushedAt = Date.now();
     const pending = this.#pending;
     this.#pending = [];

@@ -40,6 +40,7 @@ export class Sharding {
   readonly shard: ShardRole | undefined;
   readonly #env: Env;
   readonly #parts: ShardingParts;
+  readonly #shardMax: number;
 
   constructor(ctx: DurableObjectState, env: Env, config: Config | undefined, parts: ShardingParts) {
     const { room, k } = parseShardName(ctx.id.name ?? "");
@@ -47,6 +48,7 @@ export class Sharding {
     this.k = k;
     this.#env = env;
     this.#parts = parts;
+    this.#shardMax = config?.shardMax ?? 1;
     const shardLog = new ShardLog(ctx.storage.sql);
     const mover = new Mover(k, config?.shardMovesPerSecond ?? 1, parts.connections);
     if (k > 0) {
@@ -110,6 +112,8 @@ export class Sharding {
 
   /** A connection came or went: the orderer's occupancy and growth, or a shard's report. */
   countsChanged(): void {
+    // A room that cannot grow and never did has nobody to tell: no count on its connect path.
+    if (this.orderer && this.#shardMax <= 1 && this.map.n <= 1) return;
     this.orderer?.reported(0, this.counts());
     this.shard?.report();
   }

@@ -113,6 +113,7 @@ export class Room extends DurableObject<Env> {
       closing: () => this.#messages.flush(),
     };
     this.#connections = new Connections(ctx, settings, hooks, this.#users);
+    this.#connections.beforeOthers = () => this.#presence.flushPending();
     // Webhooks: off without WEBHOOK_URL or the WEBHOOK_QUEUE binding (src/room/room-events.ts). The
     // room's name is the idFromName name (https://developers.cloudflare.com/changelog/post/2026-03-15-durable-object-id-name/).
     // A shard (`<room>~s<k>`) reports its room's name, and the room-wide count where it is known.
@@ -213,8 +214,8 @@ export class Room extends DurableObject<Env> {
     if (!conn || conn.isGone) return;
     try {
       // Answers go in the order of the frames: after an `auth` frame, the next wait for its answer.
+      // A frame that came before the peer closed is still taken, as it would have been at once.
       while (conn.refreshing !== undefined) await conn.refreshing;
-      if (conn.isGone) return;
       await this.#inbound.onFrame(conn, message, config);
     } catch (error) {
       log("error", "frame_failed", { ...logFieldsOf(conn), ...describeError(error) });
