@@ -2,8 +2,8 @@
  * Frames that are never stored: signals (src/room/signals.ts) and presence states
  * (src/room/presence-states.ts). They have their own bounds (a size cap each, the signal bucket, the
  * coalescing of updates) instead of the message buckets, so a room's ephemeral traffic cannot starve
- * its messages. To know a frame is one of them before asking the message buckets, the room parses
- * small text frames first: at most `parseFirstBytes`, so that costs little.
+ * its messages. The room tells them by their parsed type before it asks the message buckets
+ * (src/room/inbound.ts); one over `maxBytes` cannot be valid and takes the message buckets.
  */
 
 import type { Config } from "../common/config";
@@ -28,8 +28,8 @@ export function isEphemeralType(raw: unknown): boolean {
 export class Ephemeral {
   readonly signals: Signals;
   readonly states: PresenceStates;
-  /** Text frames up to this size are parsed before the message buckets are asked. */
-  readonly parseFirstBytes: number;
+  /** The largest valid signal or presence frame could be this long (a bound, not the exact caps). */
+  readonly maxBytes: number;
   readonly #limits: Limits;
   readonly #reply: (conn: Connection, code: FrameErrorCode, text: string) => void;
 
@@ -42,7 +42,7 @@ export class Ephemeral {
     this.#limits = limits;
     this.#reply = reply;
     // A presence frame's own fields and some whitespace around a state at its cap.
-    this.parseFirstBytes = Math.max(limits.signalMaxBytes, limits.presenceStateMaxBytes + 256);
+    this.maxBytes = Math.max(limits.signalMaxBytes, limits.presenceStateMaxBytes + 256);
     this.signals = new Signals(connections, limits, reply);
     this.states = new PresenceStates(connections, presence);
   }

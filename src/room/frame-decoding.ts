@@ -9,17 +9,8 @@ import { clientIdOf } from "./socket-chores";
 
 export type Decoded = { frame: ClientFrame } | { error: { code: FrameErrorCode; message: string; id?: string } };
 
-/** A frame not parsed yet, and one that is not JSON (what `parseFrameJson` returns for it). */
-export const UNPARSED = Symbol("unparsed");
+/** What `parseFrameJson` returns for a frame that is not JSON. */
 export const INVALID_JSON = Symbol("invalid JSON");
-
-export function decodeTextFrame(
-  message: string,
-  maxTextLength: number,
-  schema: ReturnType<typeof clientFrameSchema>,
-): Decoded {
-  return decodeFrame(parseFrameJson(message), maxTextLength, schema);
-}
 
 /** The frame's JSON, or INVALID_JSON. */
 export function parseFrameJson(message: string): unknown {
@@ -30,7 +21,7 @@ export function parseFrameJson(message: string): unknown {
   }
 }
 
-/** Decodes what `parseFrameJson` returned (the room parses some frames before deciding how to limit them). */
+/** Decodes what `parseFrameJson` returned (the room parses a frame before it picks its limits). */
 export function decodeFrame(
   raw: unknown,
   maxTextLength: number,

@@ -11,11 +11,11 @@ import { utf8Length } from "./bytes";
 import type { Connection } from "./connection";
 import type { Connections } from "./connections";
 import { type Ephemeral, type EphemeralFrame, isEphemeralType } from "./ephemeral";
-import { decodeFrame, decodeTextFrame, parseFrameJson, UNPARSED } from "./frame-decoding";
+import { decodeFrame, parseFrameJson } from "./frame-decoding";
 import type { Messages } from "./messages";
 import { type RateLimits, takeShared } from "./rate-limit";
 import type { Sharding } from "./room-sharding";
-import { idOfRefused, saveAttachment } from "./socket-chores";
+import { clientIdOf, saveAttachment } from "./socket-chores";
 import { refreshToken } from "./token-refresh";
 
 export interface InboundParts {
@@ -59,17 +59,15 @@ export class Inbound {
       return;
     }
 
-    // Signals and presence states have their own bounds (src/room/ephemeral.ts): a small text frame
-    // is parsed first to tell, so that they never take tokens from the message buckets.
-    let raw: unknown = UNPARSED;
-    if (typeof message === "string" && size <= this.#p.ephemeral.parseFirstBytes) {
-      raw = parseFrameJson(message);
-      if (isEphemeralType(raw)) {
-        const decoded = decodeFrame(raw, config.maxTextLength, this.#p.frameSchema);
-        if ("error" in decoded) this.#sendError(conn, decoded.error.code, decoded.error.message, decoded.error.id);
-        else this.#p.ephemeral.onFrame(conn, decoded.frame as EphemeralFrame, message, now);
-        return;
-      }
+    // Parsed once, first, so that the frame's type picks its bounds: signals and presence states have
+    // their own (src/room/ephemeral.ts) and never take tokens from the message buckets. One larger
+    // than any valid one could be takes the message buckets like any other frame, then the cap answers it.
+    const raw = typeof message === "string" ? parseFrameJson(message) : undefined;
+    if (typeof message === "string" && size <= this.#p.ephemeral.maxBytes && isEphemeralType(raw)) {
+      const decoded = decodeFrame(raw, config.maxTextLength, this.#p.frameSchema);
+      if ("error" in decoded) this.#sendError(conn, decoded.error.code, decoded.error.message, decoded.error.id);
+      else this.#p.ephemeral.onFrame(conn, decoded.frame as EphemeralFrame, message, now);
+      return;
     }
 
     const taken = takeShared(conn.bucket, conn.owner.messages, now, this.#p.limits, this.#p.userLimits);
@@ -79,7 +77,7 @@ export class Inbound {
     }
     if (taken === "refused") {
       // The id lets the client fail (or retry) that very send at once instead of at its ack timeout.
-      this.#sendError(conn, "rate_limited", "too many frames; slow down", idOfRefused(message));
+      this.#sendError(conn, "rate_limited", "too many frames; slow down", clientIdOf(raw));
       return;
     }
 
@@ -93,10 +91,7 @@ export class Inbound {
       }
       return;
     }
-    const decoded =
-      raw === UNPARSED
-        ? decodeTextFrame(message, config.maxTextLength, this.#p.frameSchema)
-        : decodeFrame(raw, config.maxTextLength, this.#p.frameSchema);
+    const decoded = decodeFrame(raw, config.maxTextLength, this.#p.frameSchema);
     if ("error" in decoded) {
       this.#sendError(conn, decoded.error.code, decoded.error.message, decoded.error.id);
       return;

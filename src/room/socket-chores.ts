@@ -32,16 +32,6 @@ export function trySend(ws: WebSocket, frame: string | ArrayBuffer): void {
   }
 }
 
-/** The id of a refused text frame, read without validating the rest (cheap enough for a refusal). */
-export function idOfRefused(message: string | ArrayBuffer): string | undefined {
-  if (typeof message !== "string") return undefined;
-  try {
-    return clientIdOf(JSON.parse(message));
-  } catch {
-    return undefined;
-  }
-}
-
 export function safeClose(ws: WebSocket, code: number, reason: string): void {
   try {
     ws.close(code, reason.slice(0, 123));
