@@ -101,17 +101,17 @@ export class CommitQueue {
     this.#messages = 0;
     this.#bytes = 0;
     this.#ids.clear();
-    const messages = entries.flatMap((e) => (e.kind === "message" ? [e.message] : []));
+    const stored = entries.flatMap((e) => (e.kind === "message" ? [e.message.stored] : []));
     let failure: { error: unknown } | undefined;
     try {
-      this.#history.appendBatch(messages.map((m) => m.stored));
+      this.#history.appendBatch(stored);
     } catch (error) {
       failure = { error };
-      log("error", "store_failed", { messages: messages.length, ...describeError(error) });
+      log("error", "store_failed", { messages: stored.length, ...describeError(error) });
     }
-    if (!failure && messages.length > 0) {
+    if (!failure && stored.length > 0) {
       try {
-        this.#onCommitted?.(messages.map((m) => m.stored));
+        this.#onCommitted?.(stored);
       } catch (error) {
         log("error", "committed_hook_failed", describeError(error));
       }

@@ -103,17 +103,23 @@ export class Connections {
    * their bounds), else one each.
    */
   broadcastEach(pick: (conn: Connection) => string[]): void {
+    // Connections given the very same list (most of them) share its frames and sizes: one entry
+    // for those that take batch frames, one for the others.
+    type Out = { frames: string[]; sizes: number[] };
+    const shared = { batch: new Map<string[], Out>(), plain: new Map<string[], Out>() };
     let behind: Connection[] | undefined;
     for (const conn of this.#broadcastLists()?.all ?? []) {
       const picked = pick(conn);
       if (picked.length === 0 || conn.ws.readyState !== WebSocket.OPEN) continue;
-      const frames = conn.attachment.batch && picked.length > 1 ? batchFrames(picked) : picked;
-      let isBehind = false;
-      for (const frame of frames) {
-        trySend(conn.ws, frame);
-        isBehind = this.#countSent(conn, byteLength(frame)) || isBehind;
+      const isBatch = conn.attachment.batch === true;
+      const memo = isBatch ? shared.batch : shared.plain;
+      let out = memo.get(picked);
+      if (out === undefined) {
+        const frames = isBatch ? batchFrames(picked) : picked;
+        out = { frames, sizes: frames.map(byteLength) };
+        memo.set(picked, out);
       }
-      if (isBehind) {
+      if (this.#write(conn, out.frames, out.sizes)) {
         behind ??= [];
         behind.push(conn);
       }
@@ -229,14 +235,7 @@ export class Connections {
     let behind: Connection[] | undefined;
     for (const conn of conns) {
       if (conn.ws === except || conn.ws.readyState !== WebSocket.OPEN) continue;
-      let isBehind = false;
-      for (let i = 0; i < frames.length; i++) {
-        // Both sent before they are counted: nothing (an early heartbeat) comes between them.
-        if (before !== undefined) trySend(conn.ws, before);
-        trySend(conn.ws, frames[i] as string | ArrayBuffer);
-        if (this.#countSent(conn, (sizes[i] as number) + beforeBytes)) isBehind = true;
-      }
-      if (isBehind) {
+      if (this.#write(conn, frames, sizes, before, beforeBytes)) {
         behind ??= [];
         behind.push(conn);
       }
@@ -244,6 +243,24 @@ export class Connections {
     // Closed after the loop: a close announces a leave, which is a broadcast of its own.
     for (const conn of behind ?? []) this.closeBehind(conn);
     this.enforceBudgets();
+  }
+
+  /** Writes `frames` (each after `before`, when given) to `conn` and counts them; whether it is now behind. */
+  #write(
+    conn: Connection,
+    frames: ReadonlyArray<string | ArrayBuffer>,
+    sizes: readonly number[],
+    before?: string,
+    beforeBytes = 0,
+  ): boolean {
+    let isBehind = false;
+    for (let i = 0; i < frames.length; i++) {
+      // Both sent before they are counted: nothing (an early heartbeat) comes between them.
+      if (before !== undefined) trySend(conn.ws, before);
+      trySend(conn.ws, frames[i] as string | ArrayBuffer);
+      if (this.#countSent(conn, (sizes[i] as number) + beforeBytes)) isBehind = true;
+    }
+    return isBehind;
   }
 
   /** Who broadcasts go to, built again after a connection came or went; none before any restore. */

@@ -130,11 +130,12 @@ export class PresenceFeed {
     const pending = this.#pending;
     this.#pending = [];
     try {
+      // Most connections get every one: the same list, so its batch frames are built once.
+      const every = pending.map((p) => p.frame);
       this.#connections().broadcastEach((conn: Connection) => {
         const order = conn.order ?? 0;
-        const frames: string[] = [];
-        for (const p of pending) if (order <= p.mark && conn.ws !== p.except) frames.push(p.frame);
-        return frames;
+        const mine = pending.filter((p) => order <= p.mark && conn.ws !== p.except);
+        return mine.length === pending.length ? every : mine.map((p) => p.frame);
       });
     } catch (error) {
       log("error", "presence_failed", describeError(error));
