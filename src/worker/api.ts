@@ -17,20 +17,25 @@ export const API_PAGE_MAX = 500;
 
 const SeqSchema = v.pipe(v.string(), v.regex(/^\d{1,15}$/, "must be a whole number (a seq)"), v.transform(Number));
 
+/** A `limit` query parameter: 1 to `max`, `fallback` when absent. */
+function pageLimit(max: number, fallback: number) {
+  return v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(/^\d{1,4}$/, "must be a whole number"),
+      v.transform(Number),
+      v.minValue(1, "must be at least 1"),
+      v.maxValue(max, `must be at most ${max}`),
+    ),
+    String(fallback),
+  );
+}
+
 const PageQuerySchema = v.pipe(
   v.object({
     since: v.optional(SeqSchema),
     before: v.optional(SeqSchema),
-    limit: v.optional(
-      v.pipe(
-        v.string(),
-        v.regex(/^\d{1,4}$/, "must be a whole number"),
-        v.transform(Number),
-        v.minValue(1, "must be at least 1"),
-        v.maxValue(API_PAGE_MAX, `must be at most ${API_PAGE_MAX}`),
-      ),
-      String(API_PAGE_DEFAULT),
-    ),
+    limit: pageLimit(API_PAGE_MAX, API_PAGE_DEFAULT),
   }),
   v.check((q) => q.since === undefined || q.before === undefined, "give since or before, not both"),
 );
@@ -137,16 +142,7 @@ export const ROSTER_PAGE_MAX = 1000;
 
 const RosterQuerySchema = v.object({
   after: v.optional(UserIdSchema),
-  limit: v.optional(
-    v.pipe(
-      v.string(),
-      v.regex(/^\d{1,4}$/, "must be a whole number"),
-      v.transform(Number),
-      v.minValue(1, "must be at least 1"),
-      v.maxValue(ROSTER_PAGE_MAX, `must be at most ${ROSTER_PAGE_MAX}`),
-    ),
-    String(ROSTER_PAGE_DEFAULT),
-  ),
+  limit: pageLimit(ROSTER_PAGE_MAX, ROSTER_PAGE_DEFAULT),
 });
 
 // The room's users, a page at a time by user id, over every object of a sharded room.
