@@ -139,11 +139,20 @@ export class Messages {
     this.#queue.after(reply);
   }
 
-  /** Publishes like a socket message (the HTTP API's path); resolves once the message is durable. */
-  publish(room: string, from: User, body: MessageBody, now: number): Promise<Published> {
+  /**
+   * Publishes like a socket message (the HTTP API's path); resolves once the message is durable.
+   * `key`: an idempotency key for a message without an id (a shard's forwarded one), remembered like
+   * an id but never put in the frame.
+   */
+  publish(room: string, from: User, body: MessageBody, now: number, key?: string): Promise<Published> {
     return new Promise((resolve, reject) => {
-      this.#submit(room, from, body, now, (result) =>
-        result instanceof StoreFailed ? reject(result) : resolve(result),
+      this.#submit(
+        room,
+        from,
+        body,
+        now,
+        (result) => (result instanceof StoreFailed ? reject(result) : resolve(result)),
+        key,
       );
     });
   }
@@ -155,15 +164,16 @@ export class Messages {
    * gets the first seq (so a client or backend that retries after a lost ack creates no duplicate),
    * other content a conflict.
    */
-  #submit(room: string, from: User, body: MessageBody, now: number, done: Done): void {
-    const hash = body.id === undefined ? undefined : contentHash(body.text, body.data);
-    if (body.id !== undefined) {
-      const first = this.#history.findById(from.id, body.id);
+  #submit(room: string, from: User, body: MessageBody, now: number, done: Done, key?: string): void {
+    const idKey = body.id ?? key;
+    const hash = idKey === undefined ? undefined : contentHash(body.text, body.data);
+    if (idKey !== undefined) {
+      const first = this.#history.findById(from.id, idKey);
       if (first) {
         done({ seq: first.seq, ts: first.ts, outcome: first.contentHash === hash ? "duplicate" : "conflict" });
         return;
       }
-      const queued = this.#queue.findQueued(from.id, body.id);
+      const queued = this.#queue.findQueued(from.id, idKey);
       if (queued) {
         const { seq, ts } = queued.stored;
         if (queued.stored.contentHash !== hash) {
@@ -195,7 +205,7 @@ export class Messages {
     };
     const frame = JSON.stringify(out);
     this.#queue.add({
-      stored: { seq, ts: now, userId: from.id, messageId: body.id, contentHash: hash, frame },
+      stored: { seq, ts: now, userId: from.id, messageId: idKey, contentHash: hash, frame },
       // Broadcast by the queue, before this runs (src/room/commit-queue.ts).
       onStored: () => done({ seq, ts: now, outcome: "stored" }),
       onFailed: (error) => done(new StoreFailed("not stored", { cause: error })),

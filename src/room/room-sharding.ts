@@ -134,7 +134,7 @@ export class Sharding {
     const now = Date.now();
     return Promise.all(
       items.map((item) =>
-        messages.publish(this.room, item.user, item.body, now).then(
+        messages.publish(this.room, item.user, item.body, now, item.key).then(
           (published): ForwardResult => published,
           (): ForwardResult => ({ failed: true }),
         ),

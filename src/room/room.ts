@@ -347,6 +347,11 @@ export class Room extends DurableObject<Env> {
     this.#sharding.requireOrderer().fanout.failNext = n;
   }
 
+  /** Test hook (a shard): the answers to its next `n` submitBatch calls are lost after the orderer stored them. */
+  async loseNextSubmitAnswers(n: number): Promise<void> {
+    this.#sharding.requireShard().loseAnswers = n;
+  }
+
   #requireConfig(): Config {
     if (!this.#config) throw new Error("the room is misconfigured");
     return this.#config;

@@ -9,6 +9,7 @@ import { type AckFrame, CLOSE_CODES, type ClientMessageFrame } from "../protocol
 import type { Connection } from "./connection";
 import type { Connections } from "./connections";
 import type { Page, PageQuery } from "./history";
+import { ForwardKeys } from "./forward-keys";
 import type { ShardLog } from "./shard-log";
 import { type ShardMap, shardOf } from "./shard-map";
 import type {
@@ -35,6 +36,7 @@ export const FORWARD_MAX_ITEMS = 128;
 const READ_LIMIT = 500;
 const REPORT_DELAY_MS = 250;
 const RETRY_MS = 100;
+const RETRY_MAX_MS = 2000;
 /** An ack whose seq was not delivered this long after the orderer answered makes the shard read it. */
 const ACK_PULL_AFTER_MS = 200;
 
@@ -48,13 +50,17 @@ export class ShardRole {
   /** Everything that moves the cursor runs one at a time, in order. */
   #chain: Promise<unknown> = Promise.resolve();
   #outbox: Array<{ conn: Connection; item: ForwardItem }> = [];
+  readonly #keys = new ForwardKeys();
   #isSending = false;
+  #retryMs = RETRY_MS;
   /** Acks waiting for their seq to be delivered here. */
   #acks: PendingAck[] = [];
   #occupancy = "";
   #reportTimer: ReturnType<typeof setTimeout> | undefined;
   /** Reads of the orderer's history since this object woke (shardStatus; a storm should cost ~1). */
   reads = 0;
+  /** Test hook: the answers to the next `loseAnswers` submitBatch calls are lost after the orderer stored them. */
+  loseAnswers = 0;
 
   constructor(
     k: number,
@@ -139,10 +145,15 @@ export class ShardRole {
     });
   }
 
-  /** A member's room message, validated and rate-limited here: to the orderer. */
+  /**
+   * A member's room message, validated and rate-limited here: to the orderer. One without a client
+   * id gets this shard's key, so that a batch retried after a lost answer stores it once.
+   */
   forward(conn: Connection, frame: ClientMessageFrame): void {
     const body = { text: frame.text, data: frame.data, id: frame.id };
-    this.#outbox.push({ conn, item: { user: conn.attachment.user, body } });
+    const item: ForwardItem = { user: conn.attachment.user, body };
+    if (frame.id === undefined) item.key = this.#keys.next();
+    this.#outbox.push({ conn, item });
     this.#pumpOut();
   }
 
@@ -242,22 +253,33 @@ export class ShardRole {
         batch.map((b) => b.item),
         this.#counts(),
       )
+      .then((results) => {
+        if (this.loseAnswers <= 0) return results;
+        this.loseAnswers -= 1;
+        throw new Error("submitBatch answer lost (test hook)");
+      })
       .then(
         (results) => {
+          this.#retryMs = RETRY_MS;
           this.#answered(batch, results);
           this.#isSending = false;
           this.#pumpOut();
         },
         (error: unknown) => {
-          log("warn", "shard_forward_failed", { shard: this.k, items: batch.length, ...describeError(error) });
-          // With an id a retry is safe (idempotent); without one it could repeat a stored message.
-          const retry = batch.filter((b) => b.item.body.id !== undefined);
-          for (const b of batch) if (b.item.body.id === undefined) this.#storeFailed(b.conn, undefined);
-          this.#outbox.unshift(...retry);
+          // The orderer may have stored it: retried as is, every item is idempotent (its id or its
+          // key), so nothing is stored twice and `store_failed` still means "not stored".
+          log("warn", "shard_forward_failed", {
+            shard: this.k,
+            items: batch.length,
+            retryMs: this.#retryMs,
+            ...describeError(error),
+          });
+          this.#outbox.unshift(...batch);
           setTimeout(() => {
             this.#isSending = false;
             this.#pumpOut();
-          }, RETRY_MS);
+          }, this.#retryMs);
+          this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs * 2);
         },
       );
   }
