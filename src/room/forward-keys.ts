@@ -14,4 +14,3 @@ export class ForwardKeys {
     return `${this.#prefix}${this.#next}`;
   }
 }
-

@@ -8,8 +8,8 @@ import { describeError, log } from "../common/log";
 import { type AckFrame, CLOSE_CODES, type ClientMessageFrame } from "../protocol";
 import type { Connection } from "./connection";
 import type { Connections } from "./connections";
-import type { Page, PageQuery } from "./history";
 import { ForwardKeys } from "./forward-keys";
+import type { Page, PageQuery } from "./history";
 import type { ShardLog } from "./shard-log";
 import { type ShardMap, shardOf } from "./shard-map";
 import type {
