@@ -332,9 +332,9 @@ export class Room extends DurableObject<Env> {
   }
 
   /** A direct message from another object of the room to `to`'s connections here; how many got it. */
-  async directIn(to: string, text: string): Promise<number> {
+  async directIn(to: string, text: string, after?: number): Promise<number> {
     this.#requireConfig();
-    return this.#sharding.directIn(to, text);
+    return this.#sharding.directIn(to, text, after);
   }
 
   /** Where this object stands: its role, the map, its last seq and its counts. For tests and operators. */
@@ -382,6 +382,6 @@ export class Room extends DurableObject<Env> {
   // -- sending -------------------------------------------------------------------------------
 
   #sendError(conn: Connection, code: Parameters<Connections["sendError"]>[1], message: string, id?: string): void {
-    this.#messages.reply(() => this.#connections.sendError(conn, code, message, id));
+    this.#messages.reply(() => this.#connections.sendError(conn, code, message, id), conn);
   }
 }

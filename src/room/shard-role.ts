@@ -10,6 +10,7 @@ import type { Connection } from "./connection";
 import type { Connections } from "./connections";
 import { ForwardKeys } from "./forward-keys";
 import type { Page, PageQuery } from "./history";
+import { ReplyOrder } from "./reply-order";
 import type { ShardLog } from "./shard-log";
 import { type ShardMap, shardOf } from "./shard-map";
 import type {
@@ -30,7 +31,10 @@ export interface OrdererPort {
   report(k: number, counts: Counts): Promise<void>;
 }
 
-type PendingAck = { conn: Connection; id: string; seq: number };
+/** A forwarded message's answer, sent in its sender's order once `seq` was delivered here. */
+type PendingAck = { conn: Connection; id: string | undefined; seq: number; release: Release };
+type Release = (answer: () => void) => void;
+type Outgoing = { conn: Connection; item: ForwardItem; release: Release };
 
 export const FORWARD_MAX_ITEMS = 128;
 const READ_LIMIT = 500;
@@ -49,7 +53,11 @@ export class ShardRole {
   readonly #onMap: (map: ShardMap) => void;
   /** Everything that moves the cursor runs one at a time, in order. */
   #chain: Promise<unknown> = Promise.resolve();
-  #outbox: Array<{ conn: Connection; item: ForwardItem }> = [];
+  #outbox: Outgoing[] = [];
+  /** Each connection's answers in the order of its frames (src/room/reply-order.ts). */
+  readonly order = new ReplyOrder();
+  /** Direct messages from other objects waiting for this shard to deliver a seq their sender saw. */
+  #waiters: Array<{ seq: number; resolve: () => void }> = [];
   readonly #keys = new ForwardKeys();
   #isSending = false;
   #retryMs = RETRY_MS;
@@ -153,8 +161,27 @@ export class ShardRole {
     const body = { text: frame.text, data: frame.data, id: frame.id };
     const item: ForwardItem = { user: conn.attachment.user, body };
     if (frame.id === undefined) item.key = this.#keys.next();
-    this.#outbox.push({ conn, item });
+    this.#outbox.push({ conn, item, release: this.order.hold(conn) });
     this.#pumpOut();
+  }
+
+  /**
+   * Resolves once this shard delivered `seq` to its sockets: a direct message from another object
+   * then never overtakes a room message its sender saw before sending it. If the delivery does not
+   * come soon (lost), the shard reads it rather than wait.
+   */
+  delivered(seq: number): Promise<void> {
+    if (seq <= this.log.latestSeq) return Promise.resolve();
+    const reached = new Promise<void>((resolve) => this.#waiters.push({ seq, resolve }));
+    setTimeout(() => {
+      if (seq <= this.log.latestSeq) return;
+      void this.#serial(async () => {
+        await this.#pull(seq);
+        this.log.save();
+        this.#flushAcks();
+      }).catch((error: unknown) => log("warn", "shard_pull_failed", { shard: this.k, ...describeError(error) }));
+    }, ACK_PULL_AFTER_MS);
+    return reached;
   }
 
   readPage(query: PageQuery, maxBytes: number): Promise<Page> {
@@ -230,10 +257,21 @@ export class ShardRole {
     const connections = this.#connections();
     const waiting: PendingAck[] = [];
     for (const ack of this.#acks) {
+      const id = ack.id;
       if (ack.seq > last) waiting.push(ack);
-      else connections.send(ack.conn, JSON.stringify({ type: "ack", id: ack.id, seq: ack.seq } satisfies AckFrame));
+      else if (id === undefined) ack.release(() => undefined);
+      else
+        ack.release(() =>
+          connections.send(ack.conn, JSON.stringify({ type: "ack", id, seq: ack.seq } satisfies AckFrame)),
+        );
     }
     this.#acks = waiting;
+    const still: Array<{ seq: number; resolve: () => void }> = [];
+    for (const w of this.#waiters) {
+      if (w.seq > last) still.push(w);
+      else w.resolve();
+    }
+    this.#waiters = still;
   }
 
   #sendOccupancy(occupancy: { online: number; connections: number }): void {
@@ -284,18 +322,19 @@ export class ShardRole {
       );
   }
 
-  #answered(batch: Array<{ conn: Connection; item: ForwardItem }>, results: ForwardResult[]): void {
+  #answered(batch: Outgoing[], results: ForwardResult[]): void {
     const connections = this.#connections();
     let highest = 0;
-    batch.forEach(({ conn, item }, i) => {
+    batch.forEach(({ conn, item, release }, i) => {
       const result = results[i];
       const id = item.body.id;
-      if (result === undefined || "failed" in result) this.#storeFailed(conn, id);
-      else if (id === undefined) return;
-      else if (result.outcome === "conflict") {
-        connections.sendError(conn, "id_conflict", "this id was already used for a different message", id);
+      if (result === undefined || "failed" in result) release(() => this.#storeFailed(conn, id));
+      else if (id !== undefined && result.outcome === "conflict") {
+        const text = "this id was already used for a different message";
+        release(() => connections.sendError(conn, "id_conflict", text, id));
       } else {
-        this.#acks.push({ conn, id, seq: result.seq });
+        // Without an id there is no ack, but the sender's next answers still wait for its message.
+        this.#acks.push({ conn, id, seq: result.seq, release });
         highest = Math.max(highest, result.seq);
       }
     });
