@@ -153,7 +153,7 @@ describe("sharded rooms: a gap older than history", () => {
     expect(seqsOf(cb)).toEqual([1]);
     await orderer.failNextDeliveries(0);
     const back = await join(room, { sub: users.b, since: 1 });
-    expect(back.welcome).toMatchObject({ seq: 61, recovered: false });
+    expect(back.welcome).toMatchObject({ seq: 61, recovered: false, missed: { from: 2, to: 11 } });
   });
 });
 
