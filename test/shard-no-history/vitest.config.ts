@@ -20,7 +20,7 @@ export default defineConfig({
           SHARD_MAX: "4",
           SHARD_GROW_AT: "3",
           SHARD_MOVES_PER_SECOND: "1000",
-          SHARD_SHRINK_AFTER_MS: "300",
+          SHARD_SHRINK_AFTER_MS: "1500",
         },
         ratelimits: {
           CONNECT_LIMITER: { namespace_id: "1001", simple: { limit: 1_000_000, period: 60 } },
