@@ -349,7 +349,7 @@ export class Room extends DurableObject<Env> {
 
   /** Test hook (a shard): the answers to its next `n` submitBatch calls are lost after the orderer stored them. */
   async loseNextSubmitAnswers(n: number): Promise<void> {
-    this.#sharding.requireShard().loseAnswers = n;
+    this.#sharding.requireShard().forwarder.loseAnswers = n;
   }
 
   #requireConfig(): Config {

@@ -8,9 +8,9 @@ import { describeError, log } from "../common/log";
 import { type AckFrame, CLOSE_CODES, type ClientMessageFrame } from "../protocol";
 import type { Connection } from "./connection";
 import type { Connections } from "./connections";
-import { ForwardKeys } from "./forward-keys";
 import type { Page, PageQuery } from "./history";
 import { ReplyOrder } from "./reply-order";
+import { type PendingAck, ShardForwarder } from "./shard-forwarder";
 import type { ShardLog } from "./shard-log";
 import { type ShardMap, shardOf } from "./shard-map";
 import type {
@@ -31,16 +31,8 @@ export interface OrdererPort {
   report(k: number, counts: Counts): Promise<void>;
 }
 
-/** A forwarded message's answer, sent in its sender's order once `seq` was delivered here. */
-type PendingAck = { conn: Connection; id: string | undefined; seq: number; release: Release };
-type Release = (answer: () => void) => void;
-type Outgoing = { conn: Connection; item: ForwardItem; release: Release };
-
-export const FORWARD_MAX_ITEMS = 128;
 const READ_LIMIT = 500;
 const REPORT_DELAY_MS = 250;
-const RETRY_MS = 100;
-const RETRY_MAX_MS = 2000;
 /** An ack whose seq was not delivered this long after the orderer answered makes the shard read it. */
 const ACK_PULL_AFTER_MS = 200;
 
@@ -53,22 +45,18 @@ export class ShardRole {
   readonly #onMap: (map: ShardMap) => void;
   /** Everything that moves the cursor runs one at a time, in order. */
   #chain: Promise<unknown> = Promise.resolve();
-  #outbox: Outgoing[] = [];
+  /** Members' room messages to the orderer. */
+  readonly forwarder: ShardForwarder;
   /** Each connection's answers in the order of its frames (src/room/reply-order.ts). */
   readonly order = new ReplyOrder();
   /** Direct messages from other objects waiting for this shard to deliver a seq their sender saw. */
   #waiters: Array<{ seq: number; resolve: () => void }> = [];
-  readonly #keys = new ForwardKeys();
-  #isSending = false;
-  #retryMs = RETRY_MS;
   /** Acks waiting for their seq to be delivered here. */
   #acks: PendingAck[] = [];
   #occupancy = "";
   #reportTimer: ReturnType<typeof setTimeout> | undefined;
   /** Reads of the orderer's history since this object woke (shardStatus; a storm should cost ~1). */
   reads = 0;
-  /** Test hook: the answers to the next `loseAnswers` submitBatch calls are lost after the orderer stored them. */
-  loseAnswers = 0;
 
   constructor(
     k: number,
@@ -86,6 +74,13 @@ export class ShardRole {
     this.#connections = parts.connections;
     this.#counts = parts.counts;
     this.#onMap = parts.onMap;
+    this.forwarder = new ShardForwarder(k, {
+      orderer: parts.orderer,
+      connections: parts.connections,
+      counts: parts.counts,
+      order: this.order,
+      answered: (acks) => this.#answered(acks),
+    });
   }
 
   /** `undefined` when `userId` is this shard's under its map; else the shard to ask instead. */
@@ -153,16 +148,9 @@ export class ShardRole {
     });
   }
 
-  /**
-   * A member's room message, validated and rate-limited here: to the orderer. One without a client
-   * id gets this shard's key, so that a batch retried after a lost answer stores it once.
-   */
+  /** A member's room message, validated and rate-limited here: to the orderer (src/room/shard-forwarder.ts). */
   forward(conn: Connection, frame: ClientMessageFrame): void {
-    const body = { text: frame.text, data: frame.data, id: frame.id };
-    const item: ForwardItem = { user: conn.attachment.user, body };
-    if (frame.id === undefined) item.key = this.#keys.next();
-    this.#outbox.push({ conn, item, release: this.order.hold(conn) });
-    this.#pumpOut();
+    this.forwarder.forward(conn, frame);
   }
 
   /**
@@ -173,14 +161,7 @@ export class ShardRole {
   delivered(seq: number): Promise<void> {
     if (seq <= this.log.latestSeq) return Promise.resolve();
     const reached = new Promise<void>((resolve) => this.#waiters.push({ seq, resolve }));
-    setTimeout(() => {
-      if (seq <= this.log.latestSeq) return;
-      void this.#serial(async () => {
-        await this.#pull(seq);
-        this.log.save();
-        this.#flushAcks();
-      }).catch((error: unknown) => log("warn", "shard_pull_failed", { shard: this.k, ...describeError(error) }));
-    }, ACK_PULL_AFTER_MS);
+    this.#pullSoon(seq);
     return reached;
   }
 
@@ -281,78 +262,24 @@ export class ShardRole {
     this.#connections().broadcast(frame);
   }
 
-  #pumpOut(): void {
-    if (this.#isSending || this.#outbox.length === 0) return;
-    this.#isSending = true;
-    const batch = this.#outbox.splice(0, FORWARD_MAX_ITEMS);
-    this.#orderer()
-      .submitBatch(
-        this.k,
-        batch.map((b) => b.item),
-        this.#counts(),
-      )
-      .then((results) => {
-        if (this.loseAnswers <= 0) return results;
-        this.loseAnswers -= 1;
-        throw new Error("submitBatch answer lost (test hook)");
-      })
-      .then(
-        (results) => {
-          this.#retryMs = RETRY_MS;
-          this.#answered(batch, results);
-          this.#isSending = false;
-          this.#pumpOut();
-        },
-        (error: unknown) => {
-          // The orderer may have stored it: retried as is, every item is idempotent (its id or its
-          // key), so nothing is stored twice and `store_failed` still means "not stored".
-          log("warn", "shard_forward_failed", {
-            shard: this.k,
-            items: batch.length,
-            retryMs: this.#retryMs,
-            ...describeError(error),
-          });
-          this.#outbox.unshift(...batch);
-          setTimeout(() => {
-            this.#isSending = false;
-            this.#pumpOut();
-          }, this.#retryMs);
-          this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs * 2);
-        },
-      );
+  /** The orderer answered forwarded messages: each answer goes out once its seq was delivered here. */
+  #answered(acks: PendingAck[]): void {
+    this.#acks.push(...acks);
+    this.#flushAcks();
+    const highest = Math.max(0, ...acks.map((a) => a.seq));
+    // Its delivery is on its way; if it does not come soon (lost), read it rather than wait.
+    if (highest > this.log.latestSeq) this.#pullSoon(highest);
   }
 
-  #answered(batch: Outgoing[], results: ForwardResult[]): void {
-    const connections = this.#connections();
-    let highest = 0;
-    batch.forEach(({ conn, item, release }, i) => {
-      const result = results[i];
-      const id = item.body.id;
-      if (result === undefined || "failed" in result) release(() => this.#storeFailed(conn, id));
-      else if (id !== undefined && result.outcome === "conflict") {
-        const text = "this id was already used for a different message";
-        release(() => connections.sendError(conn, "id_conflict", text, id));
-      } else {
-        // Without an id there is no ack, but the sender's next answers still wait for its message.
-        this.#acks.push({ conn, id, seq: result.seq, release });
-        highest = Math.max(highest, result.seq);
-      }
-    });
-    this.#flushAcks();
-    if (highest <= this.log.latestSeq) return;
-    // Its delivery is on its way; if it does not come soon (lost), read it rather than wait.
+  /** Reads up to `seq` from the orderer unless it was delivered within ACK_PULL_AFTER_MS. */
+  #pullSoon(seq: number): void {
     setTimeout(() => {
-      if (highest <= this.log.latestSeq) return;
+      if (seq <= this.log.latestSeq) return;
       void this.#serial(async () => {
-        await this.#pull(highest);
+        await this.#pull(seq);
         this.log.save();
         this.#flushAcks();
       }).catch((error: unknown) => log("warn", "shard_pull_failed", { shard: this.k, ...describeError(error) }));
     }, ACK_PULL_AFTER_MS);
-  }
-
-  #storeFailed(conn: Connection, id: string | undefined): void {
-    const message = "the message could not be stored; send it again";
-    this.#connections().sendError(conn, "store_failed", message, id);
   }
 }
