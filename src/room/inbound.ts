@@ -96,8 +96,11 @@ export class Inbound {
     const raw = typeof message === "string" ? parseFrameJson(message) : undefined;
     if (typeof message === "string" && size <= this.#p.ephemeral.maxBytes && isEphemeralType(raw)) {
       const decoded = decodeFrame(raw, config.maxTextLength, this.#p.frameSchema);
-      if ("error" in decoded) this.#sendError(conn, decoded.error.code, decoded.error.message, decoded.error.id);
-      else this.#p.ephemeral.onFrame(conn, decoded.frame as EphemeralFrame, message, now);
+      if (!("error" in decoded)) this.#p.ephemeral.onFrame(conn, decoded.frame as EphemeralFrame, message, now);
+      // A refused one is answered within the signal bucket: a flood of them gets no error per frame.
+      else if (this.#p.ephemeral.signals.take(conn, now)) {
+        this.#sendError(conn, decoded.error.code, decoded.error.message, decoded.error.id);
+      }
       return;
     }
 
