@@ -242,6 +242,8 @@ export const WelcomeFrameSchema = v.object({
   recovered: v.optional(v.boolean()),
   /** The connection asked for batch frames (`?batch=1`): it may get JSON arrays of frames. */
   batch: v.optional(v.literal(true)),
+  /** The room is above PRESENCE_ROSTER_MAX: `presence` is empty, counts come in `occupancy` frames. */
+  roster: v.optional(v.literal(false)),
 });
 
 export const MessageFrameSchema = v.object({
@@ -307,6 +309,24 @@ export const HistoryFrameSchema = v.object({
  * order): who sent the binary frame that follows.
  */
 export const BinaryFrameSchema = v.object({ type: v.literal("binary"), from: UserSchema });
+
+/**
+ * The room switched between the full roster and counts only (PRESENCE_ROSTER_MAX): `roster: true`
+ * with the whole list (it replaces what the client held), `roster: false` with none. Not in
+ * `ServerFrameSchema`: added after v1, which skips it as an unknown frame.
+ */
+export interface RosterFrame {
+  type: "roster";
+  roster: boolean;
+  presence: PresenceEntry[];
+}
+
+/** Room-wide counts, on change, at most once a second: in a sharded room, and in any room above PRESENCE_ROSTER_MAX. */
+export interface OccupancyFrame {
+  type: "occupancy";
+  online: number;
+  connections: number;
+}
 
 export const ErrorFrameSchema = v.object({
   type: v.literal("error"),

@@ -4,7 +4,7 @@
  * methods the objects of one room call on each other. In an unsharded room it does nothing.
  */
 import type { Config } from "../common/config";
-import type { PresenceEntry } from "../protocol";
+import type { OccupancyFrame, PresenceEntry } from "../protocol";
 import { tagForUser } from "./connection";
 import type { Connections } from "./connections";
 import type { History } from "./history";
@@ -21,6 +21,8 @@ export interface ShardingParts {
   /** The room's presence count, and its users. */
   online: () => number;
   history: History;
+  /** The room-wide counts changed (the roster mode may switch: src/room/roster-mode.ts). */
+  occupancyChanged?: () => void;
 }
 
 /** One object's status in its room, for tests and operators. */
@@ -57,6 +59,7 @@ export class Sharding {
         connections: parts.connections,
         counts: () => this.counts(),
         onMap: (map) => mover.start(map),
+        onOccupancy: () => parts.occupancyChanged?.(),
       });
     } else {
       const settings = {
@@ -69,7 +72,10 @@ export class Sharding {
         latest: () => parts.history.latestSeq,
         own: () => this.counts(),
         onMap: (map) => mover.start(map),
-        broadcast: (frame) => parts.connections().broadcast(frame),
+        broadcast: (frame) => {
+          parts.connections().broadcast(frame);
+          parts.occupancyChanged?.();
+        },
       });
     }
     // A wake in the middle of moving sockets (the mover's timer was in memory): carry on.
@@ -82,6 +88,13 @@ export class Sharding {
 
   stubOf(k: number) {
     return this.#env.ROOMS.get(this.#env.ROOMS.idFromName(shardName(this.room, k)));
+  }
+
+  /** The room-wide counts while the room is spread over several objects; `undefined` in one object. */
+  occupancy(): OccupancyFrame | undefined {
+    if (this.map.n <= 1 && this.shard === undefined) return undefined;
+    const occupancy = this.shard ? this.shard.occupancy : this.orderer?.occupancy();
+    return occupancy === undefined ? undefined : { type: "occupancy", ...occupancy };
   }
 
   counts(): Counts {

@@ -103,7 +103,10 @@ export class Room extends DurableObject<Env> {
       maxUnreadBytes: this.#config?.maxUnreadBytes ?? 0,
       roomMaxQueuedBytes: this.#config?.roomMaxQueuedBytes ?? 0,
     };
-    this.#presence = new PresenceFeed(this.#config?.presenceGraceMs ?? 0, () => this.#connections);
+    this.#presence = new PresenceFeed(this.#config?.presenceGraceMs ?? 0, () => this.#connections, {
+      rosterMax: this.#config?.presenceRosterMax,
+      store: ctx.storage.kv,
+    });
     const hooks = {
       restored: (conn: Connection) => {
         this.#presence.restored(conn.attachment.user);
@@ -127,7 +130,9 @@ export class Room extends DurableObject<Env> {
       connections: () => this.#connections,
       online: () => this.#presence.online,
       history: this.#history,
+      occupancyChanged: () => this.#presence.countsChanged(),
     });
+    this.#presence.wide = () => this.#sharding.occupancy();
     const orderer = this.#sharding.orderer;
     this.#messages = new Messages(
       this.#history,
@@ -152,6 +157,7 @@ export class Room extends DurableObject<Env> {
       },
       (conn, code, text) => this.#sendError(conn, code, text),
     );
+    this.#presence.decorate = (entries) => this.#ephemeral.states.decorate(entries);
     this.#inbound = new Inbound({
       connections: this.#connections,
       messages: this.#messages,
@@ -197,6 +203,7 @@ export class Room extends DurableObject<Env> {
       };
       const response = accept(this.ctx, handoff.output, config, parts);
       this.#sharding.countsChanged();
+      this.#presence.countsChanged();
       return response;
     } catch (error) {
       log("error", "connect_failed", describeError(error));
@@ -367,6 +374,7 @@ export class Room extends DurableObject<Env> {
     }
     if (connections.liveCount() === 0) this.#alarms.clear();
     this.#sharding.countsChanged();
+    this.#presence.countsChanged();
   }
 
   #closeMisconfigured(ws: WebSocket): void {

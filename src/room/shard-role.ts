@@ -19,6 +19,7 @@ import type {
   ForwardItem,
   ForwardResult,
   HistoryRange,
+  Occupancy,
 } from "./shard-rpc";
 
 /** What a shard asks of its orderer (RPC methods of src/room/room.ts). */
@@ -45,6 +46,9 @@ export class ShardRole {
   readonly #connections: () => Connections;
   readonly #counts: () => Counts;
   readonly #onMap: (map: ShardMap) => void;
+  readonly #onOccupancy: (() => void) | undefined;
+  /** The room-wide counts, as the orderer last told them. */
+  occupancy: Occupancy | undefined;
   /** Everything that moves the cursor runs one at a time, in order. */
   #chain: Promise<unknown> = Promise.resolve();
   #outbox: Array<{ conn: Connection; item: ForwardItem }> = [];
@@ -64,6 +68,7 @@ export class ShardRole {
       connections: () => Connections;
       counts: () => Counts;
       onMap: (map: ShardMap) => void;
+      onOccupancy?: () => void;
     },
   ) {
     this.k = k;
@@ -72,6 +77,7 @@ export class ShardRole {
     this.#connections = parts.connections;
     this.#counts = parts.counts;
     this.#onMap = parts.onMap;
+    this.#onOccupancy = parts.onOccupancy;
   }
 
   /** `undefined` when `userId` is this shard's under its map; else the shard to ask instead. */
@@ -229,7 +235,9 @@ export class ShardRole {
     const frame = JSON.stringify({ type: "occupancy", online: occupancy.online, connections: occupancy.connections });
     if (frame === this.#occupancy) return;
     this.#occupancy = frame;
+    this.occupancy = occupancy;
     this.#connections().broadcast(frame);
+    this.#onOccupancy?.();
   }
 
   #pumpOut(): void {
