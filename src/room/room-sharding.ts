@@ -7,10 +7,12 @@ import type { Config } from "../common/config";
 import type { OccupancyFrame, PresenceEntry } from "../protocol";
 import { tagForUser } from "./connection";
 import type { Connections } from "./connections";
+import type { Ephemeral } from "./ephemeral";
 import type { History } from "./history";
 import type { Messages } from "./messages";
 import { Mover } from "./mover";
 import { Orderer, type OrdererParts } from "./orderer";
+import { Relay, type RelayItem, type RelayPort } from "./relay";
 import { ShardLog } from "./shard-log";
 import { parseShardName, type ShardMap, shardName, shardOf, UNSHARDED } from "./shard-map";
 import { type OrdererPort, ShardRole } from "./shard-role";
@@ -40,6 +42,8 @@ export class Sharding {
   readonly k: number;
   readonly orderer: Orderer | undefined;
   readonly shard: ShardRole | undefined;
+  /** Signals, presence updates and binary frames to the room's other objects (src/room/relay.ts). */
+  readonly relay: Relay;
   readonly #env: Env;
   readonly #parts: ShardingParts;
   readonly #shardMax: number;
@@ -78,6 +82,11 @@ export class Sharding {
         },
       });
     }
+    this.relay = new Relay(
+      k,
+      () => this.map,
+      (i) => this.stubOf(i) as unknown as RelayPort,
+    );
     // A wake in the middle of moving sockets (the mover's timer was in memory): carry on.
     if (this.map.n > 1) mover.start(this.map);
   }
@@ -110,6 +119,24 @@ export class Sharding {
       const at = shardOf(to, n);
       return n <= 1 || at === this.k ? undefined : this.stubOf(at).directIn(to, text);
     };
+  }
+
+  /** Signals and presence updates said here go on to the room's other objects; a signal to a user elsewhere, to its object. */
+  wireEphemeral(ephemeral: Ephemeral): void {
+    const out = (item: RelayItem) => this.relay.out(item);
+    ephemeral.signals.relay = out;
+    ephemeral.states.relay = out;
+    ephemeral.signals.relayDirect = (to, text) => {
+      const n = this.map.n;
+      const at = shardOf(to, n);
+      return n <= 1 || at === this.k ? undefined : this.stubOf(at).directIn(to, text);
+    };
+  }
+
+  /** Items relayed from object `from`: to this object's sockets (`apply`), and from the orderer on to every other shard. */
+  relayIn(from: number, items: RelayItem[], apply: (items: RelayItem[]) => void): void {
+    apply(items);
+    if (this.orderer) this.relay.onward(from, items);
   }
 
   /** The object that should take `userId` instead of this one, if any. */

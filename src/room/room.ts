@@ -23,6 +23,7 @@ import { Inbound } from "./inbound";
 import { type MessageBody, Messages, type Published } from "./messages";
 import { PresenceFeed } from "./presence-feed";
 import type { RateLimits } from "./rate-limit";
+import { applyRelayed, type RelayItem } from "./relay";
 import { RoomEvents } from "./room-events";
 import { Sharding, type ShardStatus } from "./room-sharding";
 import { parseShardName, redirectResponse } from "./shard-map";
@@ -158,6 +159,7 @@ export class Room extends DurableObject<Env> {
       (conn, code, text) => this.#sendError(conn, code, text),
     );
     this.#presence.decorate = (entries) => this.#ephemeral.states.decorate(entries);
+    this.#sharding.wireEphemeral(this.#ephemeral);
     this.#inbound = new Inbound({
       connections: this.#connections,
       messages: this.#messages,
@@ -342,6 +344,13 @@ export class Room extends DurableObject<Env> {
   async directIn(to: string, text: string): Promise<number> {
     this.#requireConfig();
     return this.#sharding.directIn(to, text);
+  }
+
+  /** Signals, presence updates and binary frames said in object `from` (src/room/relay.ts); never stored. */
+  async relay(from: number, items: RelayItem[]): Promise<void> {
+    this.#requireConfig();
+    this.#connections.all();
+    this.#sharding.relayIn(from, items, (got) => applyRelayed(got, this.#connections, this.#presence));
   }
 
   /** Where this object stands: its role, the map, its last seq and its counts. For tests and operators. */
