@@ -50,7 +50,12 @@ export interface RoomInfo {
   users: Array<Omit<PresenceEntry, "state"> & { state?: Record<string, JsonValue> }>;
   /** How many objects the room is spread over; only when more than one (docs/scaling.md). */
   shards?: number;
+  /** Sharded, with more than INFO_USERS_MAX users: the `after` of `/users` for the rest. */
+  usersNext?: string;
 }
+
+/** The most users `info` lists in a sharded room (the HTTP API's roster pages the rest). */
+export const INFO_USERS_MAX = 1000;
 
 export class Room extends DurableObject<Env> {
   readonly #config: Config | undefined;
@@ -274,11 +279,19 @@ export class Room extends DurableObject<Env> {
     this.#requireConfig();
     const n = this.#sharding.map.n;
     const orderer = this.#sharding.orderer;
+    // Sharded: the users of every object, the first INFO_USERS_MAX by id (`usersNext` pages on).
+    const wide =
+      n > 1 && orderer
+        ? await this.#sharding.roster(undefined, INFO_USERS_MAX, (a: string | undefined, l: number) =>
+            this.localRoster(a, l),
+          )
+        : undefined;
     return {
       seq: this.#history.latestSeq,
       connections: n > 1 && orderer ? orderer.totals().connections : this.#connections.liveCount(),
       // States were parsed from JSON: they are JSON.
-      users: this.#ephemeral.states.decorate(this.#presence.list()) as RoomInfo["users"],
+      users: wide?.users ?? (this.#ephemeral.states.decorate(this.#presence.list()) as RoomInfo["users"]),
+      ...(wide?.next === undefined ? {} : { usersNext: wide.next }),
       ...(n > 1 ? { shards: n } : {}),
     };
   }
