@@ -312,21 +312,21 @@ export const BinaryFrameSchema = v.object({ type: v.literal("binary"), from: Use
 
 /**
  * The room switched between the full roster and counts only (PRESENCE_ROSTER_MAX): `roster: true`
- * with the whole list (it replaces what the client held), `roster: false` with none. Not in
- * `ServerFrameSchema`: added after v1, which skips it as an unknown frame.
+ * with the whole list (it replaces what the client held), `roster: false` with none. Added after v1,
+ * which skips it as an unknown frame.
  */
-export interface RosterFrame {
-  type: "roster";
-  roster: boolean;
-  presence: PresenceEntry[];
-}
+export const RosterFrameSchema = v.object({
+  type: v.literal("roster"),
+  roster: v.boolean(),
+  presence: v.array(PresenceEntrySchema),
+});
 
 /** Room-wide counts, on change, at most once a second: in a sharded room, and in any room above PRESENCE_ROSTER_MAX. */
-export interface OccupancyFrame {
-  type: "occupancy";
-  online: number;
-  connections: number;
-}
+export const OccupancyFrameSchema = v.object({
+  type: v.literal("occupancy"),
+  online: v.number(),
+  connections: v.number(),
+});
 
 export const ErrorFrameSchema = v.object({
   type: v.literal("error"),
@@ -347,6 +347,8 @@ export const ServerFrameSchema = v.variant("type", [
   BinaryFrameSchema,
   SignalFrameSchema,
   ErrorFrameSchema,
+  RosterFrameSchema,
+  OccupancyFrameSchema,
 ]);
 
 export type WelcomeFrame = v.InferOutput<typeof WelcomeFrameSchema>;
@@ -359,4 +361,6 @@ export type AuthFrame = v.InferOutput<typeof AuthFrameSchema>;
 export type HistoryFrame = v.InferOutput<typeof HistoryFrameSchema>;
 export type BinaryFrame = v.InferOutput<typeof BinaryFrameSchema>;
 export type SignalFrame = v.InferOutput<typeof SignalFrameSchema>;
+export type RosterFrame = v.InferOutput<typeof RosterFrameSchema>;
+export type OccupancyFrame = v.InferOutput<typeof OccupancyFrameSchema>;
 export type ServerFrame = v.InferOutput<typeof ServerFrameSchema>;
