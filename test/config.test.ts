@@ -140,6 +140,8 @@ describe("configuration", () => {
     [{ SIGNAL_RATE_BURST: "many" }, "SIGNAL_RATE_BURST"],
     // Kept in every socket attachment of its user (16 KiB with the rest).
     [{ PRESENCE_STATE_MAX_BYTES: "16384" }, "PRESENCE_STATE_MAX_BYTES"],
+    [{ PRESENCE_ROSTER_MAX: "-1" }, "PRESENCE_ROSTER_MAX"],
+    [{ PRESENCE_ROSTER_MAX: "lots" }, "PRESENCE_ROSTER_MAX"],
   ])("names the setting of a bad value: %o", (env, setting) => {
     expect(settingOf({ ...KEY, ...env })).toBe(setting);
   });

@@ -32,6 +32,13 @@ export function takeRoomFrame<TData>(frame: ServerFrame, { options, events, outb
       view.presence(frame);
       events.emit("presence", frame);
       return false;
+    case "roster":
+      view.roster(frame.presence);
+      events.emit("roster", frame);
+      return false;
+    case "occupancy":
+      events.emit("occupancy", frame);
+      return false;
     case "signal":
       events.emit("signal", {
         from: frame.from,

@@ -33,12 +33,7 @@ export class RoomView {
    */
   welcome(welcome: WelcomeFrame, since: number | undefined): { gap: Gap | undefined; replayUntil: number | undefined } {
     this.user = welcome.user;
-    this.#users = new Map(
-      welcome.presence.map((p) => [
-        p.id,
-        { id: p.id, name: p.name, ...(p.state === undefined ? {} : { state: p.state }) },
-      ]),
-    );
+    this.roster(welcome.presence);
     let gap: Gap | undefined;
     if (since === undefined) {
       this.lastSeq = welcome.seq;
@@ -69,6 +64,13 @@ export class RoomView {
     const from = this.#binaryFrom;
     this.#binaryFrom = undefined;
     return from;
+  }
+
+  /** The whole list (a `welcome`, or a `roster` frame: the room crossed PRESENCE_ROSTER_MAX): it replaces what was known. */
+  roster(presence: WelcomeFrame["presence"]): void {
+    this.#users = new Map(
+      presence.map((p) => [p.id, { id: p.id, name: p.name, ...(p.state === undefined ? {} : { state: p.state }) }]),
+    );
   }
 
   presence(frame: PresenceFrame): void {

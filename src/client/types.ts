@@ -3,7 +3,14 @@
  * class so that the API reads in one place.
  */
 import type * as v from "valibot";
-import type { MessageFrame, PresenceFrame, User, WelcomeFrame } from "../protocol/index.js";
+import type {
+  MessageFrame,
+  OccupancyFrame,
+  PresenceFrame,
+  RosterFrame,
+  User,
+  WelcomeFrame,
+} from "../protocol/index.js";
 import type { BackoffOptions } from "./backoff.js";
 import type { RoomClientError, Stop } from "./errors.js";
 import type { FetchLike, WebSocketConstructor } from "./socket.js";
@@ -71,6 +78,13 @@ export interface RoomClientEvents<TData = unknown> {
   /** Room messages in `seq` order, each once; direct messages (no `seq`) as they come. */
   message: RoomMessage<TData>;
   presence: PresenceFrame;
+  /**
+   * The room crossed the server's PRESENCE_ROSTER_MAX: `roster: false`, `users` is empty and counts
+   * come as `occupancy`; `roster: true`, `users` is the whole list again.
+   */
+  roster: RosterFrame;
+  /** Room-wide counts (a sharded room, or one above PRESENCE_ROSTER_MAX), at most once a second. */
+  occupancy: OccupancyFrame;
   /**
    * Errors no `send()` rejection answers: server error frames without a pending send (`frame` set,
    * for example `rate_limited`), and messages whose `data` failed `dataSchema` (`invalid_data`).

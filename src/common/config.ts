@@ -73,6 +73,8 @@ const EnvSchema = v.object({
   SIGNAL_RATE_BURST: integer(60, 1, 100_000),
   // Kept in every socket attachment of its user, which holds 16 KiB with the rest.
   PRESENCE_STATE_MAX_BYTES: integer(1024, 2, 8192),
+  // Above it a room sends counts, not the roster (src/room/roster-mode.ts); Pusher caps presence at 100.
+  PRESENCE_ROSTER_MAX: integer(100, 0, 32_768),
   // A big room spread over several objects (docs/scaling.md); 1: never.
   SHARD_MAX: integer(1, 1, 64),
   SHARD_GROW_AT: integer(800, 1, 32_768),
@@ -127,6 +129,8 @@ export interface Config {
   replayBytesPerUserPerMinute: number;
   /** How long a user's last connection may be gone before the room announces its `leave`. */
   presenceGraceMs: number;
+  /** Above this many users a room sends counts only (`occupancy`), not the roster and its join/leave. */
+  presenceRosterMax: number;
   /** Largest `signal` frame, in UTF-8 bytes (≤ MAX_MESSAGE_BYTES). */
   signalMaxBytes: number;
   /** One signal bucket per user per room, apart from the message buckets. */
@@ -282,6 +286,7 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       roomMaxQueuedBytes: e.ROOM_MAX_QUEUED_BYTES,
       replayBytesPerUserPerMinute: e.REPLAY_BYTES_PER_USER_PER_MINUTE,
       presenceGraceMs: e.PRESENCE_GRACE_MS,
+      presenceRosterMax: e.PRESENCE_ROSTER_MAX,
       signalMaxBytes: e.SIGNAL_MAX_BYTES,
       signalRatePerSecond: e.SIGNAL_RATE_PER_SECOND,
       signalRateBurst: e.SIGNAL_RATE_BURST,

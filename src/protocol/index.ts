@@ -247,6 +247,8 @@ export const WelcomeFrameSchema = v.object({
   missed: v.optional(v.object({ from: v.number(), to: v.number() })),
   /** The connection asked for batch frames (`?batch=1`): it may get JSON arrays of frames. */
   batch: v.optional(v.literal(true)),
+  /** The room is above PRESENCE_ROSTER_MAX: `presence` is empty, counts come in `occupancy` frames. */
+  roster: v.optional(v.literal(false)),
 });
 
 export const MessageFrameSchema = v.object({
@@ -313,6 +315,24 @@ export const HistoryFrameSchema = v.object({
  */
 export const BinaryFrameSchema = v.object({ type: v.literal("binary"), from: UserSchema });
 
+/**
+ * The room switched between the full roster and counts only (PRESENCE_ROSTER_MAX): `roster: true`
+ * with the whole list (it replaces what the client held), `roster: false` with none. Added after v1,
+ * which skips it as an unknown frame.
+ */
+export const RosterFrameSchema = v.object({
+  type: v.literal("roster"),
+  roster: v.boolean(),
+  presence: v.array(PresenceEntrySchema),
+});
+
+/** Room-wide counts, on change, at most once a second: in a sharded room, and in any room above PRESENCE_ROSTER_MAX. */
+export const OccupancyFrameSchema = v.object({
+  type: v.literal("occupancy"),
+  online: v.number(),
+  connections: v.number(),
+});
+
 export const ErrorFrameSchema = v.object({
   type: v.literal("error"),
   code: v.picklist(FRAME_ERROR_CODES),
@@ -332,6 +352,8 @@ export const ServerFrameSchema = v.variant("type", [
   BinaryFrameSchema,
   SignalFrameSchema,
   ErrorFrameSchema,
+  RosterFrameSchema,
+  OccupancyFrameSchema,
 ]);
 
 export type WelcomeFrame = v.InferOutput<typeof WelcomeFrameSchema>;
@@ -344,4 +366,6 @@ export type AuthFrame = v.InferOutput<typeof AuthFrameSchema>;
 export type HistoryFrame = v.InferOutput<typeof HistoryFrameSchema>;
 export type BinaryFrame = v.InferOutput<typeof BinaryFrameSchema>;
 export type SignalFrame = v.InferOutput<typeof SignalFrameSchema>;
+export type RosterFrame = v.InferOutput<typeof RosterFrameSchema>;
+export type OccupancyFrame = v.InferOutput<typeof OccupancyFrameSchema>;
 export type ServerFrame = v.InferOutput<typeof ServerFrameSchema>;

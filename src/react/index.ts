@@ -93,6 +93,7 @@ export function useRoom<TData = unknown>(options: UseRoomOptions<TData>): RoomVi
         setUsers(next.users);
       }),
       next.on("presence", () => setUsers(next.users)),
+      next.on("roster", () => setUsers(next.users)),
       next.on("message", (message) => setMessages((all) => [...all, message].slice(-maxMessages))),
       next.on("error", setError),
     ];

@@ -54,14 +54,17 @@ function greet(conn: Connection, handoff: Handoff, config: Config, parts: RoomPa
     connectionId: conn.attachment.id,
     user: handoff.user,
     seq: history.latestSeq,
-    presence: states.decorate(presence.list()),
+    // Above PRESENCE_ROSTER_MAX: no list (src/room/roster-mode.ts); the counts follow the welcome.
+    presence: presence.isFull ? states.decorate(presence.list()) : [],
     heartbeatInterval: config.heartbeatIntervalMs,
     ...(replay ? { recovered: replay.recovered } : {}),
     ...(replay && handoff.since !== undefined ? missedOf(handoff.since, history.latestSeq, replay) : {}),
     ...(conn.attachment.batch ? { batch: true } : {}),
+    ...(presence.isFull ? {} : { roster: false as const }),
   };
   // Counted, but not judged: a connection is never behind on what it is greeted with.
   connections.send(conn, JSON.stringify(welcome), false);
+  if (!presence.isFull) connections.send(conn, JSON.stringify(presence.occupancyNow()), false);
   // A connection that takes batch frames gets the replay in batch frames too.
   const frames = replay?.frames ?? [];
   for (const frame of conn.attachment.batch ? batchFrames(frames) : frames) connections.send(conn, frame, false);

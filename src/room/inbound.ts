@@ -120,8 +120,9 @@ export class Inbound {
         this.#sendError(conn, "forbidden", "this connection is read-only");
       } else {
         // Attributed by a text frame right before it: receivers can tell who sent it.
-        const from: BinaryFrame = { type: "binary", from: conn.attachment.user };
-        connections.broadcast(message, conn.ws, JSON.stringify(from));
+        const from = JSON.stringify({ type: "binary", from: conn.attachment.user } satisfies BinaryFrame);
+        connections.broadcast(message, conn.ws, from);
+        this.#p.sharding.relay.out({ frame: from, bytes: message }); // to the room's other objects, if any
       }
       return;
     }

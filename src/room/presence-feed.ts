@@ -7,13 +7,35 @@
  * batches. A lone announcement goes out on the next macrotask; one within PRESENCE_UPDATE_INTERVAL_MS
  * of the last flush waits for that interval, like presence states. One at a time, each would be a
  * write to every member: a storm of n connects was n² writes.
+ *
+ * Above PRESENCE_ROSTER_MAX users (src/room/roster-mode.ts) nothing of that goes out: members are
+ * told with a `roster` frame, then get `occupancy` frames; back at or below it, a `roster` frame
+ * with the whole list replaces what they held.
  */
 
 import { describeError, log } from "../common/log";
-import { PRESENCE_UPDATE_INTERVAL_MS, type PresenceEntry, type PresenceFrame, type User } from "../protocol";
+import {
+  type OccupancyFrame,
+  PRESENCE_UPDATE_INTERVAL_MS,
+  type PresenceEntry,
+  type PresenceFrame,
+  type RosterFrame,
+  type User,
+} from "../protocol";
 import type { Connection } from "./connection";
 import type { Connections } from "./connections";
 import { Presence } from "./presence";
+import { OccupancyThrottle, RosterMode } from "./roster-mode";
+
+/** `occupancy` frames go out at most this often. */
+export const OCCUPANCY_INTERVAL_MS = 1000;
+
+export interface PresenceFeedOptions {
+  /** PRESENCE_ROSTER_MAX; without it, always the roster. */
+  rosterMax?: number;
+  /** Where the roster mode is kept over a wake. */
+  store?: SyncKvStorage;
+}
 
 /** An announcement waiting to go out: to the connections accepted up to `mark`, but `except`. */
 interface Pending {
@@ -33,10 +55,60 @@ export class PresenceFeed {
   #flushedAt = 0;
   /** Told of each announcement (webhook events, src/room/room-events.ts). */
   onAnnounced: ((event: PresenceFrame["event"], user: User, online: number) => void) | undefined;
+  /** The room-wide counts when the room is spread over several objects (they decide the mode there). */
+  wide: (() => OccupancyFrame | undefined) | undefined;
+  /** Adds each user's presence state to a list (src/room/presence-states.ts). */
+  decorate: (entries: PresenceEntry[]) => PresenceEntry[] = (entries) => entries;
+  readonly #mode: RosterMode;
+  readonly #occupancy: OccupancyThrottle;
 
-  constructor(graceMs: number, connections: () => Connections) {
+  constructor(graceMs: number, connections: () => Connections, options: PresenceFeedOptions = {}) {
     this.#graceMs = graceMs;
     this.#connections = connections;
+    this.#mode = new RosterMode(options.rosterMax ?? Number.POSITIVE_INFINITY, options.store);
+    this.#occupancy = new OccupancyThrottle(OCCUPANCY_INTERVAL_MS, (frame) => this.#connections().broadcast(frame));
+  }
+
+  /** Whether members get the roster (else counts only). */
+  get isFull(): boolean {
+    return this.#mode.isFull;
+  }
+
+  /** The counts as an `occupancy` frame would carry them now: room-wide where known. */
+  occupancyNow(): OccupancyFrame {
+    return (
+      this.wide?.() ?? {
+        type: "occupancy",
+        online: this.#presence.online,
+        connections: this.#connections().liveCount(),
+      }
+    );
+  }
+
+  /**
+   * Connections or users came or went (here, or room-wide): the mode may switch, and in counts mode
+   * an unsharded room sends `occupancy` (a sharded room's orderer sends it for the whole room).
+   */
+  countsChanged(): void {
+    this.#recheck();
+    if (!this.#mode.isFull && this.wide?.() === undefined) {
+      this.#occupancy.changed(() =>
+        this.#mode.isFull || this.wide?.() !== undefined ? undefined : this.occupancyNow(),
+      );
+    }
+  }
+
+  /** Switches the mode if the count says so, and tells every member; whether it switched. */
+  #recheck(): boolean {
+    if (!this.#mode.update(this.wide?.()?.online ?? this.#presence.online)) return false;
+    const isFull = this.#mode.isFull;
+    // Switching to counts: what was queued is moot. Back to the roster: the list replaces it all.
+    if (!isFull) this.#pending = [];
+    else this.#occupancy.reset();
+    const frame: RosterFrame = { type: "roster", roster: isFull, presence: isFull ? this.decorate(this.list()) : [] };
+    log("info", "presence_mode", { roster: isFull, online: this.wide?.()?.online ?? this.#presence.online });
+    this.#push(JSON.stringify(frame));
+    return true;
   }
 
   /** A connection found open at a wake: its user is here (nothing to announce). */
@@ -105,6 +177,10 @@ export class PresenceFeed {
    * state updates (src/room/presence-states.ts), so that they keep their order.
    */
   queue(frame: string, except?: WebSocket): void {
+    if (this.#mode.isFull) this.#push(frame, except);
+  }
+
+  #push(frame: string, except?: WebSocket): void {
     // A connection accepted later was welcomed with the presence as it is now: not for it.
     const mark = this.#connections().accepted;
     if (this.#pending.push({ frame, mark, except }) === 1) {
@@ -115,8 +191,10 @@ export class PresenceFeed {
 
   #announce(event: PresenceFrame["event"], user: User, except?: WebSocket): void {
     const frame: PresenceFrame = { type: "presence", event, user, online: this.#presence.online };
-    this.queue(JSON.stringify(frame), except);
     this.onAnnounced?.(event, user, frame.online);
+    // A switch sends the news itself (a `roster` frame); in counts mode nothing goes out.
+    if (!this.#recheck()) this.queue(JSON.stringify(frame), except);
+    if (!this.#mode.isFull) this.countsChanged();
   }
 
   /** Sends what is queued now, ahead of a frame from a member (`Connections.beforeOthers`). */

@@ -19,11 +19,14 @@ import {
 import { Coalescer, type Schedule } from "./coalesce";
 import { type Connection, tagForUser } from "./connection";
 import type { Connections } from "./connections";
+import type { RelayItem } from "./relay";
 import { saveAttachment } from "./socket-chores";
 
 /** Where updates go out: the room's presence feed (src/room/presence-feed.ts), in order with joins and leaves. */
 export interface PresenceOut {
   readonly online: number;
+  /** False above PRESENCE_ROSTER_MAX: updates are not sent (src/room/roster-mode.ts). */
+  readonly isFull?: boolean;
   queue(frame: string): void;
 }
 
@@ -39,6 +42,8 @@ export class PresenceStates {
   readonly #connections: () => Connections;
   readonly #feed: PresenceOut;
   readonly #updates: Coalescer<string, Held>;
+  /** In a sharded room: updates go on to the room's other objects (src/room/relay.ts). */
+  relay: ((item: RelayItem) => void) | undefined;
 
   constructor(connections: () => Connections, feed: PresenceOut, options: { schedule?: Schedule } = {}) {
     this.#connections = connections;
@@ -115,7 +120,9 @@ export class PresenceStates {
         state: held.state,
         online: this.#feed.online,
       };
-      this.#feed.queue(JSON.stringify(frame));
+      const text = JSON.stringify(frame);
+      this.#feed.queue(text);
+      if (this.#feed.isFull !== false) this.relay?.({ frame: text, presence: true });
     } catch (error) {
       // From a timer: nothing above it would catch this.
       log("error", "presence_failed", { user: held.user.id, ...describeError(error) });

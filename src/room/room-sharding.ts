@@ -4,13 +4,15 @@
  * methods the objects of one room call on each other. In an unsharded room it does nothing.
  */
 import type { Config } from "../common/config";
-import type { PresenceEntry } from "../protocol";
+import type { OccupancyFrame, PresenceEntry } from "../protocol";
 import { tagForUser } from "./connection";
 import type { Connections } from "./connections";
+import type { Ephemeral } from "./ephemeral";
 import type { History } from "./history";
 import type { Messages } from "./messages";
 import { Mover } from "./mover";
 import { Orderer, type OrdererParts } from "./orderer";
+import { Relay, type RelayItem, type RelayPort } from "./relay";
 import { ShardLog } from "./shard-log";
 import { parseShardName, type ShardMap, shardName, shardOf, UNSHARDED } from "./shard-map";
 import { type OrdererPort, ShardRole } from "./shard-role";
@@ -21,6 +23,8 @@ export interface ShardingParts {
   /** The room's presence count, and its users. */
   online: () => number;
   history: History;
+  /** The room-wide counts changed (the roster mode may switch: src/room/roster-mode.ts). */
+  occupancyChanged?: () => void;
 }
 
 /** One object's status in its room, for tests and operators. */
@@ -38,6 +42,8 @@ export class Sharding {
   readonly k: number;
   readonly orderer: Orderer | undefined;
   readonly shard: ShardRole | undefined;
+  /** Signals, presence updates and binary frames to the room's other objects (src/room/relay.ts). */
+  readonly relay: Relay;
   readonly #env: Env;
   readonly #parts: ShardingParts;
   readonly #shardMax: number;
@@ -57,6 +63,7 @@ export class Sharding {
         connections: parts.connections,
         counts: () => this.counts(),
         onMap: (map) => mover.start(map),
+        onOccupancy: () => parts.occupancyChanged?.(),
       });
     } else {
       const settings = {
@@ -69,9 +76,17 @@ export class Sharding {
         latest: () => parts.history.latestSeq,
         own: () => this.counts(),
         onMap: (map) => mover.start(map),
-        broadcast: (frame) => parts.connections().broadcast(frame),
+        broadcast: (frame) => {
+          parts.connections().broadcast(frame);
+          parts.occupancyChanged?.();
+        },
       });
     }
+    this.relay = new Relay(
+      k,
+      () => this.map,
+      (i) => this.stubOf(i) as unknown as RelayPort,
+    );
     // A wake in the middle of moving sockets (the mover's timer was in memory): carry on.
     if (this.map.n > 1) mover.start(this.map);
   }
@@ -82,6 +97,13 @@ export class Sharding {
 
   stubOf(k: number) {
     return this.#env.ROOMS.get(this.#env.ROOMS.idFromName(shardName(this.room, k)));
+  }
+
+  /** The room-wide counts while the room is spread over several objects; `undefined` in one object. */
+  occupancy(): OccupancyFrame | undefined {
+    if (this.map.n <= 1 && this.shard === undefined) return undefined;
+    const occupancy = this.shard ? this.shard.occupancy : this.orderer?.occupancy();
+    return occupancy === undefined ? undefined : { type: "occupancy", ...occupancy };
   }
 
   counts(): Counts {
@@ -102,6 +124,24 @@ export class Sharding {
       const seen = shard ? shard.log.latestSeq : this.#parts.history.latestSeq;
       return n <= 1 || at === this.k ? undefined : this.stubOf(at).directIn(to, text, seen);
     };
+  }
+
+  /** Signals and presence updates said here go on to the room's other objects; a signal to a user elsewhere, to its object. */
+  wireEphemeral(ephemeral: Ephemeral): void {
+    const out = (item: RelayItem) => this.relay.out(item);
+    ephemeral.signals.relay = out;
+    ephemeral.states.relay = out;
+    ephemeral.signals.relayDirect = (to, text) => {
+      const n = this.map.n;
+      const at = shardOf(to, n);
+      return n <= 1 || at === this.k ? undefined : this.stubOf(at).directIn(to, text);
+    };
+  }
+
+  /** Items relayed from object `from`: to this object's sockets (`apply`), and from the orderer on to every other shard. */
+  relayIn(from: number, items: RelayItem[], apply: (items: RelayItem[]) => void): void {
+    apply(items);
+    if (this.orderer) this.relay.onward(from, items);
   }
 
   /** The object that should take `userId` instead of this one, if any. */

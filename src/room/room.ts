@@ -23,6 +23,7 @@ import { Inbound } from "./inbound";
 import { type MessageBody, Messages, type Published } from "./messages";
 import { PresenceFeed } from "./presence-feed";
 import type { RateLimits } from "./rate-limit";
+import { applyRelayed, type RelayItem } from "./relay";
 import { RoomEvents } from "./room-events";
 import { Sharding, type ShardStatus } from "./room-sharding";
 import { parseShardName, redirectResponse } from "./shard-map";
@@ -49,7 +50,12 @@ export interface RoomInfo {
   users: Array<Omit<PresenceEntry, "state"> & { state?: Record<string, JsonValue> }>;
   /** How many objects the room is spread over; only when more than one (docs/scaling.md). */
   shards?: number;
+  /** Sharded, with more than INFO_USERS_MAX users: the `after` of `/users` for the rest. */
+  usersNext?: string;
 }
+
+/** The most users `info` lists in a sharded room (the HTTP API's roster pages the rest). */
+export const INFO_USERS_MAX = 1000;
 
 export class Room extends DurableObject<Env> {
   readonly #config: Config | undefined;
@@ -103,7 +109,10 @@ export class Room extends DurableObject<Env> {
       maxUnreadBytes: this.#config?.maxUnreadBytes ?? 0,
       roomMaxQueuedBytes: this.#config?.roomMaxQueuedBytes ?? 0,
     };
-    this.#presence = new PresenceFeed(this.#config?.presenceGraceMs ?? 0, () => this.#connections);
+    this.#presence = new PresenceFeed(this.#config?.presenceGraceMs ?? 0, () => this.#connections, {
+      rosterMax: this.#config?.presenceRosterMax,
+      store: ctx.storage.kv,
+    });
     const hooks = {
       restored: (conn: Connection) => {
         this.#presence.restored(conn.attachment.user);
@@ -127,7 +136,9 @@ export class Room extends DurableObject<Env> {
       connections: () => this.#connections,
       online: () => this.#presence.online,
       history: this.#history,
+      occupancyChanged: () => this.#presence.countsChanged(),
     });
+    this.#presence.wide = () => this.#sharding.occupancy();
     const orderer = this.#sharding.orderer;
     this.#messages = new Messages(
       this.#history,
@@ -152,6 +163,8 @@ export class Room extends DurableObject<Env> {
       },
       (conn, code, text) => this.#sendError(conn, code, text),
     );
+    this.#presence.decorate = (entries) => this.#ephemeral.states.decorate(entries);
+    this.#sharding.wireEphemeral(this.#ephemeral);
     this.#inbound = new Inbound({
       connections: this.#connections,
       messages: this.#messages,
@@ -197,6 +210,7 @@ export class Room extends DurableObject<Env> {
       };
       const response = accept(this.ctx, handoff.output, config, parts);
       this.#sharding.countsChanged();
+      this.#presence.countsChanged();
       return response;
     } catch (error) {
       log("error", "connect_failed", describeError(error));
@@ -262,11 +276,19 @@ export class Room extends DurableObject<Env> {
     this.#requireConfig();
     const n = this.#sharding.map.n;
     const orderer = this.#sharding.orderer;
+    // Sharded: the users of every object, the first INFO_USERS_MAX by id (`usersNext` pages on).
+    const wide =
+      n > 1 && orderer
+        ? await this.#sharding.roster(undefined, INFO_USERS_MAX, (a: string | undefined, l: number) =>
+            this.localRoster(a, l),
+          )
+        : undefined;
     return {
       seq: this.#history.latestSeq,
       connections: n > 1 && orderer ? orderer.totals().connections : this.#connections.liveCount(),
       // States were parsed from JSON: they are JSON.
-      users: this.#ephemeral.states.decorate(this.#presence.list()) as RoomInfo["users"],
+      users: wide?.users ?? (this.#ephemeral.states.decorate(this.#presence.list()) as RoomInfo["users"]),
+      ...(wide?.next === undefined ? {} : { usersNext: wide.next }),
       ...(n > 1 ? { shards: n } : {}),
     };
   }
@@ -334,6 +356,13 @@ export class Room extends DurableObject<Env> {
     return this.#sharding.directIn(to, text, after);
   }
 
+  /** Signals, presence updates and binary frames said in object `from` (src/room/relay.ts); never stored. */
+  async relay(from: number, items: RelayItem[]): Promise<void> {
+    this.#requireConfig();
+    this.#connections.all();
+    this.#sharding.relayIn(from, items, (got) => applyRelayed(got, this.#connections, this.#presence));
+  }
+
   /** Where this object stands: its role, the map, its last seq and its counts. For tests and operators. */
   async shardStatus(): Promise<ShardStatus> {
     return this.#sharding.status();
@@ -369,6 +398,7 @@ export class Room extends DurableObject<Env> {
     }
     if (connections.liveCount() === 0) this.#alarms.clear();
     this.#sharding.countsChanged();
+    this.#presence.countsChanged();
   }
 
   #closeMisconfigured(ws: WebSocket): void {

@@ -21,6 +21,7 @@ import type {
   ForwardItem,
   ForwardResult,
   HistoryRange,
+  Occupancy,
 } from "./shard-rpc";
 
 /** What a shard asks of its orderer (RPC methods of src/room/room.ts). */
@@ -43,6 +44,9 @@ export class ShardRole {
   readonly #connections: () => Connections;
   readonly #counts: () => Counts;
   readonly #onMap: (map: ShardMap) => void;
+  readonly #onOccupancy: (() => void) | undefined;
+  /** The room-wide counts, as the orderer last told them. */
+  occupancy: Occupancy | undefined;
   /** Everything that moves the cursor runs one at a time, in order. */
   #chain: Promise<unknown> = Promise.resolve();
   /** Members' room messages to the orderer. */
@@ -66,6 +70,7 @@ export class ShardRole {
       connections: () => Connections;
       counts: () => Counts;
       onMap: (map: ShardMap) => void;
+      onOccupancy?: () => void;
     },
   ) {
     this.k = k;
@@ -74,6 +79,7 @@ export class ShardRole {
     this.#connections = parts.connections;
     this.#counts = parts.counts;
     this.#onMap = parts.onMap;
+    this.#onOccupancy = parts.onOccupancy;
     this.forwarder = new ShardForwarder(k, {
       orderer: parts.orderer,
       connections: parts.connections,
@@ -259,7 +265,9 @@ export class ShardRole {
     const frame = JSON.stringify({ type: "occupancy", online: occupancy.online, connections: occupancy.connections });
     if (frame === this.#occupancy) return;
     this.#occupancy = frame;
+    this.occupancy = occupancy;
     this.#connections().broadcast(frame);
+    this.#onOccupancy?.();
   }
 
   /** The orderer answered forwarded messages: each answer goes out once its seq was delivered here. */

@@ -10,6 +10,7 @@ import type { ClientSignalFrame, SignalFrame } from "../protocol";
 import { type Connection, tagForUser } from "./connection";
 import type { Connections } from "./connections";
 import { type RateLimits, take } from "./rate-limit";
+import type { RelayItem } from "./relay";
 
 /** How the room answers a connection (after its queued messages: src/room/messages.ts `reply`). */
 export type Reply = (conn: Connection, code: "forbidden" | "rate_limited" | "unknown_recipient", text: string) => void;
@@ -18,6 +19,10 @@ export class Signals {
   readonly #connections: () => Connections;
   readonly #limits: RateLimits;
   readonly #reply: Reply;
+  /** In a sharded room: a signal to everyone goes on to the room's other objects (src/room/relay.ts). */
+  relay: ((item: RelayItem) => void) | undefined;
+  /** In a sharded room: a signal to a user with no connection here goes to that user's object. */
+  relayDirect: ((to: string, text: string) => Promise<number> | undefined) | undefined;
 
   constructor(
     connections: () => Connections,
@@ -63,16 +68,22 @@ export class Signals {
     const connections = this.#connections();
     const out: SignalFrame = { type: "signal", from: user, data: frame.data };
     if (frame.to === undefined) {
-      connections.broadcast(JSON.stringify(out), conn.ws);
+      const text = JSON.stringify(out);
+      connections.broadcast(text, conn.ws);
+      this.relay?.({ frame: text });
       return;
     }
     const recipients = connections.live(tagForUser(frame.to)).filter((c) => c !== conn);
-    if (recipients.length === 0) {
-      this.#reply(conn, "unknown_recipient", "that user has no other connection in this room");
-      return;
-    }
     out.to = frame.to;
     const text = JSON.stringify(out);
+    const unknown = () => this.#reply(conn, "unknown_recipient", "that user has no other connection in this room");
+    if (recipients.length === 0) {
+      // The user may be on another object of a sharded room: asked there (no answer unless nobody got it).
+      const elsewhere = this.relayDirect?.(frame.to, text);
+      if (elsewhere === undefined) unknown();
+      else elsewhere.then((got) => got === 0 && !conn.isGone && unknown(), unknown);
+      return;
+    }
     for (const target of recipients) connections.send(target, text);
   }
 }

@@ -41,6 +41,13 @@ describe("sharded rooms: presence and admin", () => {
     await settle(400);
     expect(await objectOf(room, 0).info()).toMatchObject({ connections: 3, shards: 2 });
   });
+
+  it("lists the users of every object in the HTTP API's info, not only the orderer's", async () => {
+    const { room, users } = await twoShardRoom();
+    const info = await objectOf(room, 0).info();
+    expect(info.users.map((u) => u.id).sort()).toEqual([users.a, users.b, users.c].map(String).sort());
+    expect(info.usersNext).toBeUndefined();
+  });
 });
 
 describe("sharded rooms: direct messages", () => {
