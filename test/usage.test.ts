@@ -45,8 +45,13 @@ describe("usage counters", () => {
         return 1;
       }
     }
+    // Off: registering wraps nothing; the first request that finds counting on wraps the class.
+    expect((await app.request("/healthz", {}, env)).status).toBe(200);
+    const plain = Object.getOwnPropertyDescriptor(Probe.prototype, "write")?.value;
     instrumentRoom(Probe);
+    expect(Object.getOwnPropertyDescriptor(Probe.prototype, "write")?.value).toBe(plain);
     await usage(true);
+    expect(Object.getOwnPropertyDescriptor(Probe.prototype, "write")?.value).not.toBe(plain);
     expect((await app.request("/healthz", {}, on())).status).toBe(200);
     const read = await runInDurableObject(roomStub(uniqueRoom("usage")), (_instance, state) => {
       const probe = new Probe(state);

@@ -17,7 +17,7 @@ import { deliverWebhooks } from "./webhooks";
 
 export { Room };
 
-// Bench only (USAGE_STATS): counts calls into the room objects; one boolean test per call when off.
+// Bench only (USAGE_STATS): counts calls into the room objects; nothing is wrapped while it is off.
 instrumentRoom(Room);
 
 type AppEnv = { Bindings: Env; Variables: { config: Config } };

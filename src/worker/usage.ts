@@ -4,8 +4,8 @@
  * WebSocket messages the objects received, SQLite statements and rows read and written. They are
  * what Cloudflare bills, counted rather than assumed.
  *
- * Only with `USAGE_STATS=true` (the bench sets it). Off, the room's methods are still wrapped once at
- * load, but each call costs one boolean test and nothing is counted; `GET /__usage` answers 404.
+ * Only with `USAGE_STATS=true` (the bench sets it). Off, nothing is wrapped (the room's methods and
+ * SQLite's `exec` are wrapped on the first request that finds it on) and `GET /__usage` answers 404.
  *
  * The counters are module state of one isolate. Locally, workerd runs the Worker and every room
  * object of a `wrangler dev` in one isolate, so they add up the whole room over all its objects;
@@ -64,18 +64,31 @@ function wrapSql(sql: SqlStorage): void {
 /** Handlers the runtime calls; every other method of the room is an RPC method (a billed request). */
 const HANDLERS = new Set(["fetch", "webSocketMessage", "webSocketClose", "webSocketError", "alarm"]);
 
+/** Classes to wrap once counting is on. */
+const classes: Array<{ prototype: object }> = [];
+
 /**
- * Wraps each method of the room class so that a call is counted as `do.<handler>` or `rpc.<method>`.
- * Methods called only inside an object (not over a stub) are counted too; the room's are all entry
- * points except `localRoster`, which the bench does not reach.
+ * Registers a class whose methods are counted (wrapped when counting is first switched on) as
+ * `do.<handler>` or `rpc.<method>`. Methods called only inside an object (not over a stub) are
+ * counted too; the room's are all entry points except `localRoster`, which the bench does not reach.
  */
 export function instrumentRoom(cls: { prototype: object }): void {
+  classes.push(cls);
+  if (enabled) wrapPending();
+}
+
+function wrapPending(): void {
+  for (const cls of classes.splice(0)) wrapClass(cls);
+}
+
+function wrapClass(cls: { prototype: object }): void {
   const proto = cls.prototype as Record<string, unknown>;
   for (const name of Object.getOwnPropertyNames(proto)) {
     const original = proto[name];
     if (name === "constructor" || typeof original !== "function") continue;
     const key = HANDLERS.has(name) ? `do.${name}` : `rpc.${name}`;
     proto[name] = function (this: { ctx?: DurableObjectState }, ...args: unknown[]) {
+      // Wrapped once counting was on; a later request may have found it off again.
       if (enabled) {
         add(key);
         if (!sqlWrapped && this.ctx !== undefined) wrapSql(this.ctx.storage.sql);
@@ -91,6 +104,7 @@ export function instrumentRoom(cls: { prototype: object }): void {
 export async function countRequests(c: Context<{ Bindings: Env }>, next: Next): Promise<void> {
   const result = loadConfig(c.env);
   enabled = result.ok && result.config.usageStats;
+  if (enabled) wrapPending();
   if (enabled && new URL(c.req.url).pathname !== "/__usage") add("worker.requests");
   await next();
 }
