@@ -9,7 +9,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -35,6 +35,7 @@ const HELP = `usage: npm run bench -- --sweep [flags]
   --max-seconds S       abort (and stop everything) after this long (default 2400)
   --out DIR             where results go (default bench/results)
   --verbose             echo wrangler's output
+  --render FILE         no run: the cost model and the tables again from a sweep's JSON (into --out)
 `;
 
 const { values: flags } = parseArgs({
@@ -55,11 +56,30 @@ const { values: flags } = parseArgs({
     concurrency: { type: "string" },
     "max-seconds": { type: "string" },
     out: { type: "string" },
+    render: { type: "string" },
     verbose: { type: "boolean" },
   },
 });
 if (flags.help) {
   process.stdout.write(HELP);
+  process.exit(0);
+}
+if (flags.render !== undefined) {
+  const result = JSON.parse(readFileSync(flags.render, "utf8"));
+  for (const row of result.rows) {
+    if (row.mode === "ceiling") continue;
+    row.cost = costOf(row.usage, {
+      messages: row.sent,
+      heartbeatEchoes: row.heartbeatEchoes,
+      framesOut: row.framesOut,
+      objects: row.objects,
+      roomRate: row.roomRate,
+    });
+  }
+  writeFileSync(flags.render, `${JSON.stringify(result, null, 2)}\n`);
+  const table = sweepMarkdown(result);
+  writeFileSync(join(flags.out ?? join(REPO_ROOT, "bench", "results"), "sweep.md"), `${table}\n`);
+  process.stdout.write(`${table}\n`);
   process.exit(0);
 }
 /** @param {string} message @returns {never} */

@@ -31,7 +31,8 @@ export const PRICES = {
  * @param {Record<string, number> | undefined} usage The server's counters over the step.
  * @param {object} o
  * @param {number} o.messages Messages sent in the step.
- * @param {number} o.heartbeatEchoes Heartbeat echoes the clients sent in the step (incoming messages, but not the message's).
+ * @param {number} o.heartbeatEchoes Heartbeat echoes the clients sent in the step: incoming messages, billed
+ *   like the rest (heartbeats go out every HEARTBEAT_INTERVAL_MS and every quarter of MAX_UNREAD_BYTES sent).
  * @param {number} o.framesOut Frames the clients received in the step.
  * @param {number} o.objects Objects the room is spread over (each awake while messages flow).
  * @param {number} o.roomRate Messages per second in the room.
@@ -48,7 +49,7 @@ export function costOf(usage, o) {
     rpcByMethod[k.slice(4)] = round3(v / o.messages);
   }
   const per = (/** @type {number} */ x) => x / o.messages;
-  const wsIn = Math.max(0, get("do.webSocketMessage") - o.heartbeatEchoes);
+  const wsIn = get("do.webSocketMessage");
   const counts = {
     workerRequests: per(get("worker.requests")),
     doFetches: per(get("do.fetch")),
@@ -56,6 +57,8 @@ export function costOf(usage, o) {
     rpcByMethod,
     alarms: per(get("do.alarm")),
     wsIn: per(wsIn),
+    /** Of `wsIn`: heartbeat echoes. */
+    heartbeatEchoes: per(o.heartbeatEchoes),
     wsOut: per(o.framesOut),
     sqlStatements: per(get("sql.statements")),
     rowsRead: per(get("sql.rowsRead")),

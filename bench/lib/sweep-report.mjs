@@ -53,7 +53,7 @@ export function sweepMarkdown(result) {
     out.push("## Cost model: counts per message (measured) and $ per million messages");
     out.push("");
     out.push(
-      "| Size | Mode | Worker req | DO fetch | RPC calls (by method) | WS in | WS out | SQL stmts | Rows read | Rows written | Billed DO req | $ requests | $ rows | $ duration | $ total / M msg |",
+      "| Size | Mode | Worker req | DO fetch | RPC calls (by method) | WS in (echoes) | WS out | SQL stmts | Rows read | Rows written | Billed DO req | $ requests | $ rows | $ duration | $ total / M msg |",
     );
     out.push(
       "| ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -66,7 +66,7 @@ export function sweepMarkdown(result) {
           .map(([k, v]) => `${k} ${v}`)
           .join(", ") || "–";
       out.push(
-        `| ${r.size} | ${r.mode} | ${f(p.workerRequests)} | ${f(p.doFetches)} | ${f(p.rpcCalls)} (${byMethod}) | ${f(p.wsIn)} | ${f(p.wsOut)} | ` +
+        `| ${r.size} | ${r.mode} | ${f(p.workerRequests)} | ${f(p.doFetches)} | ${f(p.rpcCalls)} (${byMethod}) | ${f(p.wsIn)} (${f(p.heartbeatEchoes)}) | ${f(p.wsOut)} | ` +
           `${f(p.sqlStatements)} | ${f(p.rowsRead)} | ${f(p.rowsWritten)} | ${f(r.cost.billedDoRequestsPerMessage)} | ` +
           `${f(d.requests)} | ${f(Math.round((d.rowsWritten + d.rowsRead) * 1000) / 1000)} | ${f(d.duration)} | ${f(d.total)} |`,
       );
