@@ -32,6 +32,8 @@ const HELP = `usage: npm run bench -- --sweep [flags]
   --orderer-listeners K listeners added in the orderer phase's second arm (default 64)
   --no-orderer          skip the orderer phase
   --concurrency N       handshakes in flight while a room fills (default 50)
+  --fill-seconds S      give up filling a room after this long: the row then says how many sockets it
+                        held, and nothing is measured (default 300)
   --max-seconds S       abort (and stop everything) after this long (default 2400)
   --out DIR             where results go (default bench/results)
   --verbose             echo wrangler's output
@@ -54,6 +56,7 @@ const { values: flags } = parseArgs({
     "orderer-listeners": { type: "string" },
     "no-orderer": { type: "boolean" },
     concurrency: { type: "string" },
+    "fill-seconds": { type: "string" },
     "max-seconds": { type: "string" },
     out: { type: "string" },
     render: { type: "string" },
@@ -114,6 +117,7 @@ const options = {
   ordererListeners: num(flags["orderer-listeners"], 64, "orderer-listeners", 1),
   orderer: flags["no-orderer"] !== true,
   concurrency: num(flags.concurrency, 50, "concurrency", 1),
+  fillSeconds: num(flags["fill-seconds"], 300, "fill-seconds", 1),
   maxSeconds: num(flags["max-seconds"], 2400, "max-seconds", 10),
   out: flags.out ?? join(REPO_ROOT, "bench", "results"),
 };
@@ -285,8 +289,18 @@ async function runSize(server, mode, n) {
   log(`  ${mode} ${n}: opening…`);
   const usage = usageOf(server, edge);
   await usage();
-  const opened = await r.open(options.concurrency);
+  const opened = await r.open(options.concurrency, options.fillSeconds * 1000);
   const connects = await usage();
+  if (!opened.filled) {
+    // The room could not be filled in time: record how far it got, measure nothing.
+    const rss = server.rss();
+    await r.close();
+    rows.push({ mode, size: n, objects: Number.NaN, open: opened, notFilled: true, runtimeRssKiB: rss });
+    log(
+      `    did not fill: ${opened.opened} of ${n} sockets after ${opened.seconds} s; runtime RSS ${Math.round(rss / 1024)} MiB`,
+    );
+    return;
+  }
   const objects = edge ? await objectsOf(server, room) : 1;
   const rate = options.deliveries / n / options.senders;
   // Unmeasured warm-up at the same rate (a cold object's first messages are slow everywhere).
@@ -335,7 +349,7 @@ async function runOrderer(server, mode) {
   const room = `sweep-orderer-${mode}-${randomBytes(3).toString("hex")}`;
   const r = roomOf(server, room, options.senders + k);
   log(`  ${mode} orderer phase: ${options.senders} senders + ${k} listeners…`);
-  await r.open(options.concurrency);
+  await r.open(options.concurrency, options.fillSeconds * 1000);
   const objects = await objectsOf(server, room);
   const m = { rate: options.ordererRate / options.senders, seconds: options.seconds, drainMs: options.drainMs };
   const usage = usageOf(server);

@@ -26,6 +26,13 @@ export function sweepMarkdown(result) {
   const sizes = [...new Set(result.rows.map((/** @type {any} */ r) => r.size))].sort((a, b) => a - b);
   for (const n of sizes) {
     for (const r of result.rows.filter((/** @type {any} */ r) => r.size === n)) {
+      if (r.notFilled) {
+        out.push(
+          `| ${n} | ${r.mode} | 1 | did not fill: ${r.open.opened} of ${n} sockets after ${r.open.seconds} s ` +
+            `(runtime RSS ${Math.round(r.runtimeRssKiB / 1024)} MiB) | | | | | | | | |`,
+        );
+        continue;
+      }
       out.push(
         `| ${n} | ${r.mode} | ${f(r.objects)} | ${f(r.roomRate)} | ${f(r.deliveredPerSec)} | ${f(r.p50)} | ${f(r.p99)} | ` +
           `${f(r.lost)} | ${f(r.outOfOrder)} | ${f(r.serverCpuPct)} | ${f(r.cpuUsPerDelivery)} | ${f(r.clientCpuPct)} |`,

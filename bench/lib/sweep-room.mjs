@@ -152,11 +152,14 @@ export class SweepRoom {
     }
   }
 
-  /** Opens `indices` with at most `concurrency` handshakes in flight. @param {number[]} indices @param {number} concurrency */
-  async #openAll(indices, concurrency) {
+  /**
+   * Opens `indices` with at most `concurrency` handshakes in flight, none started after `deadline`.
+   * @param {number[]} indices @param {number} concurrency @param {number} deadline
+   */
+  async #openAll(indices, concurrency, deadline) {
     let next = 0;
     const worker = async () => {
-      while (next < indices.length) {
+      while (next < indices.length && performance.now() < deadline) {
         const i = /** @type {number} */ (indices[next++]);
         await this.#connect(i);
       }
@@ -165,27 +168,31 @@ export class SweepRoom {
   }
 
   /**
-   * Opens every socket, then reconnects moved ones until nothing closed for `quietMs` (at most `maxMs`).
-   * @returns {Promise<{ seconds: number, moved: number, failed: number }>}
+   * Opens every socket, then reconnects moved ones until nothing closed for `quietMs`; gives up
+   * after `fillMs` in all (then `filled` is false and `opened` says how far it got).
+   * @returns {Promise<{ seconds: number, moved: number, failed: number, filled: boolean, opened: number }>}
    */
-  async open(concurrency = 50, quietMs = 2_000, maxMs = 120_000) {
+  async open(concurrency = 50, fillMs = 300_000, quietMs = 2_000) {
     const t0 = performance.now();
+    const deadline = t0 + fillMs;
     await this.#openAll(
       Array.from({ length: this.o.n }, (_, i) => i),
       concurrency,
+      deadline,
     );
-    const deadline = performance.now() + maxMs;
     while (performance.now() < deadline) {
       this.#reapClosing();
       if (this.toReconnect.length > 0) {
         const batch = this.toReconnect.splice(0);
-        await this.#openAll(batch, concurrency);
+        await this.#openAll(batch, concurrency, deadline);
         continue;
       }
       if (performance.now() - Math.max(this.lastCloseAt, t0) >= quietMs) break;
       await sleep(50);
     }
-    return { seconds: round((performance.now() - t0) / 1000, 1), moved: this.moved, failed: this.failed };
+    const opened = this.openCount;
+    const seconds = round((performance.now() - t0) / 1000, 1);
+    return { seconds, moved: this.moved, failed: this.failed, filled: opened === this.o.n, opened };
   }
 
   /** How many sockets are open now. */
