@@ -28,7 +28,7 @@ export function sweepMarkdown(result) {
     for (const r of result.rows.filter((/** @type {any} */ r) => r.size === n)) {
       if (r.notFilled) {
         out.push(
-          `| ${n} | ${r.mode} | 1 | did not fill: ${r.open.opened} of ${n} sockets after ${r.open.seconds} s ` +
+          `| ${n} | ${r.mode} | – | did not fill: ${r.open.opened} of ${n} sockets after ${r.open.seconds} s ` +
             `(runtime RSS ${Math.round(r.runtimeRssKiB / 1024)} MiB) | | | | | | | | |`,
         );
         continue;
