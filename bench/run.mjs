@@ -29,6 +29,11 @@ import {
   startServer,
 } from "./lib/wrangler.mjs";
 
+// `--sweep`: the room-size sweep (bench/sweep.mjs), with its own flags; the default bench is unchanged.
+if (process.argv.slice(2).includes("--sweep")) {
+  await import("./sweep.mjs");
+}
+
 const HELP = `usage: npm run bench -- [flags]
 
   --quick                 one run, small sizes, short steps (a smoke test, under ~40 s)
@@ -65,6 +70,7 @@ const HELP = `usage: npm run bench -- [flags]
   --out DIR               where results go (default bench/results)
   --verbose               echo wrangler's output
   --edge-config PATH      a wrangler.toml for edge-rooms other than the repo's (e.g. to compare a variant)
+  --sweep                 instead of the bench: the room-size sweep (npm run bench -- --sweep --help)
   --baseline REF          also run edge-rooms as of git REF (e.g. HEAD~1), as server "baseline", side by side
                           with the working tree in every run: the edge-rooms / baseline column is the change
 `;

@@ -80,6 +80,7 @@ const EnvSchema = v.object({
   SHARD_GROW_AT: integer(800, 1, 32_768),
   SHARD_MOVES_PER_SECOND: integer(100, 1, 10_000),
   SHARD_SHRINK_AFTER_MS: integer(60_000, 0, 3_600_000),
+  USAGE_STATS: boolean(false),
   LOG_LEVEL: v.optional(
     v.pipe(v.string(), v.trim(), v.toLowerCase(), v.picklist(["debug", "info"], "must be debug or info")),
     "info",
@@ -148,6 +149,8 @@ export interface Config {
   shardShrinkAfterMs: number;
   /** `debug` adds a line per connection open and close; `info` (the default) leaves them out. */
   logLevel: "debug" | "info";
+  /** Bench only: count requests, RPC calls and SQLite rows (src/worker/usage.ts). */
+  usageStats: boolean;
   /** Where room events are posted (README "Webhooks"); `undefined`: webhooks are off. */
   webhooks: WebhookSettings | undefined;
 }
@@ -296,6 +299,7 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       shardMovesPerSecond: e.SHARD_MOVES_PER_SECOND,
       shardShrinkAfterMs: e.SHARD_SHRINK_AFTER_MS,
       logLevel: e.LOG_LEVEL as "debug" | "info",
+      usageStats: e.USAGE_STATS === "true",
       webhooks,
     },
   };

@@ -7,17 +7,25 @@ import { checkKey } from "../common/auth";
 import { type Config, loadConfig } from "../common/config";
 import { HttpError } from "../common/errors";
 import { describeError, log } from "../common/log";
+import { Room } from "../room/room";
 import { api } from "./api";
 import { devTokens } from "./dev-tokens";
 import { admit } from "./gate";
 import { connectToRoom } from "./routing";
+import { countRequests, instrumentRoom, usageResponse } from "./usage";
 import { deliverWebhooks } from "./webhooks";
 
-export { Room } from "../room/room";
+export { Room };
+
+// Bench only (USAGE_STATS): counts calls into the room objects; nothing is wrapped while it is off.
+instrumentRoom(Room);
 
 type AppEnv = { Bindings: Env; Variables: { config: Config } };
 
 export const app = new Hono<AppEnv>();
+
+app.use("*", countRequests);
+app.get("/__usage", usageResponse);
 
 function configOrThrow(env: Env) {
   const result = loadConfig(env);
