@@ -12,6 +12,7 @@ import { SOAK_FAULTS } from "../support/shard-soak-faults";
 
 const options = soakOptionsFromEnv(
   {
+    server: "wrangler",
     shards: 8,
     perShard: 25,
     senders: 8,
@@ -26,30 +27,34 @@ const options = soakOptionsFromEnv(
 );
 
 describe("shard soak", () => {
-  it(`${options.shards} objects × ${options.perShard} sockets under faults: nothing lost, repeated or out of order`, async () => {
-    const report = await runShardSoak(options);
-    console.log(formatReport(report, options));
-    expect(report.objects).toBe(options.shards);
-    expect(report.faults.map((f) => f.fault)).toEqual(options.faults);
-    expect(report.messages).toBeGreaterThan(0);
-    expect(report.acked).toBe(report.messages);
-    expect({
-      lost: report.lost,
-      duplicated: report.duplicated,
-      outOfOrder: report.outOfOrder,
-      beyond: report.beyond,
-      storedTwice: report.storedTwice,
-      ackedNotStored: report.ackedNotStored,
-      storeAnomalies: report.storeAnomalies,
-    }).toEqual({
-      lost: 0,
-      duplicated: 0,
-      outOfOrder: 0,
-      beyond: 0,
-      storedTwice: 0,
-      ackedNotStored: 0,
-      storeAnomalies: 0,
-    });
-    expect(report.deliveries).toBe(report.clients * report.messages);
-  });
+  it(
+    `${options.shards} objects × ${options.perShard} sockets under faults: nothing lost, repeated or out of order`,
+    async () => {
+      const report = await runShardSoak(options);
+      console.log(formatReport(report, options));
+      expect(report.objects).toBe(options.shards);
+      expect(report.faults.map((f) => f.fault)).toEqual(options.faults);
+      expect(report.messages).toBeGreaterThan(0);
+      expect(report.acked).toBe(report.messages);
+      expect({
+        lost: report.lost,
+        duplicated: report.duplicated,
+        outOfOrder: report.outOfOrder,
+        beyond: report.beyond,
+        storedTwice: report.storedTwice,
+        ackedNotStored: report.ackedNotStored,
+        storeAnomalies: report.storeAnomalies,
+      }).toEqual({
+        lost: 0,
+        duplicated: 0,
+        outOfOrder: 0,
+        beyond: 0,
+        storedTwice: 0,
+        ackedNotStored: 0,
+        storeAnomalies: 0,
+      });
+      expect(report.deliveries).toBe(report.clients * report.messages);
+    },
+    options.timeoutMs + 60_000,
+  );
 });

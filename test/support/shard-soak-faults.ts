@@ -5,9 +5,27 @@
  * Growth under traffic and a stale Worker map need no injection: connecting the room makes them.
  */
 import { readdirSync, readFileSync } from "node:fs";
+import { SignJWT } from "jose";
 import { shardOf } from "../../src/room/shard-map";
-import { mintToken } from "./attack-kit";
-import type { WranglerServer } from "./wrangler-server";
+
+/** What the soak needs of a server: `wrangler dev` (WranglerServer) or bare workerd (BareWorkerdServer). */
+export interface SoakServer {
+  readonly baseUrl: string;
+  readonly secret: string;
+  readonly pid: number | undefined;
+  count(text: string): number;
+  crashAndRestart(): Promise<void>;
+  kill(): void;
+  dispose(): Promise<void>;
+}
+
+export function adminToken(server: SoakServer): Promise<string> {
+  return new SignJWT({ role: "admin", name: "soak-admin" })
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject("soak-admin")
+    .setExpirationTime(Math.floor(Date.now() / 1000) + 3600)
+    .sign(new TextEncoder().encode(server.secret));
+}
 
 export const SOAK_FAULTS = [
   /** The orderer's next 5 deliveries with frames are lost (it retries; shards fill gaps). */
@@ -35,8 +53,8 @@ export function parseFaults(list: string): SoakFault[] {
   return faults as SoakFault[];
 }
 
-async function postFault(server: WranglerServer, room: string, body: object): Promise<void> {
-  const admin = await mintToken(server, "soak-admin", "admin");
+async function postFault(server: SoakServer, room: string, body: object): Promise<void> {
+  const admin = await adminToken(server);
   const response = await fetch(`${server.baseUrl}/api/test/rooms/${room}/faults`, {
     method: "POST",
     headers: { Authorization: `Bearer ${admin}`, "Content-Type": "application/json" },
@@ -48,12 +66,11 @@ async function postFault(server: WranglerServer, room: string, body: object): Pr
 
 /** Injects `fault` into `room` (of `n` objects, whose senders are `senders`). */
 export async function injectFault(
-  server: WranglerServer,
+  server: SoakServer,
   room: string,
   fault: SoakFault,
-  room_: { n: number; senders: string[] },
+  { n, senders }: { n: number; senders: string[] },
 ): Promise<void> {
-  const { n, senders } = room_;
   switch (fault) {
     case "lose_deliveries":
       return postFault(server, room, { fault, count: 5 });

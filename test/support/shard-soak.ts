@@ -8,13 +8,16 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { loadavg } from "node:os";
 import { join } from "node:path";
-import { mintToken, sleep } from "./attack-kit";
-import { injectFault, parseFaults, type SoakFault, workerdFds } from "./shard-soak-faults";
+import { sleep } from "./attack-kit";
+import { BareWorkerdServer } from "./bare-workerd-server";
+import { adminToken, injectFault, parseFaults, type SoakFault, type SoakServer, workerdFds } from "./shard-soak-faults";
 import { REPO_ROOT, WranglerServer } from "./wrangler-server";
 
 export type { SoakFault } from "./shard-soak-faults";
 
 export interface SoakOptions {
+  /** `wrangler`: `wrangler dev` (its dev proxy holds ~6 descriptors per socket); `workerd`: bare workerd. */
+  server: "wrangler" | "workerd";
   shards: number;
   perShard: number;
   senders: number;
@@ -119,8 +122,8 @@ function ask(
 }
 
 /** The room's info over the HTTP API, retried while the server restarts. */
-async function roomInfo(server: WranglerServer, room: string): Promise<{ seq: number; shards?: number }> {
-  const admin = await mintToken(server, "soak-admin", "admin");
+async function roomInfo(server: SoakServer, room: string): Promise<{ seq: number; shards?: number }> {
+  const admin = await adminToken(server);
   for (let attempt = 0; ; attempt++) {
     try {
       const response = await fetch(`${server.baseUrl}/api/rooms/${room}`, {
@@ -137,8 +140,8 @@ async function roomInfo(server: WranglerServer, room: string): Promise<{ seq: nu
 }
 
 /** Every stored message of the room, oldest first, through the HTTP API. */
-async function storedMessages(server: WranglerServer, room: string): Promise<Array<{ seq: number; id?: string }>> {
-  const admin = await mintToken(server, "soak-admin", "admin");
+async function storedMessages(server: SoakServer, room: string): Promise<Array<{ seq: number; id?: string }>> {
+  const admin = await adminToken(server);
   const out: Array<{ seq: number; id?: string }> = [];
   for (let since = 0; ; ) {
     const response = await fetch(`${server.baseUrl}/api/rooms/${room}/messages?since=${since}&limit=500`, {
@@ -181,30 +184,39 @@ async function waitCaughtUp(links: ChildLink[], seq: number, timeoutMs: number, 
 export async function runShardSoak(o: SoakOptions): Promise<SoakReport> {
   const started = Date.now();
   const total = o.shards * o.perShard;
-  const server = await WranglerServer.start({
-    watch: WATCHED,
-    vars: {
-      LOG_LEVEL: "info",
-      TEST_FAULTS: "true",
-      SHARD_MAX: String(o.shards),
-      SHARD_GROW_AT: String(o.perShard),
-      // Room for the hash's spread and for sockets still moving out.
-      MAX_CONNECTIONS_PER_ROOM: String(Math.min(32_768, o.perShard * 2)),
-      SHARD_MOVES_PER_SECOND: "1000",
-      // The soak holds its size: a reconnect storm after a restart must not shrink the room.
-      SHARD_SHRINK_AFTER_MS: "3600000",
-      HISTORY_LIMIT: "10000",
-      PRESENCE_GRACE_MS: "0",
-      // Every client reconnects after each reset and move: more than a person would in a minute.
-      CONNECTS_PER_USER_PER_MINUTE: "600",
-    },
-  });
+  const vars = {
+    LOG_LEVEL: "info",
+    TEST_FAULTS: "true",
+    SHARD_MAX: String(o.shards),
+    SHARD_GROW_AT: String(o.perShard),
+    // Room for the hash's spread and for sockets still moving out.
+    MAX_CONNECTIONS_PER_ROOM: String(Math.min(32_768, o.perShard * 2)),
+    SHARD_MOVES_PER_SECOND: "1000",
+    // The soak holds its size: a reconnect storm after a restart must not shrink the room.
+    SHARD_SHRINK_AFTER_MS: "3600000",
+    HISTORY_LIMIT: "10000",
+    PRESENCE_GRACE_MS: "0",
+    // Every client reconnects after each reset and move: more than a person would in a minute.
+    CONNECTS_PER_USER_PER_MINUTE: "600",
+  };
+  const server: SoakServer =
+    o.server === "workerd"
+      ? await BareWorkerdServer.start({ vars, watch: WATCHED })
+      : await WranglerServer.start({ vars, watch: WATCHED });
   const links: ChildLink[] = [];
   let maxLoad1 = loadavg()[0] ?? 0;
   let workerdMaxFds = 0;
+  let ticks = 0;
   const sampler = setInterval(() => {
     maxLoad1 = Math.max(maxLoad1, loadavg()[0] ?? 0);
-    if (server.pid !== undefined) workerdMaxFds = Math.max(workerdMaxFds, workerdFds(server.pid));
+    const fds = server.pid === undefined ? 0 : workerdFds(server.pid);
+    workerdMaxFds = Math.max(workerdMaxFds, fds);
+    if (++ticks % 15 === 0) {
+      const connected = links.reduce((n, l) => n + Number((l.last.connected as { open?: number })?.open ?? 0), 0);
+      o.log(
+        `soak: ${Math.round((Date.now() - started) / 1000)} s: ${connected} connected once, workerd fds ${fds}, load ${loadavg()[0]?.toFixed(2)}`,
+      );
+    }
   }, 1000);
   const hardStop = setTimeout(() => {
     o.log(`soak: hard timeout after ${o.timeoutMs} ms: stopping`);
@@ -273,11 +285,14 @@ export async function runShardSoak(o: SoakOptions): Promise<SoakReport> {
       ),
     );
     const sum = (key: string) => results.reduce((n, r) => n + Number(r[key] ?? 0), 0);
-    const closes: Record<string, number> = {};
-    for (const r of results) {
-      for (const [code, n] of Object.entries(r.closes as Record<string, number>))
-        closes[code] = (closes[code] ?? 0) + n;
-    }
+    const merged = (key: string) => {
+      const out: Record<string, number> = {};
+      for (const r of results) {
+        for (const [k, n] of Object.entries(r[key] as Record<string, number>)) out[k] = (out[k] ?? 0) + n;
+      }
+      return out;
+    };
+    const closes = merged("closes");
     const acked = results.flatMap((r) => r.ids as string[]);
     const stored = await storedMessages(server, room);
     const byId = new Map<string, number>();
@@ -329,7 +344,7 @@ function forkWaitAgain(l: ChildLink, resolve: () => void): void {
 /** The report as lines of text, as the soak prints it. */
 export function formatReport(r: SoakReport, o: SoakOptions): string {
   const lines = [
-    `shard soak: ${o.shards} objects × ${o.perShard} sockets, ${o.senders} senders every ${o.sendIntervalMs} ms, ${o.children} client processes`,
+    `shard soak (${o.server}): ${o.shards} objects × ${o.perShard} sockets, ${o.senders} senders every ${o.sendIntervalMs} ms, ${o.children} client processes`,
     `  clients ${r.clients}, objects ${r.objects}, messages stored ${r.messages} (acked ${r.acked}), deliveries ${r.deliveries}`,
     `  lost ${r.lost}, duplicated ${r.duplicated}, out of order ${r.outOfOrder}, beyond the last seq ${r.beyond}`,
     `  stored: acked ids stored twice ${r.storedTwice}, acked but not stored ${r.ackedNotStored}, other anomalies ${r.storeAnomalies}`,
@@ -356,6 +371,7 @@ export function soakOptionsFromEnv(defaults: Omit<SoakOptions, "log">, log: (lin
   };
   const faults = process.env.SOAK_FAULTS;
   return {
+    server: serverKind(process.env.SOAK_SERVER ?? defaults.server),
     shards: num("SOAK_SHARDS", defaults.shards),
     perShard: num("SOAK_PER_SHARD", defaults.perShard),
     senders: num("SOAK_SENDERS", defaults.senders),
@@ -367,4 +383,9 @@ export function soakOptionsFromEnv(defaults: Omit<SoakOptions, "log">, log: (lin
     faultTimeoutMs: num("SOAK_FAULT_TIMEOUT_MS", defaults.faultTimeoutMs),
     log,
   };
+}
+
+function serverKind(raw: string): SoakOptions["server"] {
+  if (raw !== "wrangler" && raw !== "workerd") throw new Error("SOAK_SERVER must be wrangler or workerd");
+  return raw;
 }
