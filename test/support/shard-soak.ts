@@ -92,6 +92,8 @@ interface ChildLink {
 function forkChild(): ChildLink {
   const child = fork(join(REPO_ROOT, "test", "e2e", "soak", "clients.mjs"), [], {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
+    // Plain node: not the test runner's loader flags.
+    execArgv: [],
   });
   const link: ChildLink = { child, last: {}, waiters: [] };
   child.on("message", (m: Record<string, unknown>) => {

@@ -207,6 +207,8 @@ function resendRound() {
   }
 }
 setInterval(resendRound, 1000).unref();
+// The parent went (finished, or killed at its hard timeout): so does this process, and its sockets.
+process.on("disconnect", () => process.exit(0));
 
 /** @param {number} seq */
 function progress(seq) {
