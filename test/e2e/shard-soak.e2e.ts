@@ -18,6 +18,7 @@ const options = soakOptionsFromEnv(
     senders: 8,
     sendIntervalMs: 100,
     maxPerSender: 1000,
+    plainOrderPercent: 100,
     children: 2,
     faults: [...SOAK_FAULTS],
     timeoutMs: 240_000,

@@ -8,6 +8,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { loadavg } from "node:os";
 import { join } from "node:path";
+import { shardOf } from "../../src/room/shard-map";
 import { sleep } from "./attack-kit";
 import { BareWorkerdServer } from "./bare-workerd-server";
 import { adminToken, injectFault, parseFaults, type SoakFault, type SoakServer, workerdFds } from "./shard-soak-faults";
@@ -25,6 +26,13 @@ export interface SoakOptions {
   sendIntervalMs: number;
   /** At most this many messages per sender (the room keeps HISTORY_LIMIT ≤ 10,000). */
   maxPerSender: number;
+  /**
+   * Percent of the users that connect in plain order (u0, u1, …), most of whom are moved (4307) as
+   * the room grows; the others connect in the order of the object they end in, after it exists, and
+   * never move. 100: everyone in plain order. (Local workerd keeps a descriptor per socket it closed
+   * in CLOSE-WAIT, so the full size cannot afford ~12,000 moves within 20,000 descriptors.)
+   */
+  plainOrderPercent: number;
   children: number;
   faults: SoakFault[];
   /** The whole run, connects and checks included. */
@@ -227,8 +235,15 @@ export async function runShardSoak(o: SoakOptions): Promise<SoakReport> {
   }, o.timeoutMs);
   try {
     const room = `soak-${Date.now()}`;
-    const users = Array.from({ length: total }, (_, i) => `u${i}`);
-    const senders = users.slice(0, o.senders);
+    const users = connectOrder(total, o.shards, o.plainOrderPercent);
+    // Senders on every object (a lost submit answer needs one on a shard); they connect first.
+    const senders: string[] = [];
+    for (let i = 0; senders.length < Math.min(o.senders, total); i++) {
+      const want = i % o.shards;
+      const found = users.find((u) => shardOf(u, o.shards) === want && !senders.includes(u));
+      if (found !== undefined) senders.push(found);
+      if (i > o.senders * o.shards * 2) break;
+    }
     for (let c = 0; c < o.children; c++) links.push(forkChild());
     links.forEach((l, c) => {
       const mine = users.filter((_, i) => i % o.children === c);
@@ -339,6 +354,28 @@ export async function runShardSoak(o: SoakOptions): Promise<SoakReport> {
   }
 }
 
+/**
+ * u0…u(total−1) in the order they connect: `percent` % of them (every k-th) in plain order, spread
+ * evenly; the rest by the object they belong to at `n` objects (jump hashing moves a user only to a
+ * new object, so one that connects after its final object exists never moves).
+ */
+export function connectOrder(total: number, n: number, percent: number): string[] {
+  const users = Array.from({ length: total }, (_, i) => `u${i}`);
+  if (percent >= 100) return users;
+  const every = Math.max(1, Math.round(100 / Math.max(1, percent)));
+  const plain = users.filter((_, i) => i % every === 0);
+  const byObject = users.filter((_, i) => i % every !== 0).sort((a, b) => shardOf(a, n) - shardOf(b, n));
+  const out: string[] = [];
+  const step = byObject.length / Math.max(1, plain.length);
+  let next = 0;
+  for (const [j, user] of plain.entries()) {
+    while (next < byObject.length && next < Math.round(j * step)) out.push(byObject[next++] as string);
+    out.push(user);
+  }
+  while (next < byObject.length) out.push(byObject[next++] as string);
+  return out;
+}
+
 function forkWaitAgain(l: ChildLink, resolve: () => void): void {
   l.waiters.push({ type: "connected", resolve: (m) => (m.done ? resolve() : forkWaitAgain(l, resolve)) });
 }
@@ -346,7 +383,7 @@ function forkWaitAgain(l: ChildLink, resolve: () => void): void {
 /** The report as lines of text, as the soak prints it. */
 export function formatReport(r: SoakReport, o: SoakOptions): string {
   const lines = [
-    `shard soak (${o.server}): ${o.shards} objects × ${o.perShard} sockets, ${o.senders} senders every ${o.sendIntervalMs} ms, ${o.children} client processes`,
+    `shard soak (${o.server}): ${o.shards} objects × ${o.perShard} sockets, ${o.senders} senders every ${o.sendIntervalMs} ms, ${o.children} client processes, ${o.plainOrderPercent}% connecting in plain order`,
     `  clients ${r.clients}, objects ${r.objects}, messages stored ${r.messages} (acked ${r.acked}), deliveries ${r.deliveries}`,
     `  lost ${r.lost}, duplicated ${r.duplicated}, out of order ${r.outOfOrder}, beyond the last seq ${r.beyond}`,
     `  stored: acked ids stored twice ${r.storedTwice}, acked but not stored ${r.ackedNotStored}, other anomalies ${r.storeAnomalies}`,
@@ -379,6 +416,7 @@ export function soakOptionsFromEnv(defaults: Omit<SoakOptions, "log">, log: (lin
     senders: num("SOAK_SENDERS", defaults.senders),
     sendIntervalMs: num("SOAK_SEND_INTERVAL_MS", defaults.sendIntervalMs),
     maxPerSender: num("SOAK_MAX_PER_SENDER", defaults.maxPerSender),
+    plainOrderPercent: num("SOAK_PLAIN_ORDER_PERCENT", defaults.plainOrderPercent),
     children: num("SOAK_CHILDREN", defaults.children),
     faults: faults === undefined ? defaults.faults : parseFaults(faults),
     timeoutMs: num("SOAK_TIMEOUT_MS", defaults.timeoutMs),
