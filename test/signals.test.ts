@@ -118,6 +118,23 @@ describe("signal rate limit", () => {
     for (const c of [alice, bob]) c.client.close();
   });
 
+  it("answers a flood of invalid signal and presence frames within the signal bucket, not once per frame", async () => {
+    const { client } = await join(uniqueRoom());
+    const started = performance.now();
+    for (let i = 0; i < 150; i++) {
+      client.send({ type: "signal" }); // no data
+      client.send({ type: "presence", state: undefined, extra: i }); // no state
+    }
+    client.send('{ "type": "ping" }');
+    await client.next("pong", 10_000);
+    const invalid = client.all("error").filter((e) => e.code === "invalid_message");
+    expect(invalid.length).toBeGreaterThanOrEqual(60);
+    expect(invalid.length).toBeLessThanOrEqual(allowed(started));
+    expect(client.all("error").filter((e) => e.code === "rate_limited").length).toBeGreaterThanOrEqual(1);
+    expect(client.closed).toBeUndefined();
+    client.close();
+  });
+
   it("shares the signal bucket over a user's connections", async () => {
     const room = uniqueRoom();
     const a1 = await join(room, { sub: "alice" });

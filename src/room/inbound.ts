@@ -30,11 +30,42 @@ export interface InboundParts {
   userLimits: RateLimits;
 }
 
+/** How many of the largest frames a connection may have waiting behind a token refresh. */
+export const HELD_MESSAGE_FACTOR = 4;
+
 export class Inbound {
   readonly #p: InboundParts;
 
   constructor(parts: InboundParts) {
     this.#p = parts;
+  }
+
+  /**
+   * Takes one frame in its turn. Answers go in the order of the frames: after an `auth` frame, the
+   * next wait for its answer (a frame that came before the peer closed is still taken, as it would
+   * have been at once). What waits is bounded, since verifying can take seconds (a cold JWKS fetch):
+   * at most a rate burst of frames and {@link HELD_MESSAGE_FACTOR} × MAX_MESSAGE_BYTES, else 4429.
+   */
+  async take(conn: Connection, message: string | ArrayBuffer, config: Config): Promise<void> {
+    if (conn.refreshing !== undefined) {
+      const size = typeof message === "string" ? utf8Length(message, config.maxMessageBytes) : message.byteLength;
+      if (conn.held === undefined) conn.held = { frames: 0, bytes: 0 };
+      const held = conn.held;
+      if (held.frames + 1 > config.rateLimitBurst || held.bytes + size > HELD_MESSAGE_FACTOR * config.maxMessageBytes) {
+        this.#p.connections.close(conn, CLOSE_CODES.rateLimited, "too many frames during a token refresh");
+        return;
+      }
+      held.frames += 1;
+      held.bytes += size;
+      try {
+        while (conn.refreshing !== undefined) await conn.refreshing;
+      } finally {
+        held.frames -= 1;
+        held.bytes -= size;
+      }
+      if (conn.isGone) return;
+    }
+    await this.onFrame(conn, message, config);
   }
 
   /** Takes one frame from `conn`: checks its size, expiry and rate, decodes it, and acts on it. */
@@ -65,8 +96,11 @@ export class Inbound {
     const raw = typeof message === "string" ? parseFrameJson(message) : undefined;
     if (typeof message === "string" && size <= this.#p.ephemeral.maxBytes && isEphemeralType(raw)) {
       const decoded = decodeFrame(raw, config.maxTextLength, this.#p.frameSchema);
-      if ("error" in decoded) this.#sendError(conn, decoded.error.code, decoded.error.message, decoded.error.id);
-      else this.#p.ephemeral.onFrame(conn, decoded.frame as EphemeralFrame, message, now);
+      if (!("error" in decoded)) this.#p.ephemeral.onFrame(conn, decoded.frame as EphemeralFrame, message, now);
+      // A refused one is answered within the signal bucket: a flood of them gets no error per frame.
+      else if (this.#p.ephemeral.signals.take(conn, now)) {
+        this.#sendError(conn, decoded.error.code, decoded.error.message, decoded.error.id);
+      }
       return;
     }
 

@@ -214,10 +214,7 @@ export class Room extends DurableObject<Env> {
     const conn = this.#connections.all().get(ws);
     if (!conn || conn.isGone) return;
     try {
-      // Answers go in the order of the frames: after an `auth` frame, the next wait for its answer.
-      // A frame that came before the peer closed is still taken, as it would have been at once.
-      while (conn.refreshing !== undefined) await conn.refreshing;
-      await this.#inbound.onFrame(conn, message, config);
+      await this.#inbound.take(conn, message, config);
     } catch (error) {
       log("error", "frame_failed", { ...logFieldsOf(conn), ...describeError(error) });
       this.#connections.close(conn, CLOSE_CODES.internalError, "internal error");

@@ -36,6 +36,19 @@ export class Signals {
   }
 
   /**
+   * Takes a token from the user's signal bucket; false when it is empty. Lossy by nature: the first
+   * drop of a run says so, the rest of the run is silent, so a client sending too fast is told
+   * without getting an error frame back per signal.
+   */
+  take(conn: Connection, now: number): boolean {
+    if (take(conn.owner.signals, now, this.#limits) === "ok") return true;
+    if (conn.owner.signals.strikes === 1) {
+      this.#reply(conn, "rate_limited", "too many signals; some were dropped (SIGNAL_RATE_PER_SECOND)");
+    }
+    return false;
+  }
+
+  /**
    * A `signal` frame. Relayed now, not queued behind the sender's messages waiting for their commit
    * (`reply`): nothing is stored, so there is nothing to wait for, and a cursor that waited for a
    * storage write would lag. Signals are therefore not ordered with messages.
@@ -46,15 +59,7 @@ export class Signals {
       this.#reply(conn, "forbidden", "this connection is read-only");
       return;
     }
-    const taken = take(conn.owner.signals, now, this.#limits);
-    if (taken !== "ok") {
-      // Lossy by nature: the first drop of a run says so, the rest of the run is silent, so a
-      // client sending too fast is told without getting an error frame back per signal.
-      if (conn.owner.signals.strikes === 1) {
-        this.#reply(conn, "rate_limited", "too many signals; some were dropped (SIGNAL_RATE_PER_SECOND)");
-      }
-      return;
-    }
+    if (!this.take(conn, now)) return;
     const connections = this.#connections();
     const out: SignalFrame = { type: "signal", from: user, data: frame.data };
     if (frame.to === undefined) {
