@@ -25,6 +25,8 @@ let setup;
 /** @type {Client[]} */
 const clients = [];
 let sending = false;
+/** Set once the verdict is taken: closes are then the end, not something to resume from. */
+let stopping = false;
 let sendMax = 0;
 /** @type {ReturnType<typeof setInterval> | undefined} */
 let sendTimer;
@@ -91,7 +93,7 @@ class Client {
         if (f.recovered === false) this.notRecovered += 1;
         this.isOpen = true;
         // A new socket: what was not acked on the last one is sent again, with the same ids.
-        for (const [id, entry] of this.unacked) this.resend(id, entry);
+        for (const entry of this.unacked.values()) this.resend(entry);
         return;
       case "error":
         if (f.code === "store_failed" || f.code === "rate_limited") {
@@ -106,12 +108,11 @@ class Client {
     }
   }
 
-  /** @param {string} id @param {{frame: string, at: number}} entry */
-  resend(id, entry) {
+  /** @param {{frame: string, at: number}} entry */
+  resend(entry) {
     if (!this.isOpen || this.ws === undefined) return;
     entry.at = Date.now();
     this.ws.send(entry.frame);
-    void id;
   }
 
   sendNext() {
@@ -172,8 +173,6 @@ class Client {
   }
 }
 
-let stopping = false;
-
 /** @param {Client[]} list */
 async function connectAll(list) {
   let i = 0;
@@ -203,7 +202,7 @@ function resendRound() {
   const now = Date.now();
   for (const c of clients) {
     if (!c.isSender) continue;
-    for (const [id, entry] of c.unacked) if (now - entry.at > RESEND_AFTER_MS) c.resend(id, entry);
+    for (const entry of c.unacked.values()) if (now - entry.at > RESEND_AFTER_MS) c.resend(entry);
   }
 }
 setInterval(resendRound, 1000).unref();
