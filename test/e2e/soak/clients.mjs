@@ -144,8 +144,11 @@ class Client {
           this.ws = ws;
           ws.on("message", (data, isBinary) => {
             if (isBinary) return;
-            const parsed = JSON.parse(data.toString());
+            const text = data.toString();
+            const parsed = JSON.parse(text);
             if (Array.isArray(parsed)) for (const f of parsed) this.onFrame(f);
+            // Required of every client (README): the echo proves it reads. Never in a batch frame.
+            else if (parsed.type === "heartbeat") ws.send(text);
             else this.onFrame(parsed);
           });
           ws.on("close", (code) => this.onClose(ws, code));
