@@ -36,7 +36,7 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     setupFiles: ["test/setup.ts"],
-    exclude: ["test/e2e/**", "test/shard/**"],
+    exclude: ["test/e2e/**", "test/shard/**", "test/shard-no-history/**"],
     testTimeout: 20_000,
     silent: "passed-only",
   },

@@ -48,7 +48,7 @@ export class RoomView {
       this.lastSeq = welcome.seq;
     } else {
       this.lastSeq = since;
-      if (welcome.recovered === false) gap = { since, seq: welcome.seq, reason: "trimmed" };
+      if (welcome.recovered === false) gap = { since, seq: welcome.seq, reason: "trimmed", missed: welcome.missed };
     }
     const isReplaying = since !== undefined && welcome.seq > (this.lastSeq ?? 0);
     return { gap, replayUntil: isReplaying ? welcome.seq : undefined };

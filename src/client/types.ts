@@ -56,6 +56,8 @@ export interface Gap {
   /** The room's latest seq at the reconnect. */
   seq: number;
   reason: "trimmed" | "reset";
+  /** The seqs the resume did not get (`welcome.missed`), when the server says: page back with `history`, or they are gone. */
+  missed?: { from: number; to: number } | undefined;
 }
 
 /** A message frame whose `data` is typed (and, with `dataSchema`, checked). */

@@ -240,6 +240,11 @@ export const WelcomeFrameSchema = v.object({
   presence: v.array(PresenceEntrySchema),
   heartbeatInterval: v.number(),
   recovered: v.optional(v.boolean()),
+  /**
+   * With `recovered: false`: the seqs after `since` that the replay does not carry (gone from
+   * history, or past the replay budget); the replay, if any, is `to + 1` … `seq`.
+   */
+  missed: v.optional(v.object({ from: v.number(), to: v.number() })),
   /** The connection asked for batch frames (`?batch=1`): it may get JSON arrays of frames. */
   batch: v.optional(v.literal(true)),
 });

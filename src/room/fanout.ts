@@ -54,9 +54,9 @@ export class Fanout {
     this.#source = source;
   }
 
-  /** A link to shard `k`, whose delivery starts after `seq`; not sent to before `ready`. */
-  add(k: number, seq: number, isReady = true): void {
-    if (this.#links.has(k)) return;
+  /** A link to shard `k`, whose delivery starts after `seq`; not sent to before `ready`. False: it had one. */
+  add(k: number, seq: number, isReady = true): boolean {
+    if (this.#links.has(k)) return false;
     this.#links.set(k, {
       k,
       from: seq + 1,
@@ -67,6 +67,7 @@ export class Fanout {
       retryMs: RETRY_FIRST_MS,
       isReady,
     });
+    return true;
   }
 
   remove(k: number): void {

@@ -9,7 +9,7 @@ import { batchFrames } from "./batch-frames";
 import { type Connection, logFieldsOf, newConnection, tagForUser } from "./connection";
 import type { Connections } from "./connections";
 import type { Handoff } from "./handoff";
-import type { ReadLog } from "./history";
+import type { ReadLog, Replay } from "./history";
 import type { Messages } from "./messages";
 import type { PresenceFeed } from "./presence-feed";
 import type { PresenceStates } from "./presence-states";
@@ -57,6 +57,7 @@ function greet(conn: Connection, handoff: Handoff, config: Config, parts: RoomPa
     presence: states.decorate(presence.list()),
     heartbeatInterval: config.heartbeatIntervalMs,
     ...(replay ? { recovered: replay.recovered } : {}),
+    ...(replay && handoff.since !== undefined ? missedOf(handoff.since, history.latestSeq, replay) : {}),
     ...(conn.attachment.batch ? { batch: true } : {}),
   };
   // Counted, but not judged: a connection is never behind on what it is greeted with.
@@ -70,4 +71,14 @@ function greet(conn: Connection, handoff: Handoff, config: Config, parts: RoomPa
     recovered: replay?.recovered,
     replayed: replay?.frames.length,
   });
+}
+
+/**
+ * The seqs after `since` a replay that did not recover everything leaves out: a replay is the newest
+ * frames, so they are the first ones, up to the one before the replay's first (none for a `since`
+ * ahead of the room, which has nothing to give).
+ */
+function missedOf(since: number, latest: number, replay: Replay): Pick<WelcomeFrame, "missed"> {
+  const to = latest - replay.frames.length;
+  return replay.recovered || to <= since ? {} : { missed: { from: since + 1, to } };
 }

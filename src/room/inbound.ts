@@ -167,7 +167,9 @@ export class Inbound {
   }
 
   async #refreshToken(conn: Connection, token: string, config: Config): Promise<void> {
-    const exp = await refreshToken(conn, token, config, this.#p.connections, (run) => this.#p.messages.reply(run));
+    const exp = await refreshToken(conn, token, config, this.#p.connections, (run) =>
+      this.#p.messages.reply(run, conn),
+    );
     // A sooner expiry moves the alarm; a later one leaves it, and its wake plans again.
     if (exp !== undefined) await this.#p.alarms.ensureBy(exp, config);
   }
@@ -178,10 +180,10 @@ export class Inbound {
   }
 
   #send(conn: Connection, frame: string): void {
-    this.#p.messages.reply(() => this.#p.connections.send(conn, frame));
+    this.#p.messages.reply(() => this.#p.connections.send(conn, frame), conn);
   }
 
   #sendError(conn: Connection, code: Parameters<Connections["sendError"]>[1], message: string, id?: string): void {
-    this.#p.messages.reply(() => this.#p.connections.sendError(conn, code, message, id));
+    this.#p.messages.reply(() => this.#p.connections.sendError(conn, code, message, id), conn);
   }
 }

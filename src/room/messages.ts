@@ -23,6 +23,7 @@ import {
 } from "./history";
 import { contentHash } from "./message-ids";
 import { PROBE_FRACTION } from "./reading";
+import type { ReplyOrder } from "./reply-order";
 import type { Users } from "./users";
 
 /** The content of a room message, from a socket frame or an HTTP body. */
@@ -75,6 +76,11 @@ export class Messages {
    * object: resolves with how many connections got it there. `undefined`: the user would be here.
    */
   relayDirect: ((to: string, text: string) => Promise<number> | undefined) | undefined;
+  /**
+   * On a shard, each connection's answers in the order of its frames (src/room/reply-order.ts): its
+   * room messages are answered by the orderer, so the commit queue cannot order them.
+   */
+  order: ReplyOrder | undefined;
 
   constructor(
     history: History,
@@ -97,13 +103,14 @@ export class Messages {
   onMessage(conn: Connection, frame: ClientMessageFrame, now: number): void {
     const connections = this.#connections;
     if (conn.attachment.role === "readonly") {
-      this.reply(() => connections.sendError(conn, "forbidden", "this connection is read-only", frame.id));
+      this.reply(() => connections.sendError(conn, "forbidden", "this connection is read-only", frame.id), conn);
       return;
     }
     const to = frame.to;
     if (to !== undefined) {
       // After the sender's queued messages: a direct message never overtakes them.
-      this.#queue.after(() => this.#direct(conn, frame, to, now));
+      if (this.order) this.order.after(conn, () => this.#direct(conn, frame, to, now));
+      else this.#queue.after(() => void this.#direct(conn, frame, to, now));
       return;
     }
     if (this.forward) {
@@ -134,16 +141,27 @@ export class Messages {
   /**
    * Runs `reply` once every message queued so far is sent: a connection's answers (errors, pongs,
    * pages) then come in the order of the frames they answer, behind the acks of earlier messages.
+   * On a shard, behind what `conn` is still owed (src/room/reply-order.ts).
    */
-  reply(reply: () => void): void {
-    this.#queue.after(reply);
+  reply(reply: () => void, conn?: Connection): void {
+    if (this.order && conn) this.order.after(conn, reply);
+    else this.#queue.after(reply);
   }
 
-  /** Publishes like a socket message (the HTTP API's path); resolves once the message is durable. */
-  publish(room: string, from: User, body: MessageBody, now: number): Promise<Published> {
+  /**
+   * Publishes like a socket message (the HTTP API's path); resolves once the message is durable.
+   * `key`: an idempotency key for a message without an id (a shard's forwarded one), remembered like
+   * an id but never put in the frame.
+   */
+  publish(room: string, from: User, body: MessageBody, now: number, key?: string): Promise<Published> {
     return new Promise((resolve, reject) => {
-      this.#submit(room, from, body, now, (result) =>
-        result instanceof StoreFailed ? reject(result) : resolve(result),
+      this.#submit(
+        room,
+        from,
+        body,
+        now,
+        (result) => (result instanceof StoreFailed ? reject(result) : resolve(result)),
+        key,
       );
     });
   }
@@ -155,15 +173,16 @@ export class Messages {
    * gets the first seq (so a client or backend that retries after a lost ack creates no duplicate),
    * other content a conflict.
    */
-  #submit(room: string, from: User, body: MessageBody, now: number, done: Done): void {
-    const hash = body.id === undefined ? undefined : contentHash(body.text, body.data);
-    if (body.id !== undefined) {
-      const first = this.#history.findById(from.id, body.id);
+  #submit(room: string, from: User, body: MessageBody, now: number, done: Done, key?: string): void {
+    const idKey = body.id ?? key;
+    const hash = idKey === undefined ? undefined : contentHash(body.text, body.data);
+    if (idKey !== undefined) {
+      const first = this.#history.findById(from.id, idKey);
       if (first) {
         done({ seq: first.seq, ts: first.ts, outcome: first.contentHash === hash ? "duplicate" : "conflict" });
         return;
       }
-      const queued = this.#queue.findQueued(from.id, body.id);
+      const queued = this.#queue.findQueued(from.id, idKey);
       if (queued) {
         const { seq, ts } = queued.stored;
         if (queued.stored.contentHash !== hash) {
@@ -195,7 +214,7 @@ export class Messages {
     };
     const frame = JSON.stringify(out);
     this.#queue.add({
-      stored: { seq, ts: now, userId: from.id, messageId: body.id, contentHash: hash, frame },
+      stored: { seq, ts: now, userId: from.id, messageId: idKey, contentHash: hash, frame },
       // Broadcast by the queue, before this runs (src/room/commit-queue.ts).
       onStored: () => done({ seq, ts: now, outcome: "stored" }),
       onFailed: (error) => done(new StoreFailed("not stored", { cause: error })),
@@ -222,7 +241,7 @@ export class Messages {
 
   /** Answers a `history` request with a page, or `over_budget`, after what is queued. */
   sendHistory(conn: Connection, before: number | undefined, limit: number, config: Config): void {
-    this.reply(() => this.#sendPage(conn, before, limit, config));
+    this.reply(() => this.#sendPage(conn, before, limit, config), conn);
   }
 
   /** A shard's `history` answer: the page read from the orderer with `read`, within the same budget. */
@@ -233,9 +252,16 @@ export class Messages {
     config: Config,
     read: (query: PageQuery, maxBytes: number) => Promise<Page>,
   ): Promise<void> {
+    // Its place among the connection's answers is taken now: later frames are answered after it.
+    const answer = this.order ? this.order.hold(conn) : (run: () => void) => this.reply(run, conn);
     const maxBytes = pageBudget(conn, config);
-    const page = maxBytes > 0 ? await read({ before, limit }, maxBytes) : undefined;
-    this.reply(() => this.#sendPageFrame(conn, page, config));
+    try {
+      const page = maxBytes > 0 ? await read({ before, limit }, maxBytes) : undefined;
+      answer(() => this.#sendPageFrame(conn, page, config));
+    } catch (error) {
+      answer(() => undefined);
+      throw error;
+    }
   }
 
   #sendPage(conn: Connection, before: number | undefined, limit: number, config: Config): void {
@@ -256,7 +282,7 @@ export class Messages {
   }
 
   /** To the recipient's connections and the sender's others; not stored, no seq. */
-  #direct(conn: Connection, frame: ClientMessageFrame, to: string, now: number): void {
+  #direct(conn: Connection, frame: ClientMessageFrame, to: string, now: number): Promise<void> | undefined {
     const connections = this.#connections;
     const recipients = connections.live(tagForUser(to));
     const { room, user: from } = conn.attachment;
@@ -274,15 +300,15 @@ export class Messages {
     // In a sharded room the recipient's connections may be in another object (src/room/room.ts).
     const elsewhere = recipients.length === 0 ? this.relayDirect?.(to, text) : undefined;
     if (elsewhere !== undefined) {
-      void elsewhere.then(
+      return elsewhere.then(
         (delivered) => this.#directDone(conn, frame, to, text, delivered > 0),
         () => this.#directDone(conn, frame, to, text, false),
       );
-      return;
     }
     connections.beforeOthers?.();
     for (const target of recipients) if (target !== conn) connections.send(target, text);
     this.#directDone(conn, frame, to, text, recipients.length > 0);
+    return undefined;
   }
 
   /** The sender's other connections and its ack, or `unknown_recipient` when nobody got it. */

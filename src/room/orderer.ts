@@ -37,6 +37,8 @@ export class Orderer {
   readonly #parts: OrdererParts;
   readonly #counts = new Map<number, Counts>();
   #isGrowing = false;
+  /** The shard being attached: a link that must stay, even if a retired shard of that index empties. */
+  #attaching: number | undefined;
   #occupancy = "";
   #occupancySentAt = 0;
   #occupancyTimer: ReturnType<typeof setTimeout> | undefined;
@@ -75,7 +77,7 @@ export class Orderer {
   /** A shard's counts, or the orderer's own changed (`k` = 0). */
   reported(k: number, counts: Counts): void {
     if (k > 0) this.#counts.set(k, counts);
-    if (k >= this.map.n && counts.connections === 0) {
+    if (k >= this.map.n && counts.connections === 0 && k !== this.#attaching) {
       // A retired shard (the room shrank) whose last socket moved: nothing more to deliver there.
       this.fanout.remove(k);
       this.#counts.delete(k);
@@ -174,13 +176,17 @@ export class Orderer {
     const to: ShardMap = { n: from.n + 1, epoch: from.epoch + 1 };
     const k = from.n;
     const seq = this.#parts.latest();
-    // Frames committed while it is being attached queue for it from `seq` on.
-    this.fanout.add(k, seq, false);
+    // Frames committed while it is being attached queue for it from `seq` on. Right after a shrink
+    // the retired shard k may still be moving its members out: its link stays as it is, attach or not.
+    const isNew = this.fanout.add(k, seq, false);
+    this.#attaching = k;
     try {
       await this.#parts.port(k).attach({ map: to, seq });
     } catch (error) {
-      this.fanout.remove(k);
+      if (isNew) this.fanout.remove(k);
       throw error;
+    } finally {
+      this.#attaching = undefined;
     }
     this.#store.setMap(to);
     log("info", "shard_grown", { n: to.n, epoch: to.epoch, seq });

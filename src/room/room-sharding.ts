@@ -94,11 +94,16 @@ export class Sharding {
   /** Room messages from a shard go to the orderer; DMs to a user elsewhere, to its object. */
   wire(messages: Messages): void {
     const shard = this.shard;
-    if (shard) messages.forward = (conn, frame) => shard.forward(conn, frame);
+    if (shard) {
+      messages.forward = (conn, frame) => shard.forward(conn, frame);
+      messages.order = shard.order;
+    }
     messages.relayDirect = (to, text) => {
       const n = this.map.n;
       const at = shardOf(to, n);
-      return n <= 1 || at === this.k ? undefined : this.stubOf(at).directIn(to, text);
+      // What the sender saw before it: the recipient's object delivers that much first.
+      const seen = shard ? shard.log.latestSeq : this.#parts.history.latestSeq;
+      return n <= 1 || at === this.k ? undefined : this.stubOf(at).directIn(to, text, seen);
     };
   }
 
@@ -137,7 +142,7 @@ export class Sharding {
     const now = Date.now();
     return Promise.all(
       items.map((item) =>
-        messages.publish(this.room, item.user, item.body, now).then(
+        messages.publish(this.room, item.user, item.body, now, item.key).then(
           (published): ForwardResult => published,
           (): ForwardResult => ({ failed: true }),
         ),
@@ -151,8 +156,12 @@ export class Sharding {
     return { ...history.range(since, limit), latest: history.latestSeq };
   }
 
-  /** Sends `text` to `to`'s connections in this object; how many got it. */
-  directIn(to: string, text: string): number {
+  /**
+   * Sends `text` to `to`'s connections in this object, once it delivered `after` (the last seq its
+   * sender's object had delivered: the DM never overtakes a room message sent before it); how many got it.
+   */
+  async directIn(to: string, text: string, after = 0): Promise<number> {
+    await this.shard?.delivered(after);
     const connections = this.#parts.connections();
     const recipients = connections.live(tagForUser(to));
     for (const conn of recipients) connections.send(conn, text);

@@ -330,9 +330,9 @@ export class Room extends DurableObject<Env> {
   }
 
   /** A direct message from another object of the room to `to`'s connections here; how many got it. */
-  async directIn(to: string, text: string): Promise<number> {
+  async directIn(to: string, text: string, after?: number): Promise<number> {
     this.#requireConfig();
-    return this.#sharding.directIn(to, text);
+    return this.#sharding.directIn(to, text, after);
   }
 
   /** Where this object stands: its role, the map, its last seq and its counts. For tests and operators. */
@@ -343,6 +343,11 @@ export class Room extends DurableObject<Env> {
   /** Test hook: the orderer's next `n` deliveries with frames fail as if the call was lost. */
   async failNextDeliveries(n: number): Promise<void> {
     this.#sharding.requireOrderer().fanout.failNext = n;
+  }
+
+  /** Test hook (a shard): the answers to its next `n` submitBatch calls are lost after the orderer stored them. */
+  async loseNextSubmitAnswers(n: number): Promise<void> {
+    this.#sharding.requireShard().forwarder.loseAnswers = n;
   }
 
   /** Test only (TEST_FAULTS=true, src/room/test-faults.ts): injects `fault` in this object. */
@@ -385,6 +390,6 @@ export class Room extends DurableObject<Env> {
   // -- sending -------------------------------------------------------------------------------
 
   #sendError(conn: Connection, code: Parameters<Connections["sendError"]>[1], message: string, id?: string): void {
-    this.#messages.reply(() => this.#connections.sendError(conn, code, message, id));
+    this.#messages.reply(() => this.#connections.sendError(conn, code, message, id), conn);
   }
 }

@@ -9,6 +9,8 @@ import { type AckFrame, CLOSE_CODES, type ClientMessageFrame } from "../protocol
 import type { Connection } from "./connection";
 import type { Connections } from "./connections";
 import type { Page, PageQuery } from "./history";
+import { ReplyOrder } from "./reply-order";
+import { type PendingAck, ShardForwarder } from "./shard-forwarder";
 import type { ShardLog } from "./shard-log";
 import { type ShardMap, shardOf } from "./shard-map";
 import type {
@@ -29,12 +31,8 @@ export interface OrdererPort {
   report(k: number, counts: Counts): Promise<void>;
 }
 
-type PendingAck = { conn: Connection; id: string; seq: number };
-
-export const FORWARD_MAX_ITEMS = 128;
 const READ_LIMIT = 500;
 const REPORT_DELAY_MS = 250;
-const RETRY_MS = 100;
 /** An ack whose seq was not delivered this long after the orderer answered makes the shard read it. */
 const ACK_PULL_AFTER_MS = 200;
 
@@ -47,8 +45,12 @@ export class ShardRole {
   readonly #onMap: (map: ShardMap) => void;
   /** Everything that moves the cursor runs one at a time, in order. */
   #chain: Promise<unknown> = Promise.resolve();
-  #outbox: Array<{ conn: Connection; item: ForwardItem }> = [];
-  #isSending = false;
+  /** Members' room messages to the orderer. */
+  readonly forwarder: ShardForwarder;
+  /** Each connection's answers in the order of its frames (src/room/reply-order.ts). */
+  readonly order = new ReplyOrder();
+  /** Direct messages from other objects waiting for this shard to deliver a seq their sender saw. */
+  #waiters: Array<{ seq: number; resolve: () => void }> = [];
   /** Acks waiting for their seq to be delivered here. */
   #acks: PendingAck[] = [];
   #occupancy = "";
@@ -72,6 +74,13 @@ export class ShardRole {
     this.#connections = parts.connections;
     this.#counts = parts.counts;
     this.#onMap = parts.onMap;
+    this.forwarder = new ShardForwarder(k, {
+      orderer: parts.orderer,
+      connections: parts.connections,
+      counts: parts.counts,
+      order: this.order,
+      answered: (acks) => this.#answered(acks),
+    });
   }
 
   /** `undefined` when `userId` is this shard's under its map; else the shard to ask instead. */
@@ -139,11 +148,21 @@ export class ShardRole {
     });
   }
 
-  /** A member's room message, validated and rate-limited here: to the orderer. */
+  /** A member's room message, validated and rate-limited here: to the orderer (src/room/shard-forwarder.ts). */
   forward(conn: Connection, frame: ClientMessageFrame): void {
-    const body = { text: frame.text, data: frame.data, id: frame.id };
-    this.#outbox.push({ conn, item: { user: conn.attachment.user, body } });
-    this.#pumpOut();
+    this.forwarder.forward(conn, frame);
+  }
+
+  /**
+   * Resolves once this shard delivered `seq` to its sockets: a direct message from another object
+   * then never overtakes a room message its sender saw before sending it. If the delivery does not
+   * come soon (lost), the shard reads it rather than wait.
+   */
+  delivered(seq: number): Promise<void> {
+    if (seq <= this.log.latestSeq) return Promise.resolve();
+    const reached = new Promise<void>((resolve) => this.#waiters.push({ seq, resolve }));
+    this.#pullSoon(seq);
+    return reached;
   }
 
   readPage(query: PageQuery, maxBytes: number): Promise<Page> {
@@ -219,10 +238,21 @@ export class ShardRole {
     const connections = this.#connections();
     const waiting: PendingAck[] = [];
     for (const ack of this.#acks) {
+      const id = ack.id;
       if (ack.seq > last) waiting.push(ack);
-      else connections.send(ack.conn, JSON.stringify({ type: "ack", id: ack.id, seq: ack.seq } satisfies AckFrame));
+      else if (id === undefined) ack.release(() => undefined);
+      else
+        ack.release(() =>
+          connections.send(ack.conn, JSON.stringify({ type: "ack", id, seq: ack.seq } satisfies AckFrame)),
+        );
     }
     this.#acks = waiting;
+    const still: Array<{ seq: number; resolve: () => void }> = [];
+    for (const w of this.#waiters) {
+      if (w.seq > last) still.push(w);
+      else w.resolve();
+    }
+    this.#waiters = still;
   }
 
   #sendOccupancy(occupancy: { online: number; connections: number }): void {
@@ -232,66 +262,24 @@ export class ShardRole {
     this.#connections().broadcast(frame);
   }
 
-  #pumpOut(): void {
-    if (this.#isSending || this.#outbox.length === 0) return;
-    this.#isSending = true;
-    const batch = this.#outbox.splice(0, FORWARD_MAX_ITEMS);
-    this.#orderer()
-      .submitBatch(
-        this.k,
-        batch.map((b) => b.item),
-        this.#counts(),
-      )
-      .then(
-        (results) => {
-          this.#answered(batch, results);
-          this.#isSending = false;
-          this.#pumpOut();
-        },
-        (error: unknown) => {
-          log("warn", "shard_forward_failed", { shard: this.k, items: batch.length, ...describeError(error) });
-          // With an id a retry is safe (idempotent); without one it could repeat a stored message.
-          const retry = batch.filter((b) => b.item.body.id !== undefined);
-          for (const b of batch) if (b.item.body.id === undefined) this.#storeFailed(b.conn, undefined);
-          this.#outbox.unshift(...retry);
-          setTimeout(() => {
-            this.#isSending = false;
-            this.#pumpOut();
-          }, RETRY_MS);
-        },
-      );
+  /** The orderer answered forwarded messages: each answer goes out once its seq was delivered here. */
+  #answered(acks: PendingAck[]): void {
+    this.#acks.push(...acks);
+    this.#flushAcks();
+    const highest = Math.max(0, ...acks.map((a) => a.seq));
+    // Its delivery is on its way; if it does not come soon (lost), read it rather than wait.
+    if (highest > this.log.latestSeq) this.#pullSoon(highest);
   }
 
-  #answered(batch: Array<{ conn: Connection; item: ForwardItem }>, results: ForwardResult[]): void {
-    const connections = this.#connections();
-    let highest = 0;
-    batch.forEach(({ conn, item }, i) => {
-      const result = results[i];
-      const id = item.body.id;
-      if (result === undefined || "failed" in result) this.#storeFailed(conn, id);
-      else if (id === undefined) return;
-      else if (result.outcome === "conflict") {
-        connections.sendError(conn, "id_conflict", "this id was already used for a different message", id);
-      } else {
-        this.#acks.push({ conn, id, seq: result.seq });
-        highest = Math.max(highest, result.seq);
-      }
-    });
-    this.#flushAcks();
-    if (highest <= this.log.latestSeq) return;
-    // Its delivery is on its way; if it does not come soon (lost), read it rather than wait.
+  /** Reads up to `seq` from the orderer unless it was delivered within ACK_PULL_AFTER_MS. */
+  #pullSoon(seq: number): void {
     setTimeout(() => {
-      if (highest <= this.log.latestSeq) return;
+      if (seq <= this.log.latestSeq) return;
       void this.#serial(async () => {
-        await this.#pull(highest);
+        await this.#pull(seq);
         this.log.save();
         this.#flushAcks();
       }).catch((error: unknown) => log("warn", "shard_pull_failed", { shard: this.k, ...describeError(error) }));
     }, ACK_PULL_AFTER_MS);
-  }
-
-  #storeFailed(conn: Connection, id: string | undefined): void {
-    const message = "the message could not be stored; send it again";
-    this.#connections().sendError(conn, "store_failed", message, id);
   }
 }

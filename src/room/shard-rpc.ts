@@ -38,6 +38,11 @@ export interface DeliverResult {
 export interface ForwardItem {
   user: User;
   body: MessageBody;
+  /**
+   * For a message without a client id: the shard's own idempotency key for it, longer than any
+   * client id can be (so never one), with which the orderer dedupes a repeated or retried batch.
+   */
+  key?: string;
 }
 
 export type ForwardResult = Omit<Published, never> | { failed: true };

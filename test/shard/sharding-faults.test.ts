@@ -124,14 +124,22 @@ describe("sharded rooms: resets that drop sockets", () => {
     await reset(objectOf(room, 0));
     expect((await ca.nextClose()).code).toBe(1006);
     cb.send({ type: "message", text: "after", id: "o2" });
-    cc.send({ type: "message", text: "after too", id: "o3" });
+    // Without an id: retried with its shard's key, stored once too.
+    cc.send({ type: "message", text: "after too" });
     for (const c of [cb, cc]) await waitForSeq(c, 3);
     const na = await join(room, { sub: users.a, since: 1 });
     await waitForSeq(na.client, 3);
     await settle(200);
     expect(cb.closed).toBeUndefined();
+    expect(cc.all("error")).toEqual([]);
     expectExactlyOnce([cb, cc], 1, 3);
     expectExactlyOnce([na.client], 2, 3);
+    const stored = await objectOf(room, 0).readMessages({ since: 0, limit: 10 });
+    expect(stored.frames.map((f) => (JSON.parse(f) as { text: string }).text).sort()).toEqual([
+      "after",
+      "after too",
+      "before",
+    ]);
   });
 });
 
@@ -153,7 +161,7 @@ describe("sharded rooms: a gap older than history", () => {
     expect(seqsOf(cb)).toEqual([1]);
     await orderer.failNextDeliveries(0);
     const back = await join(room, { sub: users.b, since: 1 });
-    expect(back.welcome).toMatchObject({ seq: 61, recovered: false });
+    expect(back.welcome).toMatchObject({ seq: 61, recovered: false, missed: { from: 2, to: 11 } });
   });
 });
 

@@ -76,7 +76,7 @@ describe("sharded rooms", () => {
   });
 
   it("redirects a user handed to the wrong object (a stale map), and the Worker follows it", async () => {
-    const { room, users } = await twoShardRoom();
+    const { room, users, clients } = await twoShardRoom();
     // Straight to shard 1 with a user of the orderer: an internal redirect, never a socket.
     const handoff = {
       room,
@@ -94,6 +94,13 @@ describe("sharded rooms", () => {
     const again = await join(room, { sub: users.a });
     expect(again.welcome.type).toBe("welcome");
     expect((await objectOf(room, 0).shardStatus()).counts.connections).toBe(2);
+    // And the room works as one for everyone, the redirected connection included.
+    const everyone = [...clients, again.client];
+    again.client.send({ type: "message", text: "via redirect", id: "v1" });
+    (clients[1] as Client).send({ type: "message", text: "from a shard", id: "v2" });
+    for (const c of everyone) await waitForSeq(c, 2);
+    await settle(100);
+    expectExactlyOnce(everyone, 1, 2);
   });
 
   it("skips a repeated delivery and fills a skipped one from history, once for all its sockets", async () => {
