@@ -89,6 +89,8 @@ const EnvSchema = v.object({
   WEBHOOK_SECRET: v.optional(v.string()),
   WEBHOOK_EVENTS: text(),
   WEBHOOK_RETRY_BASE_SECONDS: integer(10, 1, 3600),
+  // Test-only fault injection (src/worker/test-faults.ts); never in production.
+  TEST_FAULTS: boolean(false),
 });
 
 export type KeySource =
@@ -153,6 +155,8 @@ export interface Config {
   usageStats: boolean;
   /** Where room events are posted (README "Webhooks"); `undefined`: webhooks are off. */
   webhooks: WebhookSettings | undefined;
+  /** Test only: the fault-injection route and RPC answer (src/worker/test-faults.ts); off by default. */
+  testFaults: boolean;
 }
 
 /** A setting with a bad value. `setting` names it; `message` says what is wrong, never the value. */
@@ -301,6 +305,7 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       logLevel: e.LOG_LEVEL as "debug" | "info",
       usageStats: e.USAGE_STATS === "true",
       webhooks,
+      testFaults: e.TEST_FAULTS === "true",
     },
   };
 }

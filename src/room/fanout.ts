@@ -46,6 +46,8 @@ export class Fanout {
   readonly #source: FanoutSource;
   /** Test hook: how many of the next deliveries with frames fail as if the call was lost. */
   failNext = 0;
+  /** Test hook: how many of the next deliveries with frames are sent twice (src/room/test-faults.ts). */
+  repeatNext = 0;
 
   constructor(port: (k: number) => ShardPort, source: FanoutSource) {
     this.#port = port;
@@ -160,6 +162,12 @@ export class Fanout {
     if (this.failNext > 0 && batch.frames.length > 0) {
       this.failNext -= 1;
       return Promise.reject(new Error("deliver lost (test hook)"));
+    }
+    if (this.repeatNext > 0 && batch.frames.length > 0) {
+      this.repeatNext -= 1;
+      return this.#port(link.k)
+        .deliver(batch)
+        .then(() => this.#port(link.k).deliver(batch));
     }
     return this.#port(link.k).deliver(batch);
   }

@@ -37,6 +37,7 @@ import type {
   HistoryRange,
 } from "./shard-rpc";
 import { isReservedCloseCode, safeClose } from "./socket-chores";
+import { applyFault, type TestFault } from "./test-faults";
 import { Users } from "./users";
 
 export type { MessageBody, Published } from "./messages";
@@ -376,6 +377,16 @@ export class Room extends DurableObject<Env> {
   /** Test hook (a shard): the answers to its next `n` submitBatch calls are lost after the orderer stored them. */
   async loseNextSubmitAnswers(n: number): Promise<void> {
     this.#sharding.requireShard().forwarder.loseAnswers = n;
+  }
+
+  /** Test only (TEST_FAULTS=true, src/room/test-faults.ts): injects `fault` in this object. */
+  async testFault(fault: TestFault): Promise<void> {
+    if (!this.#requireConfig().testFaults) throw new Error("test faults are off");
+    applyFault(fault, {
+      abort: (reason) => this.ctx.abort(reason),
+      fanout: () => this.#sharding.requireOrderer().fanout,
+      submitFaults: () => this.#sharding.submitFaults,
+    });
   }
 
   #requireConfig(): Config {

@@ -47,20 +47,20 @@ function bodySchema(maxTextLength: number) {
   );
 }
 
-function invalid(issues: readonly v.BaseIssue<unknown>[], where: string, message: string): HttpError {
+export function invalid(issues: readonly v.BaseIssue<unknown>[], where: string, message: string): HttpError {
   return new HttpError("invalid_request", message, {
     issues: issues.map((i) => `${v.getDotPath(i) ?? where}: ${i.message}`),
   });
 }
 
-function roomParam(c: Context<ApiEnv>): string {
+export function roomParam(c: Context<ApiEnv>): string {
   const result = v.safeParse(RoomIdSchema, c.req.param("room"));
   if (!result.success) throw invalid(result.issues, "room", "the room id is invalid");
   return result.output;
 }
 
 /** Verifies the bearer token and that it covers `room` (and, when asked, that it is an admin's). */
-async function authorize(c: Context<ApiEnv>, room: string, role?: "admin"): Promise<Identity> {
+export async function authorize(c: Context<ApiEnv>, room: string, role?: "admin"): Promise<Identity> {
   const header = c.req.header("Authorization");
   const token = header === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
   if (token === undefined) {
@@ -76,7 +76,7 @@ async function authorize(c: Context<ApiEnv>, room: string, role?: "admin"): Prom
 }
 
 /** Reads a JSON body of at most `maxBytes`. */
-async function readJson(c: Context<ApiEnv>, maxBytes: number): Promise<unknown> {
+export async function readJson(c: Context<ApiEnv>, maxBytes: number): Promise<unknown> {
   const type = c.req.header("Content-Type") ?? "";
   if (!/^application\/json\s*(;|$)/i.test(type)) {
     throw new HttpError("unsupported_media_type", "send the body as Content-Type: application/json");

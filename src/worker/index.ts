@@ -12,6 +12,7 @@ import { api } from "./api";
 import { devTokens } from "./dev-tokens";
 import { admit } from "./gate";
 import { connectToRoom } from "./routing";
+import { testFaults } from "./test-faults";
 import { countRequests, instrumentRoom, usageResponse } from "./usage";
 import { deliverWebhooks } from "./webhooks";
 
@@ -56,6 +57,8 @@ app.use("/api/*", async (c, next) => {
   c.set("config", configOrThrow(c.env));
   await next();
 });
+// Test only: answers 404 unless TEST_FAULTS is "true" (src/worker/test-faults.ts).
+app.route("/api/test", testFaults);
 app.route("/api", api);
 
 // Dev only: answers 404 unless npm run dev switched it on (DEV_TOKENS and its per-run DEV_TOKENS_RUN).

@@ -57,6 +57,8 @@ export interface ServerOptions {
    * whose limit no test reaches (the suites connect hundreds of times a minute from one address).
    */
   connectLimit?: "shipped";
+  /** Texts counted in every line of its output over the whole run, restarts included (`count`). */
+  watch?: string[];
 }
 
 /** A `wrangler dev` process group on a fixed port, with its own persistence dir and secret. */
@@ -66,6 +68,8 @@ export class WranglerServer {
   #child: ChildProcess | undefined;
   #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   #output = new OutputTail();
+  /** Counts of the watched texts from the outputs of earlier starts. */
+  readonly #counted = new Map<string, number>();
   readonly #onExit = () => this.kill();
 
   private constructor(
@@ -126,6 +130,11 @@ export class WranglerServer {
     return this.#output.last(lines);
   }
 
+  /** How many lines of its output, over every start, held `text` (one of `options.watch`). */
+  count(text: string): number {
+    return (this.#counted.get(text) ?? 0) + this.#output.count(text);
+  }
+
   /** Stops wrangler and everything it started: SIGTERM, then SIGKILL. */
   async stop(): Promise<void> {
     const pid = this.#child?.pid;
@@ -174,7 +183,8 @@ export class WranglerServer {
       "--show-interactive-dev-session=false",
       ...(this.options.demo ? ["--assets", join(REPO_ROOT, "build", "public")] : []),
     ];
-    this.#output = new OutputTail();
+    for (const text of this.options.watch ?? []) this.#counted.set(text, this.count(text));
+    this.#output = new OutputTail(200, this.options.watch ?? []);
     this.#exit = undefined;
     const child = spawn(WRANGLER, args, {
       cwd: REPO_ROOT,
