@@ -184,7 +184,12 @@ async function waitCaughtUp(links: ChildLink[], seq: number, timeoutMs: number, 
     const p = await progressOf(links, seq);
     if (p.atLeast === p.clients) return;
     if (Date.now() > deadline) {
-      throw new Error(`${what}: after ${timeoutMs} ms, ${p.atLeast}/${p.clients} clients open with seq ≥ ${seq}`);
+      // Why: closes and failed connects so far, and some of the clients behind.
+      const details = await Promise.all(links.map((l) => ask(l, { type: "progress", seq, detail: true })));
+      throw new Error(
+        `${what}: after ${timeoutMs} ms, ${p.atLeast}/${p.clients} clients open with seq ≥ ${seq} (${p.open} open)\n` +
+          details.map((d) => JSON.stringify({ closes: d.closes, refusals: d.refusals, behind: d.behind })).join("\n"),
+      );
     }
     await sleep(250);
   }

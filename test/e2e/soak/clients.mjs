@@ -63,6 +63,9 @@ class Client {
     this.acked = new Set();
     this.storeFailed = 0;
     this.token = "";
+    /** The last close code, and the outcome of the last failed connect attempt (for a stuck run's report). */
+    this.lastClose = 0;
+    this.lastRefusal = "";
   }
 
   /** @param {number} seq */
@@ -160,6 +163,7 @@ class Client {
       });
       if (outcome === "open") return;
       this.refusals[outcome] = (this.refusals[outcome] ?? 0) + 1;
+      this.lastRefusal = String(outcome);
       // A restarting server, a room busy with redirects: back off a little, with jitter.
       await wait(Math.min(2000, 100 * 2 ** Math.min(attempt, 4)) * (0.5 + Math.random()));
     }
@@ -171,6 +175,7 @@ class Client {
     this.isOpen = false;
     this.ws = undefined;
     this.closes[code] = (this.closes[code] ?? 0) + 1;
+    this.lastClose = code;
     if (stopping) return;
     this.reconnects += 1;
     // Moved (4307): at once. Anything else (a reset, a restart): after a short random pause.
@@ -230,6 +235,27 @@ function progress(seq) {
     unacked += c.unacked.size;
   }
   return { open, atLeast, sent, acked, unacked, clients: clients.length };
+}
+
+/** Why clients are not at `seq`: closes and failed connects so far, and a few of the clients behind. */
+function lagging(seq) {
+  /** @type {Record<string, number>} */
+  const closes = {};
+  /** @type {Record<string, number>} */
+  const refusals = {};
+  /** @type {string[]} */
+  const behind = [];
+  for (const c of clients) {
+    for (const [code, n] of Object.entries(c.closes)) closes[code] = (closes[code] ?? 0) + n;
+    for (const [why, n] of Object.entries(c.refusals)) refusals[why] = (refusals[why] ?? 0) + n;
+    if (c.isOpen && c.distinct >= seq && c.max >= seq) continue;
+    if (behind.length < 8) {
+      behind.push(
+        `${c.sub}: open ${c.isOpen}, max ${c.max}, distinct ${c.distinct}, last close ${c.lastClose}, last failed connect ${c.lastRefusal || "-"}, reconnects ${c.reconnects}`,
+      );
+    }
+  }
+  return { closes, refusals, behind };
 }
 
 /** @param {number} seq */
@@ -312,7 +338,7 @@ process.on("message", async (/** @type {any} */ msg) => {
       process.send?.({ type: "stopped", ...progress(0) });
       return;
     case "progress":
-      process.send?.({ type: "progress", ...progress(msg.seq) });
+      process.send?.({ type: "progress", ...progress(msg.seq), ...(msg.detail ? lagging(msg.seq) : {}) });
       return;
     case "finish": {
       const deadline = Date.now() + msg.timeoutMs;
