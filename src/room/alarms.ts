@@ -11,6 +11,7 @@ import { alarmForExpiry, HEARTBEAT_DUE_KEY, isRoundDue, nextAlarmAt } from "./al
 import { type Connection, logFieldsOf } from "./connection";
 import type { Connections } from "./connections";
 import { judgeConnection } from "./heartbeat";
+import { rememberName } from "./object-name";
 
 export class Alarms {
   readonly #ctx: DurableObjectState;
@@ -34,6 +35,8 @@ export class Alarms {
     const storage = this.#ctx.storage;
     let isUnset = false;
     if (!this.#hasAlarm || now > this.#dueAt + config.heartbeatIntervalMs) {
+      // An alarm may wake this object before anything else does, and then without its name.
+      rememberName(this.#ctx);
       const current = await storage.getAlarm();
       isUnset = current === null || current < now;
       if (current === null) {

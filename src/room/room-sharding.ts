@@ -11,6 +11,7 @@ import type { Ephemeral } from "./ephemeral";
 import type { History } from "./history";
 import type { Messages } from "./messages";
 import { Mover } from "./mover";
+import { objectName } from "./object-name";
 import { Orderer, type OrdererParts } from "./orderer";
 import { Relay, type RelayItem, type RelayPort } from "./relay";
 import { ShardLog } from "./shard-log";
@@ -52,7 +53,7 @@ export class Sharding {
   readonly submitFaults = new SubmitFaults();
 
   constructor(ctx: DurableObjectState, env: Env, config: Config | undefined, parts: ShardingParts) {
-    const { room, k } = parseShardName(ctx.id.name ?? "");
+    const { room, k } = parseShardName(objectName(ctx));
     this.room = room;
     this.k = k;
     this.#env = env;

@@ -24,6 +24,7 @@ import { type MessageBody, Messages, type Published } from "./messages";
 import { PresenceFeed } from "./presence-feed";
 import type { RateLimits } from "./rate-limit";
 import { applyRelayed, type RelayItem } from "./relay";
+import { objectName } from "./object-name";
 import { RoomEvents } from "./room-events";
 import { Sharding, type ShardStatus } from "./room-sharding";
 import { parseShardName, redirectResponse } from "./shard-map";
@@ -127,7 +128,7 @@ export class Room extends DurableObject<Env> {
     // Webhooks: off without WEBHOOK_URL or the WEBHOOK_QUEUE binding (src/room/room-events.ts). The
     // room's name is the idFromName name (https://developers.cloudflare.com/changelog/post/2026-03-15-durable-object-id-name/).
     // A shard (`<room>~s<k>`) reports its room's name, and the room-wide count where it is known.
-    const roomName = parseShardName(ctx.id.name ?? "").room;
+    const roomName = parseShardName(objectName(ctx)).room;
     const events = new RoomEvents(this.#config?.webhooks, (env as Partial<Env>).WEBHOOK_QUEUE, roomName);
     this.#presence.onAnnounced = (event, user, online) => {
       const wide = this.#sharding.roomOnline(online);
