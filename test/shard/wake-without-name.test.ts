@@ -16,7 +16,11 @@ import { objectOf, twoShardRoom } from "./support";
 
 /** The object's own state, but with an id that has no name (as at a nameless wake). */
 function nameless(state: DurableObjectState): DurableObjectState {
-  const id = { name: undefined, toString: () => state.id.toString(), equals: (o: DurableObjectId) => state.id.equals(o) };
+  const id = {
+    name: undefined,
+    toString: () => state.id.toString(),
+    equals: (o: DurableObjectId) => state.id.equals(o),
+  };
   return new Proxy(state, {
     get(target, key) {
       if (key === "id") return id;
@@ -32,7 +36,8 @@ describe("sharded rooms: an object woken without its name", () => {
     const roleOf = (k: number) =>
       runInDurableObject(objectOf(room, k), (_i, state) => {
         const sharding = new Sharding(nameless(state), env, undefined, {
-          connections: () => ({ live: () => [], liveCount: () => 0, broadcast: () => undefined }) as unknown as Connections,
+          connections: () =>
+            ({ live: () => [], liveCount: () => 0, broadcast: () => undefined }) as unknown as Connections,
           online: () => 0,
           history: { latestSeq: 0 } as History,
         });
