@@ -23,6 +23,8 @@ const options = soakOptionsFromEnv(
     faults: [...SOAK_FAULTS],
     timeoutMs: 240_000,
     faultTimeoutMs: 30_000,
+    // Rounds run (clients echo them) and every object's alarm comes due before the restart.
+    heartbeatIntervalMs: 5_000,
   },
   (line) => console.log(line),
 );

@@ -39,6 +39,8 @@ export interface SoakOptions {
   timeoutMs: number;
   /** How long one fault may take until every client is back and caught up. */
   faultTimeoutMs: number;
+  /** The server's HEARTBEAT_INTERVAL_MS (the clients echo every heartbeat unless SOAK_ECHO_HEARTBEATS=0). */
+  heartbeatIntervalMs: number;
   log: (line: string) => void;
 }
 
@@ -213,6 +215,9 @@ export async function runShardSoak(o: SoakOptions): Promise<SoakReport> {
     PRESENCE_GRACE_MS: "0",
     // Every client reconnects after each reset and move: more than a person would in a minute.
     CONNECTS_PER_USER_PER_MINUTE: "600",
+    // Heartbeat rounds (and so every object's alarm) come due before the restart: a restarted
+    // process then wakes objects by their alarms, without their names (src/room/object-name.ts).
+    HEARTBEAT_INTERVAL_MS: String(o.heartbeatIntervalMs),
   };
   const server: SoakServer =
     o.server === "workerd"
@@ -388,7 +393,7 @@ function forkWaitAgain(l: ChildLink, resolve: () => void): void {
 /** The report as lines of text, as the soak prints it. */
 export function formatReport(r: SoakReport, o: SoakOptions): string {
   const lines = [
-    `shard soak (${o.server}): ${o.shards} objects × ${o.perShard} sockets, ${o.senders} senders every ${o.sendIntervalMs} ms, ${o.children} client processes, ${o.plainOrderPercent}% connecting in plain order`,
+    `shard soak (${o.server}): ${o.shards} objects × ${o.perShard} sockets, ${o.senders} senders every ${o.sendIntervalMs} ms, ${o.children} client processes, ${o.plainOrderPercent}% connecting in plain order, heartbeats every ${o.heartbeatIntervalMs} ms${process.env.SOAK_ECHO_HEARTBEATS === "0" ? " (not echoed)" : ""}`,
     `  clients ${r.clients}, objects ${r.objects}, messages stored ${r.messages} (acked ${r.acked}), deliveries ${r.deliveries}`,
     `  lost ${r.lost}, duplicated ${r.duplicated}, out of order ${r.outOfOrder}, beyond the last seq ${r.beyond}`,
     `  stored: acked ids stored twice ${r.storedTwice}, acked but not stored ${r.ackedNotStored}, other anomalies ${r.storeAnomalies}`,
@@ -426,6 +431,7 @@ export function soakOptionsFromEnv(defaults: Omit<SoakOptions, "log">, log: (lin
     faults: faults === undefined ? defaults.faults : parseFaults(faults),
     timeoutMs: num("SOAK_TIMEOUT_MS", defaults.timeoutMs),
     faultTimeoutMs: num("SOAK_FAULT_TIMEOUT_MS", defaults.faultTimeoutMs),
+    heartbeatIntervalMs: num("SOAK_HEARTBEAT_INTERVAL_MS", defaults.heartbeatIntervalMs),
     log,
   };
 }

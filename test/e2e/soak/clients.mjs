@@ -16,8 +16,8 @@ import { SignJWT } from "jose";
 import WebSocket from "ws";
 
 const CONNECT_CONCURRENCY = 64;
-/** SOAK_ECHO_HEARTBEATS=1: echo `heartbeat` frames, as a real client must. */
-const ECHO_HEARTBEATS = process.env.SOAK_ECHO_HEARTBEATS === "1";
+/** Echo `heartbeat` frames, as every real client must; SOAK_ECHO_HEARTBEATS=0: don't (clients are then closed 4408). */
+const ECHO_HEARTBEATS = process.env.SOAK_ECHO_HEARTBEATS !== "0";
 const RESEND_AFTER_MS = 3000;
 /** Unacked messages a sender keeps in flight at most (below the per-connection rate burst). */
 const MAX_IN_FLIGHT = 16;
@@ -152,8 +152,7 @@ class Client {
             const text = data.toString();
             const parsed = JSON.parse(text);
             if (Array.isArray(parsed)) for (const f of parsed) this.onFrame(f);
-            // Every real client must echo heartbeats (README); off by default here: with it on, the
-            // full fault sequence left clients behind after the restart (docs/scaling.md "Soak").
+            // Every real client must echo heartbeats (README), byte for byte. Never in a batch frame.
             else if (parsed.type === "heartbeat" && ECHO_HEARTBEATS) ws.send(text);
             else this.onFrame(parsed);
           });
