@@ -18,7 +18,6 @@ import { ShardLog } from "./shard-log";
 import { parseShardName, type ShardMap, shardName, shardOf, UNSHARDED } from "./shard-map";
 import { type OrdererPort, ShardRole } from "./shard-role";
 import type { Counts, ForwardItem, ForwardResult, HistoryRange } from "./shard-rpc";
-import { SubmitFaults } from "./test-faults";
 
 export interface ShardingParts {
   connections: () => Connections;
@@ -49,8 +48,6 @@ export class Sharding {
   readonly #env: Env;
   readonly #parts: ShardingParts;
   readonly #shardMax: number;
-  /** Test only (TEST_FAULTS): submit answers this shard throws away. */
-  readonly submitFaults = new SubmitFaults();
 
   constructor(ctx: DurableObjectState, env: Env, config: Config | undefined, parts: ShardingParts) {
     const { room, k } = parseShardName(objectName(ctx));
@@ -63,7 +60,7 @@ export class Sharding {
     const mover = new Mover(k, config?.shardMovesPerSecond ?? 1, parts.connections);
     if (k > 0) {
       this.shard = new ShardRole(k, shardLog, {
-        orderer: () => this.submitFaults.wrap(this.stubOf(0) as unknown as OrdererPort),
+        orderer: () => this.stubOf(0) as unknown as OrdererPort,
         connections: parts.connections,
         counts: () => this.counts(),
         onMap: (map) => mover.start(map),

@@ -7,27 +7,25 @@
 import { DurableObject } from "cloudflare:workers";
 import * as v from "valibot";
 import type { Config } from "../common/config";
-import { loadConfig } from "../common/config";
 import { HttpError } from "../common/errors";
 import { describeError, log } from "../common/log";
-import { CLOSE_CODES, clientFrameSchema, PING_FRAME, PONG_FRAME, type PresenceEntry, type User } from "../protocol";
+import { CLOSE_CODES, PING_FRAME, PONG_FRAME, type User } from "../protocol";
 import { refuseConnect } from "./admission";
-import { Alarms } from "./alarms";
-import { type Connection, logFieldsOf, tagForUser } from "./connection";
-import { Connections } from "./connections";
-import { Ephemeral } from "./ephemeral";
+import type { Alarms } from "./alarms";
+import { logFieldsOf, tagForUser } from "./connection";
+import type { Connections } from "./connections";
+import type { Ephemeral } from "./ephemeral";
 import { accept } from "./greeting";
 import { HANDOFF_HEADER, HandoffSchema } from "./handoff";
-import { History, type Page, type PageQuery } from "./history";
-import { Inbound } from "./inbound";
-import { type MessageBody, Messages, type Published } from "./messages";
-import { objectName } from "./object-name";
-import { PresenceFeed } from "./presence-feed";
-import type { RateLimits } from "./rate-limit";
+import type { History, Page, PageQuery } from "./history";
+import type { Inbound } from "./inbound";
+import type { MessageBody, Messages, Published } from "./messages";
+import type { PresenceFeed } from "./presence-feed";
 import { applyRelayed, type RelayItem } from "./relay";
-import { RoomEvents } from "./room-events";
-import { Sharding, type ShardStatus } from "./room-sharding";
-import { parseShardName, redirectResponse } from "./shard-map";
+import { localRoster, type RoomInfo, roomInfo } from "./room-info";
+import { assembleRoom, type RoomParts } from "./room-parts";
+import type { Sharding, ShardStatus } from "./room-sharding";
+import { redirectResponse } from "./shard-map";
 import type {
   Attach,
   Counts,
@@ -39,144 +37,39 @@ import type {
 } from "./shard-rpc";
 import { isReservedCloseCode, safeClose } from "./socket-chores";
 import { applyFault, type TestFault } from "./test-faults";
-import { Users } from "./users";
+import type { Users } from "./users";
 
 export type { MessageBody, Published } from "./messages";
 
-/** RPC types a result only when it can tell it serializes (`unknown` does not); states are JSON. */
-type JsonValue = string | number | boolean | null | object;
-
-export interface RoomInfo {
-  seq: number;
-  connections: number;
-  users: Array<Omit<PresenceEntry, "state"> & { state?: Record<string, JsonValue> }>;
-  /** How many objects the room is spread over; only when more than one (docs/scaling.md). */
-  shards?: number;
-  /** Sharded, with more than INFO_USERS_MAX users: the `after` of `/users` for the rest. */
-  usersNext?: string;
-}
-
-/** The most users `info` lists in a sharded room (the HTTP API's roster pages the rest). */
-export const INFO_USERS_MAX = 1000;
+export type { RoomInfo } from "./room-info";
 
 export class Room extends DurableObject<Env> {
   readonly #config: Config | undefined;
   readonly #history: History;
-  /** The rate limit, built once rather than per frame. */
-  readonly #limits: RateLimits;
-  /** The bucket each user shares over all its connections. */
-  readonly #userLimits: RateLimits;
-  /** Per-user state in this room: shared buckets and queued bytes (src/room/users.ts). */
   readonly #users: Users;
-  /** Who is here, and every send to them. */
   readonly #connections: Connections;
   readonly #messages: Messages;
   readonly #presence: PresenceFeed;
   readonly #alarms: Alarms;
-  /** Signals and presence states: never stored, bounded apart from messages. */
   readonly #ephemeral: Ephemeral;
-  /** Its role in a room spread over several objects (docs/scaling.md); idle in a small room. */
   readonly #sharding: Sharding;
-  /** What connections send (src/room/inbound.ts). */
   readonly #inbound: Inbound;
+  readonly #parts: RoomParts;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    const result = loadConfig(env);
-    this.#config = result.ok ? result.config : undefined;
-    this.#limits = {
-      perSecond: this.#config?.rateLimitPerSecond ?? 1,
-      burst: this.#config?.rateLimitBurst ?? 1,
-      maxStrikes: this.#config?.rateLimitStrikes ?? 1,
-    };
-    this.#userLimits = {
-      perSecond: this.#config?.userRateLimitPerSecond ?? 1,
-      burst: this.#config?.userRateLimitBurst ?? 1,
-      maxStrikes: this.#config?.rateLimitStrikes ?? 1,
-    };
-    this.#users = new Users({
-      messages: this.#userLimits,
-      signals: {
-        perSecond: this.#config?.signalRatePerSecond ?? 1,
-        burst: this.#config?.signalRateBurst ?? 1,
-        maxStrikes: Number.POSITIVE_INFINITY,
-      },
-      connectsPerMinute: this.#config?.connectsPerUserPerMinute ?? 1,
-      replayBytesPerMinute: this.#config?.replayBytesPerUserPerMinute ?? 0,
-    });
-    this.#history = new History(ctx.storage, this.#config?.historyLimit ?? 0);
-    // With a bad config every entry point stops before using it, so its fallbacks never matter.
-    const settings = {
-      rateLimitBurst: this.#config?.rateLimitBurst ?? 1,
-      maxUnreadBytes: this.#config?.maxUnreadBytes ?? 0,
-      roomMaxQueuedBytes: this.#config?.roomMaxQueuedBytes ?? 0,
-    };
-    this.#presence = new PresenceFeed(this.#config?.presenceGraceMs ?? 0, () => this.#connections, {
-      rosterMax: this.#config?.presenceRosterMax,
-      store: ctx.storage.kv,
-    });
-    const hooks = {
-      restored: (conn: Connection) => {
-        this.#presence.restored(conn.attachment.user);
-        this.#ephemeral.states.restored(conn);
-      },
-      countedOut: (conn: Connection) => this.#presence.departed(conn.attachment.user),
-      closing: () => this.#messages.flush(),
-    };
-    this.#connections = new Connections(ctx, settings, hooks, this.#users);
-    this.#connections.beforeOthers = () => this.#presence.flushPending();
-    // Webhooks: off without WEBHOOK_URL or the WEBHOOK_QUEUE binding (src/room/room-events.ts). The
-    // room's name is the idFromName name (https://developers.cloudflare.com/changelog/post/2026-03-15-durable-object-id-name/).
-    // A shard (`<room>~s<k>`) reports its room's name, and the room-wide count where it is known.
-    const roomName = parseShardName(objectName(ctx)).room;
-    const events = new RoomEvents(this.#config?.webhooks, (env as Partial<Env>).WEBHOOK_QUEUE, roomName);
-    this.#presence.onAnnounced = (event, user, online) => {
-      const wide = this.#sharding.roomOnline(online);
-      events.announced(event, user, wide ?? online, Date.now(), wide !== undefined);
-    };
-    this.#sharding = new Sharding(ctx, env, this.#config, {
-      connections: () => this.#connections,
-      online: () => this.#presence.online,
-      history: this.#history,
-      occupancyChanged: () => this.#presence.countsChanged(),
-    });
-    this.#presence.wide = () => this.#sharding.occupancy();
-    const orderer = this.#sharding.orderer;
-    this.#messages = new Messages(
-      this.#history,
-      this.#connections,
-      this.#users,
-      (stored) => {
-        events.committed(stored);
-        orderer?.fanout.committed(stored);
-      },
-      this.#sharding.shard?.log,
-    );
-    this.#sharding.wire(this.#messages);
-    this.#alarms = new Alarms(ctx, this.#connections);
-    this.#ephemeral = new Ephemeral(
-      () => this.#connections,
-      this.#presence,
-      {
-        signalMaxBytes: this.#config?.signalMaxBytes ?? 0,
-        signalRatePerSecond: this.#config?.signalRatePerSecond ?? 1,
-        signalRateBurst: this.#config?.signalRateBurst ?? 1,
-        presenceStateMaxBytes: this.#config?.presenceStateMaxBytes ?? 0,
-      },
-      (conn, code, text) => this.#sendError(conn, code, text),
-    );
-    this.#presence.decorate = (entries) => this.#ephemeral.states.decorate(entries);
-    this.#sharding.wireEphemeral(this.#ephemeral);
-    this.#inbound = new Inbound({
-      connections: this.#connections,
-      messages: this.#messages,
-      ephemeral: this.#ephemeral,
-      sharding: this.#sharding,
-      alarms: this.#alarms,
-      frameSchema: clientFrameSchema(this.#config?.maxTextLength ?? 0),
-      limits: this.#limits,
-      userLimits: this.#userLimits,
-    });
+    const parts = assembleRoom(ctx, env);
+    this.#parts = parts;
+    this.#config = parts.config;
+    this.#history = parts.history;
+    this.#users = parts.users;
+    this.#connections = parts.connections;
+    this.#messages = parts.messages;
+    this.#presence = parts.presence;
+    this.#alarms = parts.alarms;
+    this.#ephemeral = parts.ephemeral;
+    this.#sharding = parts.sharding;
+    this.#inbound = parts.inbound;
     // Answered by the runtime without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
   }
@@ -276,23 +169,7 @@ export class Room extends DurableObject<Env> {
   /** Who is connected, and the latest seq. Reads only. */
   async info(): Promise<RoomInfo> {
     this.#requireConfig();
-    const n = this.#sharding.map.n;
-    const orderer = this.#sharding.orderer;
-    // Sharded: the users of every object, the first INFO_USERS_MAX by id (`usersNext` pages on).
-    const wide =
-      n > 1 && orderer
-        ? await this.#sharding.roster(undefined, INFO_USERS_MAX, (a: string | undefined, l: number) =>
-            this.localRoster(a, l),
-          )
-        : undefined;
-    return {
-      seq: this.#history.latestSeq,
-      connections: n > 1 && orderer ? orderer.totals().connections : this.#connections.liveCount(),
-      // States were parsed from JSON: they are JSON.
-      users: wide?.users ?? (this.#ephemeral.states.decorate(this.#presence.list()) as RoomInfo["users"]),
-      ...(wide?.next === undefined ? {} : { usersNext: wide.next }),
-      ...(n > 1 ? { shards: n } : {}),
-    };
+    return roomInfo(this.#parts, (after, limit) => this.localRoster(after, limit));
   }
 
   /** Closes every connection of `userId` with 4403; returns how many were closed. */
@@ -332,11 +209,7 @@ export class Room extends DurableObject<Env> {
 
   /** This object's own users after `after`, by id, at most `limit`. */
   localRoster(after: string | undefined, limit: number): RoomInfo["users"] {
-    const users = this.#ephemeral.states.decorate(this.#presence.list()) as RoomInfo["users"];
-    return users
-      .filter((u) => u.connections > 0 && (after === undefined || u.id > after))
-      .sort((a, b) => (a.id < b.id ? -1 : 1))
-      .slice(0, limit);
+    return localRoster(this.#parts, after, limit);
   }
 
   /** Shard: the orderer attaches this shard, which starts delivering after `attach.seq`. */
@@ -386,7 +259,7 @@ export class Room extends DurableObject<Env> {
     applyFault(fault, {
       abort: (reason) => this.ctx.abort(reason),
       fanout: () => this.#sharding.requireOrderer().fanout,
-      submitFaults: () => this.#sharding.submitFaults,
+      forwarder: () => this.#sharding.requireShard().forwarder,
     });
   }
 
@@ -416,11 +289,5 @@ export class Room extends DurableObject<Env> {
   #closeMisconfigured(ws: WebSocket): void {
     log("error", "room_misconfigured", {});
     safeClose(ws, CLOSE_CODES.internalError, "server misconfigured");
-  }
-
-  // -- sending -------------------------------------------------------------------------------
-
-  #sendError(conn: Connection, code: Parameters<Connections["sendError"]>[1], message: string, id?: string): void {
-    this.#messages.reply(() => this.#connections.sendError(conn, code, message, id), conn);
   }
 }

@@ -6,7 +6,6 @@
  */
 import * as v from "valibot";
 import type { Fanout } from "./fanout";
-import type { OrdererPort } from "./shard-role";
 
 const ShardIndexSchema = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(63));
 const CountSchema = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000));
@@ -33,33 +32,11 @@ export function faultTarget(fault: TestFault): number {
   return "shard" in fault ? fault.shard : 0;
 }
 
-/** A shard's submit answers to throw away (the call itself goes through). */
-export class SubmitFaults {
-  loseNext = 0;
-
-  /** `port` as it is, or, while answers are to be lost, a port whose next submitBatch answer is lost. */
-  wrap(port: OrdererPort): OrdererPort {
-    if (this.loseNext <= 0) return port;
-    return {
-      submitBatch: async (k, items, counts) => {
-        const results = await port.submitBatch(k, items, counts);
-        if (this.loseNext > 0) {
-          this.loseNext -= 1;
-          throw new Error(`submitBatch answer lost (test hook; ${results.length} results dropped)`);
-        }
-        return results;
-      },
-      readSince: (since, limit) => port.readSince(since, limit),
-      readMessages: (query, maxBytes) => port.readMessages(query, maxBytes),
-      report: (k, counts) => port.report(k, counts),
-    };
-  }
-}
-
 export interface FaultParts {
   abort(reason: string): void;
   fanout(): Fanout;
-  submitFaults(): SubmitFaults;
+  /** A shard's forwarder (src/room/shard-forwarder.ts): its next answers can be lost. */
+  forwarder(): { loseAnswers: number };
 }
 
 /** Applies `fault` in this object. */
@@ -75,7 +52,7 @@ export function applyFault(fault: TestFault, parts: FaultParts): void {
       parts.fanout().repeatNext = fault.count;
       return;
     case "lose_submit_answers":
-      parts.submitFaults().loseNext = fault.count;
+      parts.forwarder().loseAnswers = fault.count;
       return;
   }
 }
