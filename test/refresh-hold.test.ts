@@ -7,15 +7,16 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { join, mintToken, uniqueRoom } from "./helpers";
 
-/** Makes the next signature check wait until the returned function is called. */
-function holdNextVerify(): () => void {
+/** Makes the next `n` signature checks wait until the returned function is called. */
+function holdNextVerify(n = 1): () => void {
   let release = () => {};
   const gate = new Promise<void>((resolve) => {
     release = resolve;
   });
   const verify = crypto.subtle.verify.bind(crypto.subtle);
-  vi.spyOn(crypto.subtle, "verify").mockImplementationOnce(async (...args: Parameters<SubtleCrypto["verify"]>) => {
-    await gate;
+  let held = 0;
+  vi.spyOn(crypto.subtle, "verify").mockImplementation(async (...args: Parameters<SubtleCrypto["verify"]>) => {
+    if (held++ < n) await gate;
     return verify(...args);
   });
   return release;
@@ -23,7 +24,7 @@ function holdNextVerify(): () => void {
 
 let minted = 0;
 /** A token never seen before, so that it is verified (none comes from the verified-token cache). */
-const freshToken = () => mintToken({ name: `Fresh ${++minted}` });
+const freshToken = (sub?: string) => mintToken({ sub, name: `Fresh ${++minted}` });
 
 const PING = '{ "type" : "ping" }'; // not the exact text the runtime answers itself
 
@@ -59,6 +60,24 @@ describe("frames behind a token refresh being verified", () => {
     for (let i = 0; i < 41; i++) client.send(PING); // the test pool's burst is 40
     expect((await client.nextClose()).code).toBe(4429);
     release();
+  });
+
+  it("bounds the waiting frames per user: more sockets do not hold more", async () => {
+    const room = uniqueRoom();
+    const a = await join(room, { sub: "mallory" });
+    const b = await join(room, { sub: "mallory" });
+    const release = holdNextVerify(2);
+    a.client.send({ type: "auth", token: await freshToken("mallory") });
+    b.client.send({ type: "auth", token: await freshToken("mallory") });
+    // 25 + 25 waiting frames: each socket under the burst of 40, the user over it.
+    for (let i = 0; i < 25; i++) a.client.send(PING);
+    await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 25; i++) b.client.send(PING);
+    expect((await b.client.nextClose()).code).toBe(4429);
+    expect(a.client.closed).toBeUndefined();
+    release();
+    await a.client.waitFor((f) => f.filter((x) => x.type === "pong").length === 25, "a's pongs");
+    a.client.close();
   });
 
   it("closes with 4429 when the waiting frames hold more than 4 × MAX_MESSAGE_BYTES", async () => {

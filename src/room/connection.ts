@@ -57,8 +57,6 @@ export interface Connection {
   order?: number;
   /** An `auth` frame being verified: the connection's later frames wait for it (src/room/room.ts). */
   refreshing?: Promise<void>;
-  /** The frames (and their bytes) waiting for `refreshing`, bounded (src/room/inbound.ts). */
-  held?: { frames: number; bytes: number };
 }
 
 export function tagForUser(userId: string): string {

@@ -43,15 +43,18 @@ export class Inbound {
   /**
    * Takes one frame in its turn. Answers go in the order of the frames: after an `auth` frame, the
    * next wait for its answer (a frame that came before the peer closed is still taken, as it would
-   * have been at once). What waits is bounded, since verifying can take seconds (a cold JWKS fetch):
-   * at most a rate burst of frames and {@link HELD_MESSAGE_FACTOR} × MAX_MESSAGE_BYTES, else 4429.
+   * have been at once). What waits is bounded per user, over all its connections, since verifying
+   * can take seconds (a cold JWKS fetch): at most the user's rate burst of frames and
+   * {@link HELD_MESSAGE_FACTOR} × MAX_MESSAGE_BYTES, else 4429.
    */
   async take(conn: Connection, message: string | ArrayBuffer, config: Config): Promise<void> {
+    const size = typeof message === "string" ? utf8Length(message, config.maxMessageBytes) : message.byteLength;
     if (conn.refreshing !== undefined) {
-      const size = typeof message === "string" ? utf8Length(message, config.maxMessageBytes) : message.byteLength;
-      if (conn.held === undefined) conn.held = { frames: 0, bytes: 0 };
-      const held = conn.held;
-      if (held.frames + 1 > config.rateLimitBurst || held.bytes + size > HELD_MESSAGE_FACTOR * config.maxMessageBytes) {
+      const held = conn.owner.held;
+      if (
+        held.frames + 1 > config.userRateLimitBurst ||
+        held.bytes + size > HELD_MESSAGE_FACTOR * config.maxMessageBytes
+      ) {
         this.#p.connections.close(conn, CLOSE_CODES.rateLimited, "too many frames during a token refresh");
         return;
       }
@@ -65,14 +68,13 @@ export class Inbound {
       }
       if (conn.isGone) return;
     }
-    await this.onFrame(conn, message, config);
+    await this.onFrame(conn, message, size, config);
   }
 
-  /** Takes one frame from `conn`: checks its size, expiry and rate, decodes it, and acts on it. */
-  onFrame(conn: Connection, message: string | ArrayBuffer, config: Config): void | Promise<void> {
+  /** Takes one frame from `conn` (`size` bytes, capped): checks its size, expiry and rate, decodes it, and acts on it. */
+  onFrame(conn: Connection, message: string | ArrayBuffer, size: number, config: Config): void | Promise<void> {
     const connections = this.#p.connections;
     const now = Date.now();
-    const size = typeof message === "string" ? utf8Length(message, config.maxMessageBytes) : message.byteLength;
     if (size > config.maxMessageBytes) {
       connections.close(conn, CLOSE_CODES.messageTooBig, `frame over ${config.maxMessageBytes} bytes`);
       return;

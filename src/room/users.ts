@@ -24,6 +24,8 @@ export interface UserState {
   replay: { bytes: number; updatedAt: number };
   /** Bytes sent to this user's sockets and not yet known read, closing sockets included. */
   queued: number;
+  /** Frames (and their bytes) waiting behind a token refresh on any of its sockets (src/room/inbound.ts). */
+  held: { frames: number; bytes: number };
   /** Last time anything asked for this user's state: idle users are forgotten (`prune`). */
   touchedAt: number;
 }
@@ -55,6 +57,7 @@ export class Users {
         connects: { tokens: connectsPerMinute, updatedAt: now },
         replay: { bytes: replayBytesPerMinute, updatedAt: now },
         queued: 0,
+        held: { frames: 0, bytes: 0 },
         touchedAt: now,
       };
       this.#byId.set(userId, state);
@@ -69,7 +72,8 @@ export class Users {
    */
   prune(now: number, hasSockets: (userId: string) => boolean): void {
     for (const [userId, state] of this.#byId) {
-      if (now - state.touchedAt > MINUTE_MS && state.queued === 0 && !hasSockets(userId)) this.#byId.delete(userId);
+      if (now - state.touchedAt > MINUTE_MS && state.queued === 0 && state.held.frames === 0 && !hasSockets(userId))
+        this.#byId.delete(userId);
     }
   }
 
