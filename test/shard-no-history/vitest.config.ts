@@ -1,38 +1,5 @@
-import { fileURLToPath } from "node:url";
-import { cloudflareTest } from "@cloudflare/vitest-plugin";
-import { defineConfig } from "vitest/config";
-
 // Sharded rooms (docs/scaling.md) with HISTORY_LIMIT=0: the orderer keeps no history, so a shard
-// cannot fill a gap from it. Otherwise as test/shard/vitest.config.ts (SHARD_GROW_AT=3).
-const TEST_JWT_SECRET = "edge-rooms-test-secret-0123456789-abcdefghij";
+// cannot fill a gap from it. Otherwise as test/shard/vitest.config.ts.
+import { poolConfig, SHARD_BINDINGS } from "../support/pool-config";
 
-export default defineConfig({
-  plugins: [
-    cloudflareTest({
-      wrangler: { configPath: fileURLToPath(new URL("../../wrangler.toml", import.meta.url)) },
-      miniflare: {
-        bindings: {
-          JWT_SECRET: TEST_JWT_SECRET,
-          MAX_CONNECTIONS_PER_ROOM: "20",
-          HISTORY_LIMIT: "0",
-          LOG_LEVEL: "debug",
-          PRESENCE_GRACE_MS: "100",
-          SHARD_MAX: "4",
-          SHARD_GROW_AT: "3",
-          SHARD_MOVES_PER_SECOND: "1000",
-          SHARD_SHRINK_AFTER_MS: "1500",
-        },
-        ratelimits: {
-          CONNECT_LIMITER: { namespace_id: "1001", simple: { limit: 1_000_000, period: 60 } },
-        },
-      },
-    }),
-  ],
-  test: {
-    include: ["test/shard-no-history/**/*.test.ts"],
-    root: fileURLToPath(new URL("../..", import.meta.url)),
-    setupFiles: ["test/setup.ts"],
-    testTimeout: 30_000,
-    silent: "passed-only",
-  },
-});
+export default poolConfig("shard-no-history", { ...SHARD_BINDINGS, HISTORY_LIMIT: "0" });
