@@ -4,7 +4,6 @@
  * Served by bare workerd (test/support/workerd-server.ts): wrangler dev's own proxies negotiate
  * compression with the client whatever the Worker's flags say.
  */
-import { randomBytes } from "node:crypto";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
@@ -13,7 +12,7 @@ import { WorkerdServer } from "../support/workerd-server";
 describe("WebSocket compression, as deployed", () => {
   let server: WorkerdServer;
   beforeAll(async () => {
-    server = await WorkerdServer.start(`test-only-${randomBytes(32).toString("hex")}`);
+    server = await WorkerdServer.start();
   }, 120_000);
   afterAll(async () => {
     await server?.dispose();

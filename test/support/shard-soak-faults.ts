@@ -8,7 +8,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { SignJWT } from "jose";
 import { shardOf } from "../../src/room/shard-map";
 
-/** What the soak needs of a server: `wrangler dev` (WranglerServer) or bare workerd (BareWorkerdServer). */
+/** What the soak needs of a server: `wrangler dev` (WranglerServer) or bare workerd (WorkerdServer). */
 export interface SoakServer {
   readonly baseUrl: string;
   readonly secret: string;

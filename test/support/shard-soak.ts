@@ -10,8 +10,8 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import { shardOf } from "../../src/room/shard-map";
 import { sleep } from "./attack-kit";
-import { BareWorkerdServer } from "./bare-workerd-server";
 import { adminToken, injectFault, parseFaults, type SoakFault, type SoakServer, workerdFds } from "./shard-soak-faults";
+import { WorkerdServer } from "./workerd-server";
 import { REPO_ROOT, WranglerServer } from "./wrangler-server";
 
 export type { SoakFault } from "./shard-soak-faults";
@@ -221,7 +221,7 @@ export async function runShardSoak(o: SoakOptions): Promise<SoakReport> {
   };
   const server: SoakServer =
     o.server === "workerd"
-      ? await BareWorkerdServer.start({ vars, watch: WATCHED })
+      ? await WorkerdServer.start({ vars, watch: WATCHED })
       : await WranglerServer.start({ vars, watch: WATCHED });
   const links: ChildLink[] = [];
   let maxLoad1 = loadavg()[0] ?? 0;
