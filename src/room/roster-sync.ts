@@ -19,11 +19,19 @@
  * their own (src/room/relay.ts); a list carries the state as it was, for users that are new to it.
  */
 import type { PresenceEntry } from "../protocol";
+import { MOVED_GRACE_MS } from "./presence-feed";
 import { mergeRosters } from "./presence-mirror";
 import type { RosterEntry, RosterPush, RosterReport } from "./shard-rpc";
 
 /** Changes within this long go out as one push. */
 export const ROSTER_PUSH_DELAY_MS = 50;
+
+/**
+ * A retired shard (the room shrank) is no longer delivered to once its last socket moved, but its
+ * users linger there (a moved one MOVED_GRACE_MS at least) until their new object reported them:
+ * its list is kept until it reports none, and at most this long (a retired shard that reset).
+ */
+export const RETIRED_KEEP_MS = MOVED_GRACE_MS + 2000;
 
 /** A version newer than `last` and than any made before by an instance that started earlier. */
 function nextVersion(last: number): number {
@@ -72,6 +80,8 @@ export interface RosterSyncParts {
 /** The orderer's side: every shard's last report, and the push each shard is due. */
 export class RosterSync {
   readonly #reports = new Map<number, RosterReport>();
+  /** Retired shards whose list is still kept (their users linger there), with the timer that drops it. */
+  readonly #retired = new Map<number, ReturnType<typeof setTimeout>>();
   readonly #parts: RosterSyncParts;
   #v = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -94,13 +104,40 @@ export class RosterSync {
   reported(k: number, report: RosterReport | undefined): void {
     const held = this.#reports.get(k);
     if (report === undefined || report.v <= (held?.v ?? 0)) return;
+    if (this.#retired.has(k) && report.users?.length === 0) {
+      this.#forget(k); // its last users settled there
+      return;
+    }
     this.#reports.set(k, report);
     // A new version of the same list (a shard that woke) changes nothing for anyone.
     if (held === undefined || JSON.stringify(held.users) !== JSON.stringify(report.users)) this.changed();
   }
 
-  /** A shard left the room (the orderer no longer delivers to it). */
+  /**
+   * A shard left the room (the orderer no longer delivers to it): its users stay listed while they
+   * linger there (RETIRED_KEEP_MS at most), so that a moved user is seen in its new object first.
+   */
   removed(k: number): void {
+    if (this.#retired.has(k)) return;
+    const held = this.#reports.get(k);
+    if (held === undefined) return;
+    if (held.users?.length === 0) {
+      this.#reports.delete(k);
+      this.changed();
+      return;
+    }
+    this.#retired.set(
+      k,
+      setTimeout(() => this.#forget(k), RETIRED_KEEP_MS),
+    );
+  }
+
+  #forget(k: number): void {
+    const timer = this.#retired.get(k);
+    if (timer !== undefined) clearTimeout(timer);
+    this.#retired.delete(k);
+    // Attached again meanwhile (the room grew back): its reports are current.
+    if (this.#parts.shards().includes(k)) return;
     if (this.#reports.delete(k)) this.changed();
   }
 
@@ -136,7 +173,7 @@ export class RosterSync {
     if (own === null) return undefined;
     const lists: PresenceEntry[][] = except === 0 ? [] : [own];
     let total = own.length;
-    for (const k of this.#parts.shards()) {
+    for (const k of new Set([...this.#parts.shards(), ...this.#retired.keys()])) {
       const users = this.#reports.get(k)?.users;
       if (users === undefined || users === null) return undefined;
       total += users.length;

@@ -1,0 +1,62 @@
+/**
+ * Review of the room-wide roster over the socket (docs/scaling.md, "The roster over the socket"):
+ * holes found after it landed, each a test that failed before its fix.
+ */
+import { describe, expect, it } from "vitest";
+import type { PresenceEntry } from "../../src/protocol";
+import { MOVED_GRACE_MS } from "../../src/room/presence-feed";
+import { type Client, join, settle } from "../helpers";
+import { objectOf, twoShardRoom, usersIn } from "./support";
+
+type Frame = { type: string; event?: string; user?: { id: string }; presence?: PresenceEntry[]; state?: unknown };
+
+function events(client: Client, event: "join" | "leave" | "update", id: string): number {
+  return (client.frames as unknown as Frame[]).filter(
+    (f) => f.type === "presence" && f.event === event && f.user?.id === id,
+  ).length;
+}
+
+describe("sharded rooms: the roster over the socket (review)", () => {
+  it("a user moved off a retired shard (the room shrank) is neither a leave nor a join while it reconnects within the moved grace", async () => {
+    const { room, users, clients } = await twoShardRoom();
+    const [ca, cb, cc] = clients as [Client, Client, Client];
+    // Three more sockets grow the room to 3 objects: e and f (shard 2 of 3) are moved there.
+    const [d] = usersIn(0, 3, 1, "d", { k: 0, n: 2 });
+    const [e] = usersIn(2, 3, 1, "e", { k: 0, n: 2 });
+    const [f] = usersIn(2, 3, 1, "f", { k: 1, n: 2 });
+    const cd = (await join(room, { sub: d })).client;
+    const ce0 = (await join(room, { sub: e })).client;
+    const cf0 = (await join(room, { sub: f })).client;
+    expect((await ce0.nextClose()).code).toBe(4307);
+    expect((await cf0.nextClose()).code).toBe(4307);
+    const ce = (await join(room, { sub: e, since: 0 })).client;
+    const cf = (await join(room, { sub: f, since: 0 })).client;
+    expect((await objectOf(room, 0).shardStatus()).map.n).toBe(3);
+    await ca.waitFor(() => events(ca, "join", String(e)) === 1, "a holds e");
+    await cb.waitFor(() => events(cb, "join", String(e)) === 1, "b holds e");
+    // Past the moved grace of the growth: nobody lingers in its old object any more.
+    await settle(MOVED_GRACE_MS + 300);
+    // Down to 3 sockets (a, b, e): after SHARD_SHRINK_AFTER_MS shard 2 retires and e is moved (4307).
+    cc.close();
+    cd.close();
+    cf.close();
+    expect((await ce.nextClose(6000)).code).toBe(4307);
+    // e's client comes back within the moved grace, but not at once (a slow network, a backoff).
+    await settle(1000);
+    const back = (await join(room, { sub: e, since: 0 })).client;
+    await settle(MOVED_GRACE_MS);
+    expect((await objectOf(room, 0).shardStatus()).map.n).toBe(2);
+    for (const [name, c] of [
+      ["a", ca],
+      ["b", cb],
+    ] as const) {
+      expect(events(c, "leave", String(e)), `${name} saw e leave`).toBe(0);
+      expect(events(c, "join", String(e)), `${name} saw e join twice`).toBe(1);
+    }
+    // And once it is really gone, it leaves everywhere (the retired shard's users are not kept forever).
+    back.close();
+    await ca.waitFor(() => events(ca, "leave", String(e)) === 1, "a sees e leave", 8000);
+    await cb.waitFor(() => events(cb, "leave", String(e)) === 1, "b sees e leave", 8000);
+    expect(users.a).toBeDefined();
+  });
+});
