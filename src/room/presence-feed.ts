@@ -41,6 +41,9 @@ export const MOVED_GRACE_MS = 3000;
 /** `occupancy` frames go out at most this often. */
 export const OCCUPANCY_INTERVAL_MS = 1000;
 
+/** Most states held for users not listed here yet (their join is on its way from the orderer). */
+const EARLY_STATES_MAX = 256;
+
 export interface PresenceFeedOptions {
   /** PRESENCE_ROSTER_MAX; without it, always the roster. */
   rosterMax?: number;
@@ -76,6 +79,12 @@ export class PresenceFeed {
   decorate: (entries: PresenceEntry[]) => PresenceEntry[] = (entries) => entries;
   readonly #mode: RosterMode;
   readonly #occupancy: OccupancyThrottle;
+  /**
+   * Sharded: states relayed for users of another object that this one does not list yet. A user's
+   * first state is relayed at once, its join comes with the orderer's next push (a report, then a
+   * push: some 300 ms); members get the join first and the state right after it, as in one object.
+   */
+  readonly #early = new Map<string, PresenceFrame>();
 
   constructor(graceMs: number, connections: () => Connections, options: PresenceFeedOptions = {}) {
     this.#graceMs = graceMs;
@@ -193,6 +202,14 @@ export class PresenceFeed {
    */
   setMirror(users: readonly PresenceEntry[]): void {
     const change = this.mirror.replace(users, (id) => this.#presence.has(id));
+    const early = new Map<string, PresenceFrame>();
+    for (const [id, frame] of this.#early) {
+      if (!this.mirror.has(id) && !this.#presence.has(id)) continue; // still not listed: kept
+      this.#early.delete(id);
+      if (!this.mirror.has(id)) continue;
+      this.mirror.setState(id, frame.state);
+      early.set(id, frame);
+    }
     if (change.wasUnknown) {
       if (this.#mode.isFull && this.#connections().liveCount() > 0) {
         this.#push(JSON.stringify({ type: "roster", roster: true, presence: this.roomList() } satisfies RosterFrame));
@@ -200,18 +217,40 @@ export class PresenceFeed {
       return;
     }
     for (const entry of change.left) this.#frame("leave", { id: entry.id, name: entry.name });
-    for (const entry of change.joined) this.#frame("join", { id: entry.id, name: entry.name });
+    for (const entry of change.joined) {
+      this.#frame("join", { id: entry.id, name: entry.name });
+      const state = early.get(entry.id)?.state ?? entry.state;
+      if (state === undefined) continue;
+      const update: PresenceFrame = {
+        type: "presence",
+        event: "update",
+        user: { id: entry.id, name: entry.name },
+        state,
+        online: this.online,
+      };
+      this.queue(JSON.stringify(update));
+    }
   }
 
   /** A presence-state `update` relayed from another object: to the members, and into the mirror. */
   relayedUpdate(frame: string): void {
-    this.queue(frame);
+    let parsed: PresenceFrame | undefined;
     try {
-      const parsed = JSON.parse(frame) as PresenceFrame;
-      this.mirror.setState(parsed.user.id, parsed.state);
+      parsed = JSON.parse(frame) as PresenceFrame;
     } catch {
       // Built by another object of this room from a valid state: never malformed.
     }
+    const id = parsed?.user.id;
+    if (parsed !== undefined && id !== undefined && !this.mirror.has(id) && !this.#presence.has(id)) {
+      // Not listed here yet: it goes out after the user's join (setMirror).
+      this.#early.delete(id);
+      this.#early.set(id, parsed);
+      const oldest = this.#early.keys().next().value;
+      if (this.#early.size > EARLY_STATES_MAX && oldest !== undefined) this.#early.delete(oldest);
+      return;
+    }
+    this.queue(frame);
+    if (id !== undefined) this.mirror.setState(id, parsed?.state);
   }
 
   /** This object's own user count (a shard reports it; the room's is `online`). */

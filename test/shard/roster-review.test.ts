@@ -16,7 +16,43 @@ function events(client: Client, event: "join" | "leave" | "update", id: string):
   ).length;
 }
 
+/** What a client holds of each user, folding frames as the bundled client does (src/client/room-view.ts). */
+function statesOf(client: Client): Map<string, unknown> {
+  const users = new Map<string, unknown>();
+  for (const f of client.frames as unknown as Frame[]) {
+    if (f.type === "welcome" || (f.type === "roster" && (f as { roster?: boolean }).roster === true)) {
+      users.clear();
+      for (const e of f.presence ?? []) users.set(e.id, e.state);
+    } else if (f.type === "presence" && f.user) {
+      if (f.event === "leave") users.delete(f.user.id);
+      else if (f.event === "join") users.set(f.user.id, undefined);
+      else users.set(f.user.id, f.state);
+    }
+  }
+  return users;
+}
+
 describe("sharded rooms: the roster over the socket (review)", () => {
+  it("a user that sets its state right after joining on a shard is seen with it on the other objects (its join comes first)", async () => {
+    const { room, clients } = await twoShardRoom();
+    const [ca, cb] = clients as [Client, Client, Client];
+    await settle(MOVED_GRACE_MS);
+    const [e] = usersIn(1, 2, 1, "e");
+    const ce = (await join(room, { sub: e })).client;
+    // As a client does: its state (a cursor, a colour) right after its welcome.
+    ce.send({ type: "presence", state: { color: "red" } });
+    await cb.waitFor(() => events(cb, "update", String(e)) === 1, "b (same object) gets e's state");
+    await ca.waitFor(() => events(ca, "join", String(e)) === 1, "a (the orderer) gets e's join");
+    await settle(300);
+    // In one object a join always comes before the user's first update; so it must here.
+    const seq = (ca.frames as unknown as Frame[])
+      .filter((f) => f.type === "presence" && f.user?.id === e)
+      .map((f) => f.event);
+    expect(seq[0]).toBe("join");
+    expect(statesOf(ca).get(String(e))).toEqual({ color: "red" });
+    expect(statesOf(cb).get(String(e))).toEqual({ color: "red" });
+  });
+
   it("a user moved off a retired shard (the room shrank) is neither a leave nor a join while it reconnects within the moved grace", async () => {
     const { room, users, clients } = await twoShardRoom();
     const [ca, cb, cc] = clients as [Client, Client, Client];
