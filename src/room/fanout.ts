@@ -168,7 +168,8 @@ export class Fanout {
       (result) => {
         link.inFlight = false;
         link.retryMs = RETRY_FIRST_MS;
-        link.rosterAt = result.rosterAt ?? link.rosterAt;
+        // A shard that does not say (an older version) took what it was sent: no push again and again.
+        link.rosterAt = result.rosterAt ?? roster?.v ?? link.rosterAt;
         this.#source.reported(link.k, result);
         // Whatever the shard says, what was sent is done with: it delivered it or will read history.
         this.#confirm(link, Math.max(sent, result.last));

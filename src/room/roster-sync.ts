@@ -149,6 +149,11 @@ export class RosterSync {
     if (this.#timer !== undefined) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
+      if (this.#parts.shards().length === 0 && this.#retired.size === 0) {
+        // One object again: no other object's user, however many the orderer holds itself.
+        this.#parts.apply([]);
+        return;
+      }
       const all = this.#lists(-1);
       if (all === undefined) return;
       this.#v = nextVersion(this.#v);
