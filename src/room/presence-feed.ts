@@ -216,9 +216,11 @@ export class PresenceFeed {
       }
       return;
     }
-    for (const entry of change.left) this.#frame("leave", { id: entry.id, name: entry.name });
+    // Each frame carries the count after it, as in one object (not the count after the whole push).
+    let online = this.online - change.joined.length + change.left.length;
+    for (const entry of change.left) this.#frame("leave", { id: entry.id, name: entry.name }, undefined, --online);
     for (const entry of change.joined) {
-      this.#frame("join", { id: entry.id, name: entry.name });
+      this.#frame("join", { id: entry.id, name: entry.name }, undefined, ++online);
       const state = early.get(entry.id)?.state ?? entry.state;
       if (state === undefined) continue;
       const update: PresenceFrame = {
@@ -300,8 +302,8 @@ export class PresenceFeed {
     if (!this.mirror.has(user.id)) this.#frame(event, user, except);
   }
 
-  #frame(event: PresenceFrame["event"], user: User, except?: WebSocket): void {
-    const frame: PresenceFrame = { type: "presence", event, user, online: this.online };
+  #frame(event: PresenceFrame["event"], user: User, except?: WebSocket, online = this.online): void {
+    const frame: PresenceFrame = { type: "presence", event, user, online };
     // A switch sends the news itself (a `roster` frame); in counts mode nothing goes out.
     if (!this.#recheck()) this.queue(JSON.stringify(frame), except);
     if (!this.#mode.isFull) this.countsChanged();

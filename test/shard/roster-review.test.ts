@@ -53,6 +53,22 @@ describe("sharded rooms: the roster over the socket (review)", () => {
     expect(statesOf(cb).get(String(e))).toEqual({ color: "red" });
   });
 
+  it("leaves told by one push carry the count after each, as in one object", async () => {
+    const { users, clients } = await twoShardRoom();
+    const [ca, cb, cc] = clients as [Client, Client, Client];
+    await settle(MOVED_GRACE_MS);
+    // b and c (shard 1) leave together: one report, one push to the orderer.
+    cb.close();
+    cc.close();
+    const leaves = () =>
+      (ca.frames as unknown as Array<Frame & { online?: number }>).filter(
+        (f) => f.type === "presence" && f.event === "leave",
+      );
+    await ca.waitFor(() => leaves().length === 2, "a sees b and c leave");
+    expect(leaves().map((f) => f.online)).toEqual([2, 1]);
+    expect(users.a).toBeDefined();
+  });
+
   it("a user moved off a retired shard (the room shrank) is neither a leave nor a join while it reconnects within the moved grace", async () => {
     const { room, users, clients } = await twoShardRoom();
     const [ca, cb, cc] = clients as [Client, Client, Client];
