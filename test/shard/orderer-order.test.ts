@@ -93,6 +93,7 @@ describe("sharded rooms: per-sender order on the orderer", () => {
       await client.next("ack");
       expect(labels(client)).toEqual(expect.arrayContaining(["pong", `ack:${id}`]));
     }
+    await waitForSeq(ca, 2);
     expect(labels(ca)).toEqual(["msg:1", "msg:2"]);
     await objectOf(room, 1).releaseDirectIn();
     await ca.next("pong");
