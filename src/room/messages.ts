@@ -23,7 +23,7 @@ import {
 } from "./history";
 import { contentHash } from "./message-ids";
 import { PROBE_FRACTION } from "./reading";
-import type { ReplyOrder } from "./reply-order";
+import type { ReplyOrder, Step } from "./reply-order";
 import type { Users } from "./users";
 
 /** The content of a room message, from a socket frame or an HTTP body. */
@@ -77,10 +77,12 @@ export class Messages {
    */
   relayDirect: ((to: string, text: string) => Promise<number> | undefined) | undefined;
   /**
-   * On a shard, each connection's answers in the order of its frames (src/room/reply-order.ts): its
-   * room messages are answered by the orderer, so the commit queue cannot order them.
+   * Each connection's answers in the order of its frames where the commit queue cannot give it alone
+   * (src/room/reply-order.ts): on a shard (its room messages are answered by the orderer) and on the
+   * orderer of a sharded room (a DM or signal to another object is answered when that object
+   * answers). `undefined` in a single object, whose answers then cost no chain.
    */
-  order: ReplyOrder | undefined;
+  order: () => ReplyOrder | undefined = () => undefined;
 
   constructor(
     history: History,
@@ -108,24 +110,28 @@ export class Messages {
     }
     const to = frame.to;
     if (to !== undefined) {
-      // After the sender's queued messages: a direct message never overtakes them.
-      if (this.order) this.order.after(conn, () => this.#direct(conn, frame, to, now));
-      else this.#queue.after(() => void this.#direct(conn, frame, to, now));
+      // After the sender's queued messages: a direct message never overtakes them. One to another
+      // object holds the sender's later answers until that object answers (`reply`).
+      this.reply(() => this.#direct(conn, frame, to, now), conn);
       return;
     }
     if (this.forward) {
       this.forward(conn, frame);
       return;
     }
+    // Answered in its place among the connection's answers: at once when it is committed (or found).
     this.#submit(conn.attachment.room, conn.attachment.user, frame, now, (result) => {
       if (result instanceof StoreFailed) {
-        connections.sendError(conn, "store_failed", "the message could not be stored; send it again", frame.id);
+        const text = "the message could not be stored; send it again";
+        this.reply(() => connections.sendError(conn, "store_failed", text, frame.id), conn);
       } else if (frame.id === undefined) {
         // Nothing to acknowledge.
       } else if (result.outcome === "conflict") {
-        connections.sendError(conn, "id_conflict", "this id was already used for a different message", frame.id);
+        const text = "this id was already used for a different message";
+        this.reply(() => connections.sendError(conn, "id_conflict", text, frame.id), conn);
       } else {
-        connections.send(conn, JSON.stringify({ type: "ack", id: frame.id, seq: result.seq } satisfies AckFrame));
+        const ack = JSON.stringify({ type: "ack", id: frame.id, seq: result.seq } satisfies AckFrame);
+        this.reply(() => connections.send(conn, ack), conn);
       }
     });
   }
@@ -140,12 +146,17 @@ export class Messages {
 
   /**
    * Runs `reply` once every message queued so far is sent: a connection's answers (errors, pongs,
-   * pages) then come in the order of the frames they answer, behind the acks of earlier messages.
-   * On a shard, behind what `conn` is still owed (src/room/reply-order.ts).
+   * pages, acks) then come in the order of the frames they answer, behind the acks of earlier
+   * messages. In a sharded room, also behind what `conn` is still owed by another object
+   * (src/room/reply-order.ts): a `reply` that returns a promise holds `conn`'s later answers until
+   * it settles. (A shard queues no messages: there only the chain orders.)
    */
-  reply(reply: () => void, conn?: Connection): void {
-    if (this.order && conn) this.order.after(conn, reply);
-    else this.#queue.after(reply);
+  reply(reply: Step, conn: Connection): void {
+    this.#queue.after(() => {
+      const order = this.order();
+      if (order) order.after(conn, reply);
+      else void reply();
+    });
   }
 
   /**
@@ -252,8 +263,10 @@ export class Messages {
     config: Config,
     read: (query: PageQuery, maxBytes: number) => Promise<Page>,
   ): Promise<void> {
+    const order = this.order();
+    if (!order) throw new Error("sendHistoryFrom is a shard's: it needs the shard's reply order");
     // Its place among the connection's answers is taken now: later frames are answered after it.
-    const answer = this.order ? this.order.hold(conn) : (run: () => void) => this.reply(run, conn);
+    const answer = order.hold(conn);
     const maxBytes = pageBudget(conn, config);
     try {
       const page = maxBytes > 0 ? await read({ before, limit }, maxBytes) : undefined;
