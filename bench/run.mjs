@@ -10,24 +10,16 @@
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { SignJWT } from "jose";
 import { closeAll, fanout, openMany, percentile, round, sorted } from "./lib/clients.mjs";
 import { markdown, median, summarize } from "./lib/report.mjs";
+import { gitOut, scratchDir, snapshotRef, snapshotRepo } from "./lib/snapshots.mjs";
 import { targetsMarkdown } from "./lib/targets.mjs";
-import {
-  gitOut,
-  killAllGroupsNow,
-  liveDirs,
-  REPO_ROOT,
-  sleep,
-  snapshotRef,
-  snapshotRepo,
-  startServer,
-} from "./lib/wrangler.mjs";
+import { killAllGroupsNow, liveDirs, REPO_ROOT, sleep, startServer } from "./lib/wrangler.mjs";
 
 // `--sweep`: the room-size sweep (bench/sweep.mjs), with its own flags; the default bench is unchanged.
 if (process.argv.slice(2).includes("--sweep")) {
@@ -610,7 +602,7 @@ log(`bench: starting wrangler dev × ${options.servers.length}…`);
 let servers = [];
 // The servers run from a snapshot of the repo taken now, so that edits made during the bench (wrangler
 // dev would reload on them) do not change the code under test halfway. Removed on every way out.
-const snapshot = join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), `edge-rooms-bench-src-${process.pid}`);
+const snapshot = join(scratchDir(), `edge-rooms-bench-src-${process.pid}`);
 liveDirs.add(snapshot);
 snapshotRepo(snapshot);
 const baselineSnapshot = `${snapshot}-baseline`;

@@ -9,14 +9,15 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, loadavg, tmpdir } from "node:os";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { costOf } from "./lib/cost-model.mjs";
+import { scratchDir, snapshotRepo } from "./lib/snapshots.mjs";
 import { sweepMarkdown } from "./lib/sweep-report.mjs";
 import { SweepRoom } from "./lib/sweep-room.mjs";
-import { killAllGroupsNow, liveDirs, REPO_ROOT, sleep, snapshotRepo, startServer } from "./lib/wrangler.mjs";
+import { killAllGroupsNow, liveDirs, REPO_ROOT, sleep, startServer } from "./lib/wrangler.mjs";
 
 const HELP = `usage: npm run bench -- --sweep [flags]
 
@@ -204,7 +205,7 @@ function edgeVars(mode, size) {
   return vars;
 }
 
-const snapshot = join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), `edge-rooms-sweep-src-${process.pid}`);
+const snapshot = join(scratchDir(), `edge-rooms-sweep-src-${process.pid}`);
 liveDirs.add(snapshot);
 snapshotRepo(snapshot);
 
