@@ -15,9 +15,11 @@ import { availableParallelism, cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { SignJWT } from "jose";
-import { closeAll, fanout, openMany, percentile, round, sorted } from "./lib/clients.mjs";
+import { closeAll, openMany } from "./lib/clients.mjs";
+import { fanout } from "./lib/fanout.mjs";
 import { markdown, median, summarize } from "./lib/report.mjs";
 import { gitOut, scratchDir, snapshotRef, snapshotRepo } from "./lib/snapshots.mjs";
+import { percentile, round, sorted } from "./lib/stats.mjs";
 import { targetsMarkdown } from "./lib/targets.mjs";
 import { killAllGroupsNow, liveDirs, REPO_ROOT, sleep, startServer } from "./lib/wrangler.mjs";
 

@@ -1,7 +1,8 @@
 /**
- * A process as Linux's /proc shows it, for the bench's view of the servers it starts: the members of a
- * process group, a process's CPU time, its RSS and the ports it listens on; and pinning a process to
- * CPUs with `taskset`. Every read tolerates a process that ends while it is read.
+ * Processes and CPUs as Linux's /proc shows them, for the bench's view of the servers it starts: the
+ * members of a process group, a process's CPU time, its RSS and the ports it listens on, each CPU's
+ * busy time; and pinning a process to CPUs with `taskset`. Every read tolerates a process that ends
+ * while it is read.
  */
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
@@ -83,4 +84,37 @@ export function pin(pid, cpuList) {
   } catch (error) {
     process.stderr.write(`[bench] could not pin ${pid} to CPU ${cpuList}: ${/** @type {Error} */ (error).message}\n`);
   }
+}
+
+/**
+ * Busy and total time of each CPU so far, from /proc/stat (every process's work, the kernel's
+ * included: the truest sign of which side saturates). Empty where /proc/stat cannot be read.
+ * @returns {{ busy: number, total: number }[]}
+ */
+export function coreTimes() {
+  try {
+    return readFileSync("/proc/stat", "utf8")
+      .split("\n")
+      .filter((l) => /^cpu\d+ /.test(l))
+      .map((l) => {
+        const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = l
+          .trim()
+          .split(/\s+/)
+          .slice(1)
+          .map(Number);
+        const busy = user + nice + system + irq + softirq + steal;
+        return { busy, total: busy + idle + iowait };
+      });
+  } catch {
+    return [];
+  }
+}
+
+/** Busy % of each CPU between two `coreTimes()` readings. @param {ReturnType<typeof coreTimes>} a @param {ReturnType<typeof coreTimes>} b */
+export function coreBusyPct(a, b) {
+  return b.map((t, i) => {
+    const before = a[i] ?? { busy: 0, total: 0 };
+    const total = t.total - before.total;
+    return total > 0 ? Math.round(((t.busy - before.busy) / total) * 100) : Number.NaN;
+  });
 }
