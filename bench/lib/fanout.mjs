@@ -232,3 +232,24 @@ async function settle(state, quietMs, maxMs) {
     await sleep(20);
   }
 }
+
+/**
+ * The fan-out settings of one shape: its rooms and clients, its ladder (or the options'), and the
+ * options' steps.
+ * @param {ReturnType<typeof import("./bench-options.mjs").benchOptions>["options"]} options
+ * @param {{ rooms: number, clients: number, rates?: number[], maxRate?: number }} shape
+ */
+export function rampOf(options, shape) {
+  return {
+    rooms: shape.rooms,
+    clients: shape.clients,
+    rates: shape.rates ?? options.rates,
+    maxRate: shape.maxRate ?? options.maxRate,
+    stepMs: options.stepMs,
+    drainMs: options.drainMs,
+    warmupMs: options.warmupMs,
+    p99LimitMs: options.p99LimitMs,
+    refine: options.refine,
+    padBytes: options.padBytes,
+  };
+}

@@ -118,3 +118,10 @@ export function coreBusyPct(a, b) {
     return total > 0 ? Math.round(((t.busy - before.busy) / total) * 100) : Number.NaN;
   });
 }
+
+/** Busy CPU seconds of the whole machine, from /proc/stat. */
+export function machineBusySeconds() {
+  const fields = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "").trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+  return (user + nice + system + irq + softirq + steal) / 100;
+}

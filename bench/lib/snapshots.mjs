@@ -10,10 +10,23 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../scripts/lib/processes.mjs";
 import { raiseConnectLimitIn } from "../../scripts/lib/wrangler-config.mjs";
+import { liveDirs } from "./cleanup.mjs";
 
 /** Where the bench's temporary dirs go: memory when the machine has /dev/shm. */
 export function scratchDir() {
   return existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+}
+
+/**
+ * A temp dir named `name` (unique to this process), removed on any way out (cleanup.mjs), holding a
+ * snapshot of the working tree.
+ * @param {string} name
+ */
+export function snapshotHere(name) {
+  const dir = join(scratchDir(), `${name}-${process.pid}`);
+  liveDirs.add(dir);
+  snapshotRepo(dir);
+  return dir;
 }
 
 /** What a snapshot leaves out: dependencies (linked instead), VCS and build output, bench results. */

@@ -47,7 +47,7 @@ function targetRows(o, shapes) {
 
 /**
  * Whether other processes disturbed the steps a figure rests on: the moderate step for p99, the
- * failing steps for capacity (a step with over 30% of a pinned CPU taken by other work, see clients.mjs).
+ * failing steps for capacity (a step with over 30% of a pinned CPU taken by other work, see fanout.mjs).
  * @param {any} suite @param {string} key @param {any} options
  */
 function contended(suite, key, options) {

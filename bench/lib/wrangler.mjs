@@ -24,6 +24,7 @@ import {
   WRANGLER,
   wranglerEnv,
 } from "../../scripts/lib/processes.mjs";
+import { liveGroups } from "./cleanup.mjs";
 import { cpuSeconds, groupProcesses, listeningPorts, pin, rssKiB } from "./procfs.mjs";
 import { scratchDir } from "./snapshots.mjs";
 
@@ -261,29 +262,4 @@ async function findDirectUrl(pid) {
     if ((await probeHealth(url, 1_000)) === true) return url;
   }
   return undefined;
-}
-
-/** Groups started and not yet stopped, with their temp dirs; killed on any exit of the harness. */
-/** @type {Map<number, string>} */
-export const liveGroups = new Map();
-/** Other temp dirs to remove on any exit (the repo snapshot). */
-/** @type {Set<string>} */
-export const liveDirs = new Set();
-
-/** Last resort: SIGKILL every group still running and remove the dirs (synchronous: safe in `exit`). */
-export function killAllGroupsNow() {
-  for (const [pgid, dir] of liveGroups) {
-    // A process group id is a positive pid; never signal -1 or 0 (every process, our own group).
-    if (Number.isInteger(pgid) && pgid > 1) signalGroup(pgid, "SIGKILL");
-    liveDirs.add(dir);
-  }
-  liveGroups.clear();
-  for (const dir of liveDirs) {
-    try {
-      rmSync(dir, { recursive: true, force: true });
-    } catch {
-      // workerd may still hold a file for an instant; the dir is under /dev/shm or the temp dir.
-    }
-  }
-  liveDirs.clear();
 }
