@@ -19,7 +19,7 @@ export interface ConnectionHooks {
   /** A connection found open at a wake was counted in again (its user is online). */
   restored(conn: Connection): void;
   /** A connection was counted out, whoever closed it (its user may have left). */
-  countedOut(conn: Connection): void;
+  countedOut(conn: Connection, code: number): void;
   /** The room is about to close a connection: what it queued for it goes out first. */
   closing?(conn: Connection): void;
 }
@@ -192,7 +192,7 @@ export class Connections {
       by,
       durationMs: Date.now() - conn.attachment.connectedAt,
     });
-    this.#hooks.countedOut(conn);
+    this.#hooks.countedOut(conn, code);
   }
 
   // -- sending -------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 import { describeError, log } from "../common/log";
 import type { StoredMessage } from "./history";
 import type { ShardMap } from "./shard-map";
-import type { Counts, DeliverBatch, DeliverResult, Occupancy } from "./shard-rpc";
+import type { DeliverBatch, DeliverResult, Occupancy, RosterPush } from "./shard-rpc";
 
 export const DELIVER_MAX_FRAMES = 256;
 export const DELIVER_MAX_BYTES = 1024 * 1024;
@@ -31,13 +31,20 @@ interface Link {
   retryMs: number;
   /** False while the shard is being attached: frames queue, nothing is sent. */
   isReady: boolean;
+  /** The version of the roster push the shard said it holds (src/room/roster-sync.ts). */
+  rosterAt: number;
 }
 
 export interface FanoutSource {
   map(): ShardMap;
   latest(): number;
   occupancy(): Occupancy | undefined;
-  reported(k: number, counts: Counts): void;
+  /** Shard `k` answered a delivery (its counts, maybe its roster report). */
+  reported(k: number, result: DeliverResult): void;
+  /** The version of shard `k`'s roster report held (0: none): asked for with every delivery. */
+  rosterOf(k: number): number;
+  /** The roster push shard `k` is due, holding version `at`; `undefined` when none. */
+  rosterFor(k: number, at: number): RosterPush | undefined;
 }
 
 export class Fanout {
@@ -66,6 +73,7 @@ export class Fanout {
       isDue: true,
       retryMs: RETRY_FIRST_MS,
       isReady,
+      rosterAt: 0,
     });
     return true;
   }
@@ -83,6 +91,22 @@ export class Fanout {
 
   get size(): number {
     return this.#links.size;
+  }
+
+  /** The shards delivered to (retiring ones included). */
+  shards(): number[] {
+    return [...this.#links.keys()];
+  }
+
+  /** Shard `k` said it holds roster push `at` (a report): a delivery goes if it is due another. */
+  heard(k: number, at: number): void {
+    const link = this.#links.get(k);
+    if (link === undefined) return;
+    link.rosterAt = at;
+    if (this.#source.rosterFor(k, at) !== undefined) {
+      link.isDue = true;
+      this.#pump(link);
+    }
   }
 
   /** Frames just made durable, in seq order. */
@@ -129,22 +153,26 @@ export class Fanout {
       if (bytes > DELIVER_MAX_BYTES && n > 0) break;
       n++;
     }
+    const roster = this.#source.rosterFor(link.k, link.rosterAt);
     const batch: DeliverBatch = {
       map: this.#source.map(),
       from: link.from,
       frames: link.frames.slice(0, n),
       latest: this.#source.latest(),
       occupancy: this.#source.occupancy(),
+      rosterOf: this.#source.rosterOf(link.k),
+      ...(roster === undefined ? {} : { roster }),
     };
     const sent = link.from + n - 1;
     void this.#send(link, batch).then(
       (result) => {
         link.inFlight = false;
         link.retryMs = RETRY_FIRST_MS;
-        this.#source.reported(link.k, result.counts);
+        link.rosterAt = result.rosterAt ?? link.rosterAt;
+        this.#source.reported(link.k, result);
         // Whatever the shard says, what was sent is done with: it delivered it or will read history.
         this.#confirm(link, Math.max(sent, result.last));
-        if (link.frames.length > 0) link.isDue = true;
+        if (link.frames.length > 0 || this.#source.rosterFor(link.k, link.rosterAt) !== undefined) link.isDue = true;
         this.#pump(link);
       },
       (error: unknown) => {

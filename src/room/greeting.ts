@@ -55,7 +55,7 @@ function greet(conn: Connection, handoff: Handoff, config: Config, parts: RoomPa
     user: handoff.user,
     seq: history.latestSeq,
     // Above PRESENCE_ROSTER_MAX: no list (src/room/roster-mode.ts); the counts follow the welcome.
-    presence: presence.isFull ? states.decorate(presence.list()) : [],
+    presence: presence.isFull ? presence.roomList() : [],
     heartbeatInterval: config.heartbeatIntervalMs,
     ...(replay ? { recovered: replay.recovered } : {}),
     ...(replay && handoff.since !== undefined ? missedOf(handoff.since, history.latestSeq, replay) : {}),

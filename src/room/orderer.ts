@@ -5,10 +5,12 @@
  * room is one object, exactly as before.
  */
 import { describeError, log } from "../common/log";
+import type { PresenceEntry } from "../protocol";
 import { Fanout, type ShardPort } from "./fanout";
+import { RosterSync } from "./roster-sync";
 import type { ShardLog } from "./shard-log";
 import { type ShardMap, shardOf, UNSHARDED } from "./shard-map";
-import type { Attach, Counts, Occupancy } from "./shard-rpc";
+import type { Attach, Counts, Occupancy, RosterReport } from "./shard-rpc";
 
 /** Occupancy frames go out at most this often. */
 export const OCCUPANCY_INTERVAL_MS = 1000;
@@ -28,10 +30,14 @@ export interface OrdererParts {
   onMap(map: ShardMap): void;
   /** Sends a frame to this object's own sockets. */
   broadcast(frame: string): void;
+  /** The orderer's own users (`null` above PRESENCE_ROSTER_MAX), and its mirror of the shards' (src/room/roster-sync.ts). */
+  roster: { own(): PresenceEntry[] | null; apply(users: PresenceEntry[]): void; max: number };
 }
 
 export class Orderer {
   readonly fanout: Fanout;
+  /** The room's users across its objects. */
+  readonly roster: RosterSync;
   readonly #store: ShardLog;
   readonly #settings: OrdererSettings;
   readonly #parts: OrdererParts;
@@ -53,7 +59,17 @@ export class Orderer {
       map: () => this.map,
       latest: () => parts.latest(),
       occupancy: () => this.occupancy(),
-      reported: (k, counts) => this.reported(k, counts),
+      reported: (k, result) => {
+        this.roster.reported(k, result.report);
+        this.reported(k, result.counts);
+      },
+      rosterOf: (k) => this.roster.heldOf(k),
+      rosterFor: (k, at) => this.roster.pushFor(k, at),
+    });
+    this.roster = new RosterSync({
+      ...parts.roster,
+      shards: () => this.fanout.shards(),
+      nudge: () => this.fanout.nudge(),
     });
     const map = this.map;
     if (map.n > 1) {
@@ -74,6 +90,13 @@ export class Orderer {
     return k === 0 ? undefined : k;
   }
 
+  /** A shard's report: its counts, maybe its users, and the version of the room's users it holds. */
+  heard(k: number, counts: Counts, report?: RosterReport, rosterAt?: number): void {
+    this.roster.reported(k, report);
+    if (rosterAt !== undefined) this.fanout.heard(k, rosterAt);
+    this.reported(k, counts);
+  }
+
   /** A shard's counts, or the orderer's own changed (`k` = 0). */
   reported(k: number, counts: Counts): void {
     if (k > 0) this.#counts.set(k, counts);
@@ -81,6 +104,7 @@ export class Orderer {
       // A retired shard (the room shrank) whose last socket moved: nothing more to deliver there.
       this.fanout.remove(k);
       this.#counts.delete(k);
+      this.roster.removed(k);
     }
     this.#occupancyChanged();
     this.#maybeShrink();

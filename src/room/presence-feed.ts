@@ -11,6 +11,10 @@
  * Above PRESENCE_ROSTER_MAX users (src/room/roster-mode.ts) nothing of that goes out: members are
  * told with a `roster` frame, then get `occupancy` frames; back at or below it, a `roster` frame
  * with the whole list replaces what they held.
+ *
+ * In a sharded room the list is the room's: this object's own users and the mirror of the others'
+ * (src/room/presence-mirror.ts). A user's first connection here is a `join` only when no other object
+ * has it, its last one a `leave` likewise; the mirror's changes are joins and leaves too.
  */
 
 import { describeError, log } from "../common/log";
@@ -25,7 +29,14 @@ import {
 import type { Connection } from "./connection";
 import type { Connections } from "./connections";
 import { Presence } from "./presence";
+import { mergeRosters, PresenceMirror } from "./presence-mirror";
 import { OccupancyThrottle, RosterMode } from "./roster-mode";
+
+/**
+ * The least grace of a user whose last connection here was sent to another object of a sharded room
+ * (4307): its reconnect there must reach this object's mirror (a report, then a push) first.
+ */
+export const MOVED_GRACE_MS = 3000;
 
 /** `occupancy` frames go out at most this often. */
 export const OCCUPANCY_INTERVAL_MS = 1000;
@@ -57,6 +68,10 @@ export class PresenceFeed {
   onAnnounced: ((event: PresenceFrame["event"], user: User, online: number) => void) | undefined;
   /** The room-wide counts when the room is spread over several objects (they decide the mode there). */
   wide: (() => OccupancyFrame | undefined) | undefined;
+  /** This object's own users came, went or changed their connection count (a sharded room reports them). */
+  onLocalChange: (() => void) | undefined;
+  /** The users of the room's other objects, in a sharded room. */
+  readonly mirror: PresenceMirror;
   /** Adds each user's presence state to a list (src/room/presence-states.ts). */
   decorate: (entries: PresenceEntry[]) => PresenceEntry[] = (entries) => entries;
   readonly #mode: RosterMode;
@@ -66,6 +81,7 @@ export class PresenceFeed {
     this.#graceMs = graceMs;
     this.#connections = connections;
     this.#mode = new RosterMode(options.rosterMax ?? Number.POSITIVE_INFINITY, options.store);
+    this.mirror = new PresenceMirror(options.store);
     this.#occupancy = new OccupancyThrottle(OCCUPANCY_INTERVAL_MS, (frame) => this.#connections().broadcast(frame));
   }
 
@@ -79,7 +95,7 @@ export class PresenceFeed {
     return (
       this.wide?.() ?? {
         type: "occupancy",
-        online: this.#presence.online,
+        online: this.online,
         connections: this.#connections().liveCount(),
       }
     );
@@ -100,13 +116,13 @@ export class PresenceFeed {
 
   /** Switches the mode if the count says so, and tells every member; whether it switched. */
   #recheck(): boolean {
-    if (!this.#mode.update(this.wide?.()?.online ?? this.#presence.online)) return false;
+    if (!this.#mode.update(this.wide?.()?.online ?? this.online)) return false;
     const isFull = this.#mode.isFull;
     // Switching to counts: what was queued is moot. Back to the roster: the list replaces it all.
     if (!isFull) this.#pending = [];
     else this.#occupancy.reset();
-    const frame: RosterFrame = { type: "roster", roster: isFull, presence: isFull ? this.decorate(this.list()) : [] };
-    log("info", "presence_mode", { roster: isFull, online: this.wide?.()?.online ?? this.#presence.online });
+    const frame: RosterFrame = { type: "roster", roster: isFull, presence: isFull ? this.roomList() : [] };
+    log("info", "presence_mode", { roster: isFull, online: this.wide?.()?.online ?? this.online });
     this.#push(JSON.stringify(frame));
     return true;
   }
@@ -121,16 +137,20 @@ export class PresenceFeed {
     const isFirst = this.#presence.add(user);
     this.#cancelLeave(user.id); // back within the grace: neither a leave nor a join
     if (isFirst) this.#announce("join", user, ws);
+    this.onLocalChange?.();
   }
 
   /**
    * A connection was counted out. When it was its user's last, the `leave` waits PRESENCE_GRACE_MS
    * for a reconnect. A plain timer, not the alarm: it keeps the object awake for the grace only,
    * and an eviction meanwhile drops every socket, so every client gets a fresh `welcome.presence`.
+   * A user `isMoved` to another object waits at least MOVED_GRACE_MS.
    */
-  departed(user: User): void {
-    const grace = this.#graceMs;
-    if (!this.#presence.remove(user.id, grace > 0)) return;
+  departed(user: User, isMoved = false): void {
+    const grace = isMoved ? Math.max(this.#graceMs, MOVED_GRACE_MS) : this.#graceMs;
+    const isLast = this.#presence.remove(user.id, grace > 0);
+    this.onLocalChange?.();
+    if (!isLast) return;
     if (grace === 0) {
       this.#announce("leave", user);
       return;
@@ -139,7 +159,10 @@ export class PresenceFeed {
     const timer = setTimeout(() => {
       this.#leaveTimers.delete(user.id);
       try {
-        if (this.#presence.settle(user.id)) this.#announce("leave", user);
+        if (this.#presence.settle(user.id)) {
+          this.#announce("leave", user);
+          this.onLocalChange?.();
+        }
       } catch (error) {
         log("error", "presence_failed", { user: user.id, ...describeError(error) });
       }
@@ -152,8 +175,48 @@ export class PresenceFeed {
     if (!hasOthers && !this.#presence.has(user.id)) this.#announce("leave", user);
   }
 
+  /** This object's own users (with 0 connections while in their grace), without states. */
   list(): PresenceEntry[] {
     return this.#presence.list();
+  }
+
+  /** The room's users with their states: this object's and, in a sharded room, the mirror's. */
+  roomList(): PresenceEntry[] {
+    const own = this.decorate(this.#presence.list());
+    return this.mirror.isKnown ? mergeRosters([own, this.mirror.entries()]) : own;
+  }
+
+  /**
+   * The orderer told the users of the room's other objects: members get a `join` or a `leave` for
+   * each user that came into or went out of the room, or, when the list was not known (a wake),
+   * the whole roster in a `roster` frame.
+   */
+  setMirror(users: readonly PresenceEntry[]): void {
+    const change = this.mirror.replace(users, (id) => this.#presence.has(id));
+    if (change.wasUnknown) {
+      if (this.#mode.isFull && this.#connections().liveCount() > 0) {
+        this.#push(JSON.stringify({ type: "roster", roster: true, presence: this.roomList() } satisfies RosterFrame));
+      }
+      return;
+    }
+    for (const entry of change.left) this.#frame("leave", { id: entry.id, name: entry.name });
+    for (const entry of change.joined) this.#frame("join", { id: entry.id, name: entry.name });
+  }
+
+  /** A presence-state `update` relayed from another object: to the members, and into the mirror. */
+  relayedUpdate(frame: string): void {
+    this.queue(frame);
+    try {
+      const parsed = JSON.parse(frame) as PresenceFrame;
+      this.mirror.setState(parsed.user.id, parsed.state);
+    } catch {
+      // Built by another object of this room from a valid state: never malformed.
+    }
+  }
+
+  /** This object's own user count (a shard reports it; the room's is `online`). */
+  get localOnline(): number {
+    return this.#presence.online;
   }
 
   /** Whether the user is here (lingering in its grace included). */
@@ -161,8 +224,11 @@ export class PresenceFeed {
     return this.#presence.has(userId);
   }
 
+  /** The room's users: this object's, and the mirror's that are not here too. */
   get online(): number {
-    return this.#presence.online;
+    let online = this.#presence.online;
+    if (this.mirror.isKnown) for (const entry of this.mirror.entries()) if (!this.#presence.has(entry.id)) online++;
+    return online;
   }
 
   #cancelLeave(userId: string): void {
@@ -189,9 +255,14 @@ export class PresenceFeed {
     }
   }
 
+  /** This object's own user came or went: the webhook event, and the frame unless another object has the user. */
   #announce(event: PresenceFrame["event"], user: User, except?: WebSocket): void {
-    const frame: PresenceFrame = { type: "presence", event, user, online: this.#presence.online };
-    this.onAnnounced?.(event, user, frame.online);
+    this.onAnnounced?.(event, user, this.#presence.online);
+    if (!this.mirror.has(user.id)) this.#frame(event, user, except);
+  }
+
+  #frame(event: PresenceFrame["event"], user: User, except?: WebSocket): void {
+    const frame: PresenceFrame = { type: "presence", event, user, online: this.online };
     // A switch sends the news itself (a `roster` frame); in counts mode nothing goes out.
     if (!this.#recheck()) this.queue(JSON.stringify(frame), except);
     if (!this.#mode.isFull) this.countsChanged();

@@ -115,10 +115,14 @@ export interface RelayTarget {
 }
 
 /** Sends relayed items to this object's own sockets, in order. */
-export function applyRelayed(items: RelayItem[], sockets: RelayTarget, presence: { queue(frame: string): void }): void {
+export function applyRelayed(
+  items: RelayItem[],
+  sockets: RelayTarget,
+  presence: { relayedUpdate(frame: string): void },
+): void {
   for (const item of items) {
     if (item.bytes !== undefined) sockets.broadcast(item.bytes, undefined, item.frame);
-    else if (item.presence) presence.queue(item.frame);
+    else if (item.presence) presence.relayedUpdate(item.frame);
     else sockets.broadcast(item.frame);
   }
 }

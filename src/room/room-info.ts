@@ -3,16 +3,13 @@
  * the users, over every object of a sharded room (the first INFO_USERS_MAX by id; `usersNext` pages
  * on through `/users`).
  */
-import type { PresenceEntry } from "../protocol";
 import type { RoomParts } from "./room-parts";
-
-/** RPC types a result only when it can tell it serializes (`unknown` does not); states are JSON. */
-type JsonValue = string | number | boolean | null | object;
+import type { RosterEntry } from "./shard-rpc";
 
 export interface RoomInfo {
   seq: number;
   connections: number;
-  users: Array<Omit<PresenceEntry, "state"> & { state?: Record<string, JsonValue> }>;
+  users: RosterEntry[];
   /** How many objects the room is spread over; only when more than one (docs/scaling.md). */
   shards?: number;
   /** Sharded, with more than INFO_USERS_MAX users: the `after` of `/users` for the rest. */

@@ -6,7 +6,7 @@
  */
 import type { Config } from "../common/config";
 import { loadConfig } from "../common/config";
-import { clientFrameSchema } from "../protocol";
+import { CLOSE_CODES, clientFrameSchema } from "../protocol";
 import { Alarms } from "./alarms";
 import type { Connection } from "./connection";
 import { Connections } from "./connections";
@@ -83,7 +83,7 @@ export function assembleRoom(ctx: DurableObjectState, env: Env): RoomParts {
       presence.restored(conn.attachment.user);
       ephemeral.states.restored(conn);
     },
-    countedOut: (conn: Connection) => presence.departed(conn.attachment.user),
+    countedOut: (conn: Connection, code: number) => presence.departed(conn.attachment.user, code === CLOSE_CODES.moved),
     closing: () => messages.flush(),
   };
   connections = new Connections(ctx, settings, hooks, users);
@@ -99,10 +99,15 @@ export function assembleRoom(ctx: DurableObjectState, env: Env): RoomParts {
   };
   sharding = new Sharding(ctx, env, config, {
     connections: () => connections,
-    online: () => presence.online,
+    online: () => presence.localOnline,
     history: history,
     occupancyChanged: () => presence.countsChanged(),
+    roster: {
+      own: (max) => (presence.localOnline > max ? null : ephemeral.states.decorate(presence.list())),
+      apply: (users) => presence.setMirror(users),
+    },
   });
+  presence.onLocalChange = () => sharding.rosterChanged();
   presence.wide = () => sharding.occupancy();
   const orderer = sharding.orderer;
   messages = new Messages(

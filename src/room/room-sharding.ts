@@ -14,10 +14,11 @@ import { Mover } from "./mover";
 import { objectName } from "./object-name";
 import { Orderer, type OrdererParts } from "./orderer";
 import { Relay, type RelayItem, type RelayPort } from "./relay";
+import { RosterReporter } from "./roster-sync";
 import { ShardLog } from "./shard-log";
 import { parseShardName, type ShardMap, shardName, shardOf, UNSHARDED } from "./shard-map";
 import { type OrdererPort, ShardRole } from "./shard-role";
-import type { Counts, ForwardItem, ForwardResult, HistoryRange } from "./shard-rpc";
+import type { Counts, ForwardItem, ForwardResult, HistoryRange, RosterReport } from "./shard-rpc";
 
 export interface ShardingParts {
   connections: () => Connections;
@@ -26,6 +27,11 @@ export interface ShardingParts {
   history: History;
   /** The room-wide counts changed (the roster mode may switch: src/room/roster-mode.ts). */
   occupancyChanged?: () => void;
+  /**
+   * This object's own users with their states (`null` when more than `max`), and where the other
+   * objects' go (src/room/roster-sync.ts).
+   */
+  roster?: { own(max: number): PresenceEntry[] | null; apply(users: PresenceEntry[]): void };
 }
 
 /** One object's status in its room, for tests and operators. */
@@ -58,6 +64,10 @@ export class Sharding {
     this.#shardMax = config?.shardMax ?? 1;
     const shardLog = new ShardLog(ctx.storage.sql);
     const mover = new Mover(k, config?.shardMovesPerSecond ?? 1, parts.connections);
+    // Above the setting, members get counts only: no list to send (src/room/roster-mode.ts).
+    const rosterMax = config?.presenceRosterMax ?? 0;
+    const own = () => parts.roster?.own(rosterMax) ?? null;
+    const apply = (users: PresenceEntry[]) => parts.roster?.apply(users);
     if (k > 0) {
       this.shard = new ShardRole(k, shardLog, {
         orderer: () => this.stubOf(0) as unknown as OrdererPort,
@@ -65,6 +75,8 @@ export class Sharding {
         counts: () => this.counts(),
         onMap: (map) => mover.start(map),
         onOccupancy: () => parts.occupancyChanged?.(),
+        roster: new RosterReporter(own),
+        onRoster: apply,
       });
     } else {
       const settings = {
@@ -81,6 +93,7 @@ export class Sharding {
           parts.connections().broadcast(frame);
           parts.occupancyChanged?.();
         },
+        roster: { own, apply, max: rosterMax },
       });
     }
     this.relay = new Relay(
@@ -103,7 +116,7 @@ export class Sharding {
   /** The room-wide counts while the room is spread over several objects; `undefined` in one object. */
   occupancy(): OccupancyFrame | undefined {
     if (this.map.n <= 1 && this.shard === undefined) return undefined;
-    const occupancy = this.shard ? this.shard.occupancy : this.orderer?.occupancy();
+    const occupancy = this.shard ? this.shard.reports.occupancy : this.orderer?.occupancy();
     return occupancy === undefined ? undefined : { type: "occupancy", ...occupancy };
   }
 
@@ -161,7 +174,22 @@ export class Sharding {
     // A room that cannot grow and never did has nobody to tell: no count on its connect path.
     if (this.orderer && this.#shardMax <= 1 && this.map.n <= 1) return;
     this.orderer?.reported(0, this.counts());
-    this.shard?.report();
+    this.shard?.reports.report();
+  }
+
+  /** This object's own users came, went or changed: the orderer pushes the room's, a shard reports. */
+  rosterChanged(): void {
+    const orderer = this.orderer;
+    if (orderer) {
+      if (orderer.fanout.size > 0) orderer.roster.changed();
+      return;
+    }
+    this.shard?.reports.rosterChanged();
+  }
+
+  /** Orderer: shard `k`'s report (counts, maybe its users and the version of the room's it holds). */
+  heard(k: number, counts: Counts, roster?: RosterReport, rosterAt?: number): void {
+    this.requireOrderer().heard(k, counts, roster, rosterAt);
   }
 
   requireOrderer(): Orderer {

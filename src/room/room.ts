@@ -34,6 +34,7 @@ import type {
   ForwardItem,
   ForwardResult,
   HistoryRange,
+  RosterReport,
 } from "./shard-rpc";
 import { isReservedCloseCode, safeClose } from "./socket-chores";
 import { applyFault, type TestFault } from "./test-faults";
@@ -195,10 +196,10 @@ export class Room extends DurableObject<Env> {
     return this.#sharding.readSince(since, limit);
   }
 
-  /** Orderer: shard `k`'s counts. */
-  async report(k: number, counts: Counts): Promise<void> {
+  /** Orderer: shard `k`'s counts, maybe its users (src/room/roster-sync.ts), and the version of the room's users it holds. */
+  async report(k: number, counts: Counts, roster?: RosterReport, rosterAt?: number): Promise<void> {
     this.#requireConfig();
-    this.#sharding.requireOrderer().reported(k, counts);
+    this.#sharding.heard(k, counts, roster, rosterAt);
   }
 
   /** Orderer: a page of the room's users over all its objects, by id (the HTTP API's roster). */

@@ -13,6 +13,7 @@ import { ReplyOrder } from "./reply-order";
 import { type PendingAck, ShardForwarder } from "./shard-forwarder";
 import type { ShardLog } from "./shard-log";
 import { type ShardMap, shardOf } from "./shard-map";
+import { ShardReports, type ShardReportsParts } from "./shard-reports";
 import type {
   Attach,
   Counts,
@@ -21,7 +22,7 @@ import type {
   ForwardItem,
   ForwardResult,
   HistoryRange,
-  Occupancy,
+  RosterReport,
 } from "./shard-rpc";
 
 /** What a shard asks of its orderer (RPC methods of src/room/room.ts). */
@@ -29,11 +30,10 @@ export interface OrdererPort {
   submitBatch(k: number, items: ForwardItem[], counts: Counts): Promise<ForwardResult[]>;
   readSince(since: number, limit: number): Promise<HistoryRange>;
   readMessages(query: PageQuery, maxBytes?: number): Promise<Page>;
-  report(k: number, counts: Counts): Promise<void>;
+  report(k: number, counts: Counts, roster?: RosterReport, rosterAt?: number): Promise<void>;
 }
 
 const READ_LIMIT = 500;
-const REPORT_DELAY_MS = 250;
 /** An ack whose seq was not delivered this long after the orderer answered makes the shard read it. */
 const ACK_PULL_AFTER_MS = 200;
 
@@ -44,9 +44,8 @@ export class ShardRole {
   readonly #connections: () => Connections;
   readonly #counts: () => Counts;
   readonly #onMap: (map: ShardMap) => void;
-  readonly #onOccupancy: (() => void) | undefined;
-  /** The room-wide counts, as the orderer last told them. */
-  occupancy: Occupancy | undefined;
+  /** Counts and users to the orderer; the room-wide ones from it (src/room/shard-reports.ts). */
+  readonly reports: ShardReports;
   /** Everything that moves the cursor runs one at a time, in order. */
   #chain: Promise<unknown> = Promise.resolve();
   /** Members' room messages to the orderer. */
@@ -57,21 +56,13 @@ export class ShardRole {
   #waiters: Array<{ seq: number; resolve: () => void }> = [];
   /** Acks waiting for their seq to be delivered here. */
   #acks: PendingAck[] = [];
-  #occupancy = "";
-  #reportTimer: ReturnType<typeof setTimeout> | undefined;
   /** Reads of the orderer's history since this object woke (shardStatus; a storm should cost ~1). */
   reads = 0;
 
   constructor(
     k: number,
     shardLog: ShardLog,
-    parts: {
-      orderer: () => OrdererPort;
-      connections: () => Connections;
-      counts: () => Counts;
-      onMap: (map: ShardMap) => void;
-      onOccupancy?: () => void;
-    },
+    parts: ShardReportsParts & { orderer: () => OrdererPort; onMap: (map: ShardMap) => void },
   ) {
     this.k = k;
     this.log = shardLog;
@@ -79,7 +70,7 @@ export class ShardRole {
     this.#connections = parts.connections;
     this.#counts = parts.counts;
     this.#onMap = parts.onMap;
-    this.#onOccupancy = parts.onOccupancy;
+    this.reports = new ShardReports(k, parts);
     this.forwarder = new ShardForwarder(k, {
       orderer: parts.orderer,
       connections: parts.connections,
@@ -120,8 +111,7 @@ export class ShardRole {
       if (batch.latest > this.log.latestSeq) await this.#pull(batch.latest);
       this.log.save();
       this.#flushAcks();
-      if (batch.occupancy) this.#sendOccupancy(batch.occupancy);
-      return { last: this.log.latestSeq, counts: this.#counts() };
+      return { last: this.log.latestSeq, counts: this.#counts(), ...this.reports.told(batch) };
     });
   }
 
@@ -173,17 +163,6 @@ export class ShardRole {
 
   readPage(query: PageQuery, maxBytes: number): Promise<Page> {
     return this.#orderer().readMessages(query, maxBytes);
-  }
-
-  /** Tells the orderer this shard's counts soon (one call per REPORT_DELAY_MS at most). */
-  report(): void {
-    if (this.#reportTimer !== undefined) return;
-    this.#reportTimer = setTimeout(() => {
-      this.#reportTimer = undefined;
-      this.#orderer()
-        .report(this.k, this.#counts())
-        .catch((error: unknown) => log("warn", "shard_report_failed", { shard: this.k, ...describeError(error) }));
-    }, REPORT_DELAY_MS);
   }
 
   #serial<T>(run: () => Promise<T>): Promise<T> {
@@ -259,15 +238,6 @@ export class ShardRole {
       else w.resolve();
     }
     this.#waiters = still;
-  }
-
-  #sendOccupancy(occupancy: { online: number; connections: number }): void {
-    const frame = JSON.stringify({ type: "occupancy", online: occupancy.online, connections: occupancy.connections });
-    if (frame === this.#occupancy) return;
-    this.#occupancy = frame;
-    this.occupancy = occupancy;
-    this.#connections().broadcast(frame);
-    this.#onOccupancy?.();
   }
 
   /** The orderer answered forwarded messages: each answer goes out once its seq was delivered here. */

@@ -2,7 +2,7 @@
  * What the orderer and its shards say to each other over Durable Object RPC (docs/scaling.md).
  * Both ends are the same class (src/room/room.ts), so these are plain structured-clone values.
  */
-import type { User } from "../protocol";
+import type { PresenceEntry, User } from "../protocol";
 import type { MessageBody, Published } from "./messages";
 import type { ShardMap } from "./shard-map";
 
@@ -26,12 +26,38 @@ export interface DeliverBatch {
   /** The orderer's latest durable seq: a shard behind it catches up from history. */
   latest: number;
   occupancy?: Occupancy;
+  /** The version of this shard's roster report the orderer holds (0: none): another makes it report. */
+  rosterOf?: number;
+  /** The users of the room's other objects, when the shard does not hold this version yet. */
+  roster?: RosterPush;
 }
 
 export interface DeliverResult {
   /** The last seq the shard delivered to its sockets. */
   last: number;
   counts: Counts;
+  /** The shard's users, when the orderer's `rosterOf` is not its latest report. */
+  report?: RosterReport;
+  /** The version of the orderer's push the shard holds (0: none, e.g. after a wake). */
+  rosterAt?: number;
+}
+
+/** JSON, as RPC types it (an `unknown` would not pass). */
+type JsonValue = string | number | boolean | null | object;
+
+/** A user as the objects of a room tell each other (and the HTTP API lists it): its state is JSON. */
+export type RosterEntry = Omit<PresenceEntry, "state"> & { state?: Record<string, JsonValue> };
+
+/** An object's own users, as it reports them to the orderer (src/room/roster-sync.ts); `null` above PRESENCE_ROSTER_MAX. */
+export interface RosterReport {
+  v: number;
+  users: RosterEntry[] | null;
+}
+
+/** The orderer's list for one object: the users of every other object of the room. */
+export interface RosterPush {
+  v: number;
+  users: RosterEntry[];
 }
 
 /** Shard → orderer: a member's room message, validated and rate-limited by its shard. */

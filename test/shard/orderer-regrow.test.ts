@@ -39,6 +39,7 @@ function harness(attach: (a: Attach) => Promise<void>) {
       own: () => own,
       onMap: () => undefined,
       broadcast: () => undefined,
+      roster: { own: () => [], apply: () => undefined, max: 100 },
     },
   );
   return {
