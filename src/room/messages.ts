@@ -8,8 +8,9 @@ import type { Config } from "../common/config";
 import type { AckFrame, ClientMessageFrame, MessageFrame, User } from "../protocol";
 import { byteLength } from "./bytes";
 import { CommitQueue } from "./commit-queue";
-import { type Connection, tagForUser } from "./connection";
+import type { Connection } from "./connection";
 import type { Connections } from "./connections";
+import { type RelayDirect, sendDirect } from "./direct-messages";
 import {
   framesToJsonArray,
   type History,
@@ -75,7 +76,7 @@ export class Messages {
    * In a sharded room, a direct message to a user with no connection here goes to the recipient's
    * object: resolves with how many connections got it there. `undefined`: the user would be here.
    */
-  relayDirect: ((to: string, text: string) => Promise<number> | undefined) | undefined;
+  relayDirect: RelayDirect | undefined;
   /**
    * Each connection's answers in the order of its frames where the commit queue cannot give it alone
    * (src/room/reply-order.ts): on a shard (its room messages are answered by the orderer) and on the
@@ -112,7 +113,7 @@ export class Messages {
     if (to !== undefined) {
       // After the sender's queued messages: a direct message never overtakes them. One to another
       // object holds the sender's later answers until that object answers (`reply`).
-      this.reply(() => this.#direct(conn, frame, to, now), conn);
+      this.reply(() => sendDirect(connections, this.relayDirect, conn, frame, to, now), conn);
       return;
     }
     if (this.forward) {
@@ -292,50 +293,5 @@ export class Messages {
       return;
     }
     this.#connections.send(conn, frame);
-  }
-
-  /** To the recipient's connections and the sender's others; not stored, no seq. */
-  #direct(conn: Connection, frame: ClientMessageFrame, to: string, now: number): Promise<void> | undefined {
-    const connections = this.#connections;
-    const recipients = connections.live(tagForUser(to));
-    const { room, user: from } = conn.attachment;
-    const out: MessageFrame = {
-      type: "message",
-      id: frame.id,
-      room,
-      from,
-      to,
-      text: frame.text,
-      data: frame.data,
-      ts: now,
-    };
-    const text = JSON.stringify(out);
-    // In a sharded room the recipient's connections may be in another object (src/room/room.ts).
-    const elsewhere = recipients.length === 0 ? this.relayDirect?.(to, text) : undefined;
-    if (elsewhere !== undefined) {
-      return elsewhere.then(
-        (delivered) => this.#directDone(conn, frame, to, text, delivered > 0),
-        () => this.#directDone(conn, frame, to, text, false),
-      );
-    }
-    connections.beforeOthers?.();
-    for (const target of recipients) if (target !== conn) connections.send(target, text);
-    this.#directDone(conn, frame, to, text, recipients.length > 0);
-    return undefined;
-  }
-
-  /** The sender's other connections and its ack, or `unknown_recipient` when nobody got it. */
-  #directDone(conn: Connection, frame: ClientMessageFrame, to: string, text: string, isDelivered: boolean): void {
-    const connections = this.#connections;
-    if (!isDelivered) {
-      connections.sendError(conn, "unknown_recipient", "that user has no connection in this room", frame.id);
-      return;
-    }
-    const recipients = new Set(connections.live(tagForUser(to)));
-    for (const target of connections.live(tagForUser(conn.attachment.user.id))) {
-      if (target !== conn && !recipients.has(target)) connections.send(target, text);
-    }
-    if (frame.id !== undefined)
-      connections.send(conn, JSON.stringify({ type: "ack", id: frame.id } satisfies AckFrame));
   }
 }
