@@ -3,7 +3,7 @@
  * and edge-rooms' figure as a ratio to the ceiling's and to the peer's *from the same run* (the
  * median, min and max of those per-run ratios). Rendered as a Markdown table.
  */
-import { round } from "./clients.mjs";
+import { round } from "./stats.mjs";
 
 /** @param {number[]} values */
 export function median(values) {

@@ -1,7 +1,38 @@
 /**
  * The sweep's tables (bench/results/sweep.md): per size and mode side by side, the orderer phase, and
- * the cost model.
+ * the cost model; and the cost model and the tables again from a sweep's JSON (`--render`).
  */
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { costOf } from "./cost-model.mjs";
+
+/** The cost model of a measured row (cost-model.mjs). @param {any} row */
+export function rowCost(row) {
+  return costOf(row.usage, {
+    messages: row.sent,
+    heartbeatEchoes: row.heartbeatEchoes,
+    framesOut: row.framesOut,
+    objects: row.objects,
+    roomRate: row.roomRate,
+  });
+}
+
+/**
+ * The cost model again for every edge-rooms row of a sweep's JSON `file` (rewritten), and its tables
+ * into `outDir`/sweep.md; returns the tables.
+ * @param {string} file @param {string} outDir
+ */
+export function renderAgain(file, outDir) {
+  const result = JSON.parse(readFileSync(file, "utf8"));
+  for (const row of result.rows) {
+    if (row.mode === "ceiling") continue;
+    row.cost = rowCost(row);
+  }
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  const table = sweepMarkdown(result);
+  writeFileSync(join(outDir, "sweep.md"), `${table}\n`);
+  return table;
+}
 
 /** @param {unknown} x */
 const f = (x) => (typeof x === "number" && Number.isFinite(x) ? String(x) : "–");

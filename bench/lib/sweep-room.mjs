@@ -2,36 +2,18 @@
  * One big room for the room-size sweep (`npm run bench -- --sweep`, bench/README.md): N sockets, of
  * which the first `senders` also send at a fixed rate; every socket receives every message (the
  * sender's own included). Moved sockets (close 4307, a sharded room growing) reconnect at once.
- * Like bench/lib/clients.mjs: no JSON.parse per frame, the four numbers read from the bytes.
+ * The sockets are bench/lib/clients.mjs's and the messages bench/lib/deliveries.mjs's.
  *
  * Every loop and wait is bounded.
  */
 import WebSocket from "ws";
-import { percentile, round, sorted } from "./clients.mjs";
-import { sleep } from "./wrangler.mjs";
+import { sleep } from "../../scripts/lib/processes.mjs";
+import { closeDone, dial } from "./clients.mjs";
+import { Deliveries, sendPaced, total } from "./deliveries.mjs";
+import { percentile, round, sorted } from "./stats.mjs";
 
-const WS_OPTIONS = { perMessageDeflate: false, skipUTF8Validation: true, handshakeTimeout: 15_000 };
-const MARKER = Buffer.from('"data":{"s":');
-const WELCOME = Buffer.from('"type":"welcome"');
-const HEARTBEAT = Buffer.from('{"type":"heartbeat"');
-const ERROR = Buffer.from('"type":"error"');
-const COLON = 58;
 /** The close code of a sharded room's move: reconnect at once (docs/scaling.md). */
 const MOVED = 4307;
-
-let cursor = 0;
-/** @param {Buffer} buf @param {number} from */
-function readUint(buf, from) {
-  let i = from;
-  let value = 0;
-  let ch = buf[i];
-  while (ch !== undefined && ch >= 48 && ch <= 57) {
-    value = value * 10 + (ch - 48);
-    ch = buf[++i];
-  }
-  cursor = i;
-  return value;
-}
 
 export class SweepRoom {
   /**
@@ -52,85 +34,35 @@ export class SweepRoom {
     /** @type {number[]} */
     this.toReconnect = [];
     this.step = 0;
-    this.received = 0;
+    this.deliveries = new Deliveries(o.n, o.senders);
+    /** Frames received after the welcomes, heartbeats included. */
     this.frames = 0;
     this.echoes = 0;
-    this.errors = 0;
-    this.outOfOrder = 0;
-    this.latencies = new Float64Array(0);
-    this.lastN = new Int32Array(o.n * o.senders);
     this.closing = false;
   }
 
-  /** @param {number} i */
-  #connect(i) {
-    return new Promise((resolve) => {
-      const ws = new WebSocket(this.o.url(i), { ...WS_OPTIONS, headers: this.o.headers(i) });
-      let welcomed = false;
-      const timer = setTimeout(() => done(false), 20_000);
-      const done = (/** @type {boolean} */ ok) => {
-        if (welcomed) return;
-        welcomed = true;
-        clearTimeout(timer);
-        if (ok) this.sockets[i] = ws;
-        else {
-          this.failed++;
-          ws.terminate();
-        }
-        resolve(ok);
-      };
-      ws.on("message", (/** @type {Buffer} */ data) => {
-        if (!welcomed) {
-          done(data.indexOf(WELCOME) >= 0);
-          return;
-        }
-        this.frames++;
-        if (data.length <= 128 && data.indexOf(HEARTBEAT) === 0) {
-          this.echoes++;
-          ws.send(data, { binary: false });
-          return;
-        }
-        this.#onFrame(data, i);
-      });
-      ws.once("error", () => done(false));
-      ws.once("close", (code) => {
-        if (!welcomed) {
-          done(false);
-          return;
-        }
-        if (this.closing || this.sockets[i] !== ws) return;
-        this.sockets[i] = undefined;
-        this.lastCloseAt = performance.now();
-        if (code === MOVED) {
-          this.moved++;
-          this.toReconnect.push(i);
-        } else this.unexpectedCloses++;
-      });
+  /** @param {number} i @returns {Promise<boolean>} */
+  async #connect(i) {
+    const { ws, welcomed } = dial({
+      url: this.o.url(i),
+      headers: this.o.headers(i),
+      handshakeTimeoutMs: 15_000,
+      timeoutMs: 20_000,
+      hooks: {
+        onFrame: (data, isHeartbeat) => {
+          this.frames++;
+          if (isHeartbeat) this.echoes++;
+          else this.deliveries.take(data, i);
+        },
+        onClose: (code) => {
+          if (!this.closing && this.sockets[i] === ws) this.#lost(i, code);
+        },
+      },
     });
-  }
-
-  /** @param {Buffer} data @param {number} receiver */
-  #onFrame(data, receiver) {
-    const now = performance.now();
-    let at = data.indexOf(MARKER);
-    if (at < 0) {
-      if (data.indexOf(ERROR) >= 0) this.errors++;
-      return;
-    }
-    while (at >= 0) {
-      const s = readUint(data, at + MARKER.length);
-      const c = readUint(data, data.indexOf(COLON, cursor) + 1);
-      const n = readUint(data, data.indexOf(COLON, cursor) + 1);
-      const t = readUint(data, data.indexOf(COLON, cursor) + 1);
-      if (s === this.step) {
-        if (this.received < this.latencies.length) this.latencies[this.received] = now - t / 1000;
-        this.received++;
-        const key = receiver * this.o.senders + (c % this.o.senders);
-        if (n <= (this.lastN[key] ?? -1)) this.outOfOrder++;
-        this.lastN[key] = n;
-      }
-      at = data.indexOf(MARKER, cursor);
-    }
+    const isOpen = (await welcomed) === undefined;
+    if (isOpen) this.sockets[i] = ws;
+    else this.failed++;
+    return isOpen;
   }
 
   /**
@@ -142,14 +74,19 @@ export class SweepRoom {
     for (let i = 0; i < this.sockets.length; i++) {
       const ws = /** @type {any} */ (this.sockets[i]);
       if (ws === undefined || ws.readyState !== WebSocket.CLOSING || ws._closeFrameReceived !== true) continue;
-      this.sockets[i] = undefined;
-      this.lastCloseAt = performance.now();
+      this.#lost(i, ws._closeCode);
       ws.terminate();
-      if (ws._closeCode === MOVED) {
-        this.moved++;
-        this.toReconnect.push(i);
-      } else this.unexpectedCloses++;
     }
+  }
+
+  /** Socket `i` closed with `code`: a moved one is opened again. @param {number} i @param {number} code */
+  #lost(i, code) {
+    this.sockets[i] = undefined;
+    this.lastCloseAt = performance.now();
+    if (code === MOVED) {
+      this.moved++;
+      this.toReconnect.push(i);
+    } else this.unexpectedCloses++;
   }
 
   /**
@@ -215,58 +152,34 @@ export class SweepRoom {
     const receivers = this.openCount;
     const senders = this.o.senders;
     this.step++;
-    this.received = 0;
     this.frames = 0;
     this.echoes = 0;
-    this.errors = 0;
-    this.outOfOrder = 0;
-    this.lastN.fill(-1);
     const perSender = Math.ceil(o.rate * o.seconds) + 1;
-    this.latencies = new Float64Array(perSender * senders * receivers);
-    const sent = new Int32Array(senders);
+    const d = this.deliveries;
+    d.begin(this.step, perSender * senders * receivers);
     const interval = 1000 / o.rate;
     const durationMs = o.seconds * 1000;
-    const prefix = `{"type":"message","data":{"s":${this.step},"c":`;
     await o.usage();
     const cpu0 = o.serverCpu();
     const client0 = process.cpuUsage();
-    const start = performance.now();
-    await new Promise((resolve) => {
-      const tick = () => {
-        const elapsed = performance.now() - start;
-        const until = Math.min(elapsed, durationMs);
-        for (let c = 0; c < senders; c++) {
-          const phase = (c / senders) * interval;
-          if (until < phase) continue;
-          const due = Math.min(perSender, Math.floor((until - phase) / interval) + 1);
-          while ((sent[c] ?? 0) < due) {
-            const n = sent[c] ?? 0;
-            sent[c] = n + 1;
-            const t = Math.round(performance.now() * 1000);
-            try {
-              this.sockets[c]?.send(`${prefix}${c},"n":${n},"t":${t}}}`);
-            } catch {
-              this.errors++;
-            }
-          }
-        }
-        if (elapsed >= durationMs) resolve(undefined);
-        else setTimeout(tick, 1);
-      };
-      tick();
+    const { sent, start, sendErrors } = await sendPaced({
+      step: this.step,
+      count: senders,
+      interval,
+      durationMs,
+      cap: () => perSender,
+      send: (c, text) => this.sockets[c]?.send(text),
     });
-    let sentTotal = 0;
-    for (const n of sent) sentTotal += n;
+    const sentTotal = total(sent);
     const expected = sentTotal * receivers;
-    const drainEnd = performance.now() + o.drainMs;
-    while (this.received < expected && performance.now() < drainEnd) await sleep(5);
+    await d.drain(expected, performance.now() + o.drainMs);
     const end = performance.now();
     const serverCpu = o.serverCpu() - cpu0;
     const client = process.cpuUsage(client0);
     // Counters after a short pause, so the last acks, heartbeats and commits are in.
     await sleep(200);
     const usage = await o.usage();
-    const lat = sorted(this.latencies.subarray(0, Math.min(this.received, this.latencies.length)));
+    const lat = sorted(d.latencies.subarray(0, Math.min(d.received, d.latencies.length)));
     const seconds = (end - start) / 1000;
     return {
       receivers,
@@ -274,18 +187,18 @@ export class SweepRoom {
       roomRate: round(o.rate * senders, 2),
       sent: sentTotal,
       expected,
-      received: this.received,
-      lost: Math.max(0, expected - this.received),
-      outOfOrder: this.outOfOrder,
-      errors: this.errors,
+      received: d.received,
+      lost: Math.max(0, expected - d.received),
+      outOfOrder: d.outOfOrder,
+      errors: d.errors + sendErrors,
       unexpectedCloses: this.unexpectedCloses,
-      deliveredPerSec: round(this.received / o.seconds),
+      deliveredPerSec: round(d.received / o.seconds),
       p50: round(percentile(lat, 50), 2),
       p99: round(percentile(lat, 99), 2),
       max: round(lat[lat.length - 1] ?? Number.NaN, 2),
       serverCpuPct: round((serverCpu / seconds) * 100),
       clientCpuPct: round(((client.user + client.system) / 1e6 / seconds) * 100),
-      cpuUsPerDelivery: this.received > 0 ? round((serverCpu * 1e6) / this.received, 2) : Number.NaN,
+      cpuUsPerDelivery: d.received > 0 ? round((serverCpu * 1e6) / d.received, 2) : Number.NaN,
       cpuUsPerMessage: sentTotal > 0 ? round((serverCpu * 1e6) / sentTotal, 1) : Number.NaN,
       framesOut: this.frames,
       heartbeatEchoes: this.echoes,
@@ -302,13 +215,7 @@ export class SweepRoom {
       this.sockets[i] = undefined;
       if (ws !== undefined && ws.readyState !== WebSocket.CLOSED) open.push(ws);
     }
-    for (const ws of open) {
-      try {
-        ws.close(1000, "bench done");
-      } catch {
-        ws.terminate();
-      }
-    }
+    for (const ws of open) closeDone(ws);
     // Until the server answered each close (its close frame; it may keep the TCP connection a while).
     const deadline = performance.now() + timeoutMs;
     const answered = (/** @type {any} */ ws) => ws.readyState === WebSocket.CLOSED || ws._closeFrameReceived === true;

@@ -4,8 +4,9 @@
  * a target) and connects/s ≥ 0.8×. For edge-rooms and, with `--baseline` or `--servers …,edge-rooms-v1`,
  * the baseline or the v1 clients beside it, so that before and after are one table. A verdict is taken on the median of the per-run ratios.
  */
-import { round } from "./clients.mjs";
+
 import { figuresOf, median, moderateRateOf } from "./report.mjs";
+import { round } from "./stats.mjs";
 
 /** Shapes whose capacity has a target; other shapes' capacity is reported only. */
 const CAPACITY_TARGET_SHAPES = new Set(["1x50", "10x10"]);
@@ -46,7 +47,7 @@ function targetRows(o, shapes) {
 
 /**
  * Whether other processes disturbed the steps a figure rests on: the moderate step for p99, the
- * failing steps for capacity (a step with over 30% of a pinned CPU taken by other work, see clients.mjs).
+ * failing steps for capacity (a step with over 30% of a pinned CPU taken by other work, see fanout.mjs).
  * @param {any} suite @param {string} key @param {any} options
  */
 function contended(suite, key, options) {

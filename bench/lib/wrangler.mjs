@@ -5,24 +5,13 @@
  * polled until 200, port retries, and the whole process group stopped (SIGTERM, then SIGKILL).
  *
  * Added for the bench: the group can be started under `taskset` (pinned to the server's CPUs), and
- * the processes of the group are found in /proc so that the harness can read the runtime's RSS and
- * CPU time and, by default, talk to the Worker's own workerd directly rather than through wrangler's
- * dev proxy (a second workerd that relays every frame).
+ * the processes of the group are found in /proc (procfs.mjs) so that the harness can read the
+ * runtime's RSS and CPU time and, by default, talk to the Worker's own workerd directly rather than
+ * through wrangler's dev proxy (a second workerd that relays every frame).
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import {
-  cpSync,
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   freePort,
@@ -35,7 +24,9 @@ import {
   WRANGLER,
   wranglerEnv,
 } from "../../scripts/lib/processes.mjs";
-import { raiseConnectLimitIn } from "../../scripts/lib/wrangler-config.mjs";
+import { liveGroups } from "./cleanup.mjs";
+import { cpuSeconds, groupProcesses, listeningPorts, pin, rssKiB } from "./procfs.mjs";
+import { scratchDir } from "./snapshots.mjs";
 
 export { freePort, HOST, REPO_ROOT, signalGroup, sleep, stopGroup };
 
@@ -48,120 +39,6 @@ const OUTPUT_LINES_KEPT = 200;
 
 /** Output lines counted over the whole run: wrangler says this when it restarts the runtime. */
 const WATCHED_LINES = ["Reloading local server"];
-
-/**
- * The processes of a group, from /proc: pid, parent, command name and command line.
- * @param {number} pgid
- * @returns {{ pid: number, ppid: number, comm: string, cmdline: string }[]}
- */
-export function groupProcesses(pgid) {
-  const found = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const close = stat.lastIndexOf(")");
-      const comm = stat.slice(stat.indexOf("(") + 1, close);
-      const fields = stat.slice(close + 2).split(" ");
-      // fields[0] is the state, [1] the parent, [2] the process group.
-      if (Number(fields[2]) !== pgid) continue;
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").join(" ");
-      found.push({ pid: Number(entry), ppid: Number(fields[1]), comm, cmdline });
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  return found;
-}
-
-/** CPU time (user + system) of a process in seconds; 0 when it is gone. @param {number} pid */
-export function cpuSeconds(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // utime and stime are fields 14 and 15 of stat, i.e. [11] and [12] after the command name.
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-  } catch {
-    return 0;
-  }
-}
-/** Linux's USER_HZ; 100 on every architecture Node supports. */
-const CLOCK_TICKS = 100;
-
-/** Resident set size of a process in KiB, from /proc/<pid>/status; NaN when it is gone. @param {number} pid */
-export function rssKiB(pid) {
-  try {
-    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return match ? Number(match[1]) : Number.NaN;
-  } catch {
-    return Number.NaN;
-  }
-}
-
-/** Ports a process listens on (TCP, IPv4), from /proc/net/tcp and its socket fds. @param {number} pid */
-function listeningPorts(pid) {
-  const inodes = new Set();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (match) inodes.add(match[1]);
-    } catch {
-      // Closed while we looked.
-    }
-  }
-  const ports = [];
-  for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
-    const cols = line.trim().split(/\s+/);
-    // cols: sl local rem st ... inode(9). State 0A is LISTEN.
-    if (cols.length < 10 || cols[3] !== "0A" || !inodes.has(cols[9])) continue;
-    ports.push(Number.parseInt(cols[1]?.split(":")[1] ?? "", 16));
-  }
-  return ports;
-}
-
-// -- a frozen copy of the code under test -----------------------------------------------------------
-
-/** What a snapshot leaves out: dependencies (linked instead), VCS and build output, bench results. */
-const SNAPSHOT_SKIP = new Set(["node_modules", ".git", ".wrangler", "dist", "build", "test-results"]);
-
-/**
- * Copies the repo (sources, configs, bench servers; not node_modules, which is linked) to `dir`.
- * `wrangler dev` watches its sources and restarts its runtime on any change; run from a snapshot, the
- * servers keep the code they started with even when someone edits src/ during the bench.
- * @param {string} dir
- */
-export function snapshotRepo(dir) {
-  mkdirSync(dir, { recursive: true });
-  for (const entry of readdirSync(REPO_ROOT)) {
-    if (SNAPSHOT_SKIP.has(entry)) continue;
-    cpSync(join(REPO_ROOT, entry), join(dir, entry), {
-      recursive: true,
-      filter: (source) => !source.startsWith(join(REPO_ROOT, "bench", "results")),
-    });
-  }
-  symlinkSync(join(REPO_ROOT, "node_modules"), join(dir, "node_modules"), "dir");
-  // Connect storms come from one address: the shipped per-IP limit would refuse them.
-  raiseConnectLimitIn(join(dir, "wrangler.toml"));
-}
-
-/** Output of a git command run in the repo. @param {string[]} args */
-export function gitOut(args) {
-  return execFileSync("git", args, { cwd: REPO_ROOT, encoding: "utf8" }).trim();
-}
-
-/**
- * The repo's files as of git `ref` (committed files only), in `dir`, sharing the repo's node_modules:
- * a baseline to run beside the working tree.
- * @param {string} ref
- * @param {string} dir
- */
-export function snapshotRef(ref, dir) {
-  mkdirSync(dir, { recursive: true });
-  const archive = execFileSync("git", ["archive", "--format=tar", ref], { cwd: REPO_ROOT, maxBuffer: 1 << 30 });
-  execFileSync("tar", ["-x", "-C", dir], { input: archive });
-  symlinkSync(join(REPO_ROOT, "node_modules"), join(dir, "node_modules"), "dir");
-  raiseConnectLimitIn(join(dir, "wrangler.toml"));
-}
 
 // -- the server -----------------------------------------------------------------------------------
 
@@ -204,8 +81,7 @@ export function snapshotRef(ref, dir) {
  * @returns {Promise<RunningServer>}
  */
 export async function startServer(spec) {
-  const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
-  const dir = join(base, `edge-rooms-bench-${spec.name}-${process.pid}-${randomBytes(4).toString("hex")}`);
+  const dir = join(scratchDir(), `edge-rooms-bench-${spec.name}-${process.pid}-${randomBytes(4).toString("hex")}`);
   mkdirSync(dir, { recursive: true });
   const envFile = join(dir, "empty.env");
   writeFileSync(envFile, "");
@@ -347,15 +223,6 @@ export async function startServer(spec) {
   }
 }
 
-/** Moves every thread of `pid` to `cpuList`. @param {number} pid @param {string} cpuList */
-function pin(pid, cpuList) {
-  try {
-    execFileSync("taskset", ["-a", "-p", "-c", cpuList, String(pid)], { stdio: "ignore" });
-  } catch (error) {
-    process.stderr.write(`[bench] could not pin ${pid} to CPU ${cpuList}: ${/** @type {Error} */ (error).message}\n`);
-  }
-}
-
 /** @param {string} baseUrl @param {number} timeoutMs @returns {Promise<true | string>} */
 async function probeHealth(baseUrl, timeoutMs) {
   try {
@@ -395,29 +262,4 @@ async function findDirectUrl(pid) {
     if ((await probeHealth(url, 1_000)) === true) return url;
   }
   return undefined;
-}
-
-/** Groups started and not yet stopped, with their temp dirs; killed on any exit of the harness. */
-/** @type {Map<number, string>} */
-export const liveGroups = new Map();
-/** Other temp dirs to remove on any exit (the repo snapshot). */
-/** @type {Set<string>} */
-export const liveDirs = new Set();
-
-/** Last resort: SIGKILL every group still running and remove the dirs (synchronous: safe in `exit`). */
-export function killAllGroupsNow() {
-  for (const [pgid, dir] of liveGroups) {
-    // A process group id is a positive pid; never signal -1 or 0 (every process, our own group).
-    if (Number.isInteger(pgid) && pgid > 1) signalGroup(pgid, "SIGKILL");
-    liveDirs.add(dir);
-  }
-  liveGroups.clear();
-  for (const dir of liveDirs) {
-    try {
-      rmSync(dir, { recursive: true, force: true });
-    } catch {
-      // workerd may still hold a file for an instant; the dir is under /dev/shm or the temp dir.
-    }
-  }
-  liveDirs.clear();
 }

@@ -3,7 +3,7 @@
  * (`ROOM_MAX_QUEUED_BYTES`, closing sockets included, since the runtime still holds what was queued
  * for them) and per user (`MAX_UNREAD_BYTES` over all its sockets). Past one, the slowest readers
  * (late with an echo, most unread first) are the ones to shed; readers that keep up never are.
- * Connections (connections.ts) counts into it and closes whom it names.
+ * The meter (meter.ts) counts into it; Connections (connections.ts) closes whom it names.
  */
 import { type Connection, tagForUser } from "./connection";
 import { BEHIND_GRACE_MS } from "./reading";

@@ -1,19 +1,18 @@
 /**
  * A room's connections: the cache of its sockets' state (rebuilt from their attachments on the first
- * event after a wake), counting them in and out, and every frame sent to them, metered against how
- * much each client has shown it read (src/room/reading.ts). The room decides what to send and whom to
- * close; this module does the sending and the closing.
+ * event after a wake), counting them in and out, who a frame goes to, and closing. Each write is
+ * counted against what its client has read by the meter (src/room/meter.ts). The room decides what to
+ * send and whom to close; this module does the sending and the closing.
  */
 
 import { log } from "../common/log";
 import { CLOSE_CODES, type ErrorFrame, type FrameErrorCode } from "../protocol";
 import { batchFrames } from "./batch-frames";
 import { type BroadcastLists, broadcastListsOf } from "./broadcast-lists";
-import { Budgets } from "./budgets";
 import { byteLength } from "./bytes";
 import { type Connection, logFieldsOf, restoreConnection } from "./connection";
-import { acknowledge, judgeUnread, nextHeartbeat, PROBE_FRACTION, recordHeartbeat } from "./reading";
-import { markClosing, safeClose, saveAttachment, trySend } from "./socket-chores";
+import { Meter } from "./meter";
+import { markClosing, safeClose } from "./socket-chores";
 import type { Users } from "./users";
 
 export interface ConnectionHooks {
@@ -38,9 +37,7 @@ export class Connections {
   readonly #settings: ConnectionSettings;
   readonly #hooks: ConnectionHooks;
   readonly #users: Users;
-  readonly #budgets: Budgets;
-  /** Bytes after which a connection gets an early heartbeat; smaller in a crowded room. */
-  #probeStep: number;
+  readonly #meter: Meter;
   #byWs: Map<WebSocket, Connection> | undefined;
   /**
    * Runs before anything a member said goes to others (a broadcast, a direct message): the presence
@@ -57,8 +54,7 @@ export class Connections {
     this.#settings = settings;
     this.#hooks = hooks;
     this.#users = users;
-    this.#budgets = new Budgets(settings, users);
-    this.#probeStep = settings.maxUnreadBytes * PROBE_FRACTION;
+    this.#meter = new Meter(settings, users);
   }
 
   /** Every known connection, counted out ones included until their socket closes. */
@@ -75,7 +71,7 @@ export class Connections {
         continue;
       }
       byWs.set(ws, conn);
-      this.#budgets.move(conn, conn.window.sent);
+      this.#meter.restored(conn);
       if (!conn.isGone) this.#hooks.restored(conn);
     }
     return byWs;
@@ -119,7 +115,7 @@ export class Connections {
         out = { frames, sizes: frames.map(byteLength) };
         memo.set(picked, out);
       }
-      if (this.#write(conn, out.frames, out.sizes)) {
+      if (this.#meter.write(conn, out.frames, out.sizes)) {
         behind ??= [];
         behind.push(conn);
       }
@@ -181,8 +177,7 @@ export class Connections {
     const byWs = this.all();
     const conn = byWs.get(ws);
     if (conn && !conn.isGone) this.#countOut(conn, code, reason, "client");
-    // The runtime let go of it: what it held for the client is no longer ours to count.
-    if (conn && byWs.delete(ws)) this.#budgets.move(conn, conn.window.read - conn.window.sent);
+    if (conn && byWs.delete(ws)) this.#meter.letGo(conn);
     return conn;
   }
 
@@ -235,7 +230,7 @@ export class Connections {
     let behind: Connection[] | undefined;
     for (const conn of conns) {
       if (conn.ws === except || conn.ws.readyState !== WebSocket.OPEN) continue;
-      if (this.#write(conn, frames, sizes, before, beforeBytes)) {
+      if (this.#meter.write(conn, frames, sizes, before, beforeBytes)) {
         behind ??= [];
         behind.push(conn);
       }
@@ -245,41 +240,19 @@ export class Connections {
     this.enforceBudgets();
   }
 
-  /** Writes `frames` (each after `before`, when given) to `conn` and counts them; whether it is now behind. */
-  #write(
-    conn: Connection,
-    frames: ReadonlyArray<string | ArrayBuffer>,
-    sizes: readonly number[],
-    before?: string,
-    beforeBytes = 0,
-  ): boolean {
-    let isBehind = false;
-    for (let i = 0; i < frames.length; i++) {
-      // Both sent before they are counted: nothing (an early heartbeat) comes between them.
-      if (before !== undefined) trySend(conn.ws, before);
-      trySend(conn.ws, frames[i] as string | ArrayBuffer);
-      if (this.#countSent(conn, (sizes[i] as number) + beforeBytes)) isBehind = true;
-    }
-    return isBehind;
-  }
-
   /** Who broadcasts go to, built again after a connection came or went; none before any restore. */
   #broadcastLists(): BroadcastLists | undefined {
     if (this.#lists !== undefined) return this.#lists;
     if (this.#byWs === undefined) return undefined; // nothing restored yet: nobody to send to
     const lists = broadcastListsOf(this.#byWs.values());
     this.#lists = lists;
-    // A crowded room asks for echoes sooner, so that a reader that stopped is seen late (and can
-    // be shed) before the room's queued bytes add up past its budget.
-    const share = this.#settings.roomMaxQueuedBytes / (4 * Math.max(1, lists.all.length));
-    this.#probeStep = Math.min(this.#settings.maxUnreadBytes * PROBE_FRACTION, share);
+    this.#meter.spreadOver(lists.all.length);
     return lists;
   }
 
   /** Sends to one connection; `judge: false` counts the bytes without closing a client behind. */
   send(conn: Connection, frame: string, judge = true): void {
-    trySend(conn.ws, frame);
-    const isBehind = this.#countSent(conn, byteLength(frame));
+    const isBehind = this.#meter.write(conn, [frame], [byteLength(frame)]);
     if (isBehind && judge) this.closeBehind(conn);
     if (judge) this.enforceBudgets();
   }
@@ -290,70 +263,36 @@ export class Connections {
     this.send(conn, JSON.stringify(frame));
   }
 
-  /**
-   * Sends a heartbeat with a fresh nonce and records it in the attachment: its exact echo is what
-   * proves the client read everything sent before it.
-   */
+  // -- what a client has read (src/room/meter.ts) ---------------------------------------------------
+
+  /** Sends a heartbeat whose exact echo proves the client read everything sent before it. */
   sendHeartbeat(conn: Connection, now: number): void {
-    const next = nextHeartbeat(conn.attachment.awaiting, now);
-    conn.attachment.awaiting = next.awaiting;
-    recordHeartbeat(conn.window, next.text, now);
-    this.#budgets.move(conn, next.text.length);
-    saveAttachment(conn);
-    trySend(conn.ws, next.text);
+    this.#meter.sendHeartbeat(conn, now);
   }
 
-  /**
-   * Whether `message` is the exact echo of a heartbeat `conn` owes, and if so takes it. The caller
-   * saves the attachment.
-   */
+  /** Whether `message` is the echo of a heartbeat `conn` owes, and if so takes it (the caller saves). */
   takeEcho(conn: Connection, message: string | ArrayBuffer): boolean {
-    const before = conn.window.read;
-    const taken = acknowledge(conn.window, conn.attachment.awaiting, message);
-    if (taken === undefined) return false;
-    conn.attachment.awaiting = taken.awaiting;
-    this.#budgets.move(conn, before - conn.window.read);
-    return true;
+    return this.#meter.takeEcho(conn, message);
   }
 
   /** Whether `conn` is behind for good (for the alarm, which sends nothing to a quiet room). */
   isBehind(conn: Connection, now: number): boolean {
-    return judgeUnread(conn.window, conn.attachment.awaiting, this.#settings.maxUnreadBytes, () => now) === "over";
-  }
-
-  /**
-   * Counts `bytes` sent to `conn`: sends an early heartbeat every quarter of the budget, and says
-   * whether the client is behind for good.
-   */
-  #countSent(conn: Connection, bytes: number): boolean {
-    conn.window.sent += bytes;
-    this.#budgets.sent(conn, bytes);
-    const budget = this.#settings.maxUnreadBytes;
-    const verdict = judgeUnread(conn.window, conn.attachment.awaiting, budget, Date.now, this.#probeStep);
-    if (verdict === "probe") this.sendHeartbeat(conn, Date.now());
-    return verdict === "over";
+    return this.#meter.isBehind(conn, now);
   }
 
   /** Closes a client that does not read fast enough with 4408 `not reading`, and logs how far behind. */
   closeBehind(conn: Connection, budget?: "room" | "user"): void {
     if (conn.isGone) return;
     const unreadBytes = conn.window.sent - conn.window.read;
-    const over = budget === undefined ? {} : { over: budget, queuedBytes: this.#budgets.queuedBytes };
+    const over = budget === undefined ? {} : { over: budget, queuedBytes: this.#meter.queuedBytes };
     log("warn", "slow_consumer", { ...logFieldsOf(conn), unreadBytes, ...over });
     this.close(conn, CLOSE_CODES.heartbeatTimeout, "not reading");
-  }
-
-  // -- budgets (src/room/budgets.ts) ------------------------------------------------------------
-
-  /** Bytes the room has sent and not seen read, over every socket the runtime still holds. */
-  get queuedBytes(): number {
-    return this.#budgets.queuedBytes;
   }
 
   /** Keeps the bytes queued to slow readers within the room's budget and each user's. */
   enforceBudgets(now = Date.now()): void {
     const counted = () => [...this.all().values()].filter((c) => !c.isGone);
-    for (const [conn, budget] of this.#budgets.due(now, (tag) => (tag === undefined ? counted() : this.live(tag)))) {
+    for (const [conn, budget] of this.#meter.due(now, (tag) => (tag === undefined ? counted() : this.live(tag)))) {
       this.closeBehind(conn, budget);
     }
   }

@@ -12,7 +12,7 @@ import { byteLength, utf8Length } from "./bytes";
 import type { Connection } from "./connection";
 import type { Connections } from "./connections";
 import { type PresenceOut, PresenceStates } from "./presence-states";
-import { Signals } from "./signals";
+import { type Reply, Signals } from "./signals";
 
 export type EphemeralFrame = ClientSignalFrame | ClientPresenceFrame;
 
@@ -33,14 +33,9 @@ export class Ephemeral {
   readonly #limits: Limits;
   readonly #reply: (conn: Connection, code: FrameErrorCode, text: string) => void;
 
-  constructor(
-    connections: () => Connections,
-    presence: PresenceOut,
-    limits: Limits,
-    reply: (conn: Connection, code: FrameErrorCode, text: string) => void,
-  ) {
+  constructor(connections: () => Connections, presence: PresenceOut, limits: Limits, reply: Reply) {
     this.#limits = limits;
-    this.#reply = reply;
+    this.#reply = (conn, code, text) => reply(conn, () => connections().sendError(conn, code, text));
     // A presence frame's own fields and some whitespace around a state at its cap.
     this.maxBytes = Math.max(limits.signalMaxBytes, limits.presenceStateMaxBytes + 256);
     this.signals = new Signals(connections, limits, reply);

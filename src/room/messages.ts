@@ -8,8 +8,9 @@ import type { Config } from "../common/config";
 import type { AckFrame, ClientMessageFrame, MessageFrame, User } from "../protocol";
 import { byteLength } from "./bytes";
 import { CommitQueue } from "./commit-queue";
-import { type Connection, tagForUser } from "./connection";
+import type { Connection } from "./connection";
 import type { Connections } from "./connections";
+import { type RelayDirect, sendDirect } from "./direct-messages";
 import {
   framesToJsonArray,
   type History,
@@ -23,7 +24,7 @@ import {
 } from "./history";
 import { contentHash } from "./message-ids";
 import { PROBE_FRACTION } from "./reading";
-import type { ReplyOrder } from "./reply-order";
+import type { ReplyOrder, Step } from "./reply-order";
 import type { Users } from "./users";
 
 /** The content of a room message, from a socket frame or an HTTP body. */
@@ -75,12 +76,14 @@ export class Messages {
    * In a sharded room, a direct message to a user with no connection here goes to the recipient's
    * object: resolves with how many connections got it there. `undefined`: the user would be here.
    */
-  relayDirect: ((to: string, text: string) => Promise<number> | undefined) | undefined;
+  relayDirect: RelayDirect | undefined;
   /**
-   * On a shard, each connection's answers in the order of its frames (src/room/reply-order.ts): its
-   * room messages are answered by the orderer, so the commit queue cannot order them.
+   * Each connection's answers in the order of its frames where the commit queue cannot give it alone
+   * (src/room/reply-order.ts): on a shard (its room messages are answered by the orderer) and on the
+   * orderer of a sharded room (a DM or signal to another object is answered when that object
+   * answers). `undefined` in a single object, whose answers then cost no chain.
    */
-  order: ReplyOrder | undefined;
+  order: () => ReplyOrder | undefined = () => undefined;
 
   constructor(
     history: History,
@@ -108,24 +111,28 @@ export class Messages {
     }
     const to = frame.to;
     if (to !== undefined) {
-      // After the sender's queued messages: a direct message never overtakes them.
-      if (this.order) this.order.after(conn, () => this.#direct(conn, frame, to, now));
-      else this.#queue.after(() => void this.#direct(conn, frame, to, now));
+      // After the sender's queued messages: a direct message never overtakes them. One to another
+      // object holds the sender's later answers until that object answers (`reply`).
+      this.reply(() => sendDirect(connections, this.relayDirect, conn, frame, to, now), conn);
       return;
     }
     if (this.forward) {
       this.forward(conn, frame);
       return;
     }
+    // Answered in its place among the connection's answers: at once when it is committed (or found).
     this.#submit(conn.attachment.room, conn.attachment.user, frame, now, (result) => {
       if (result instanceof StoreFailed) {
-        connections.sendError(conn, "store_failed", "the message could not be stored; send it again", frame.id);
+        const text = "the message could not be stored; send it again";
+        this.reply(() => connections.sendError(conn, "store_failed", text, frame.id), conn);
       } else if (frame.id === undefined) {
         // Nothing to acknowledge.
       } else if (result.outcome === "conflict") {
-        connections.sendError(conn, "id_conflict", "this id was already used for a different message", frame.id);
+        const text = "this id was already used for a different message";
+        this.reply(() => connections.sendError(conn, "id_conflict", text, frame.id), conn);
       } else {
-        connections.send(conn, JSON.stringify({ type: "ack", id: frame.id, seq: result.seq } satisfies AckFrame));
+        const ack = JSON.stringify({ type: "ack", id: frame.id, seq: result.seq } satisfies AckFrame);
+        this.reply(() => connections.send(conn, ack), conn);
       }
     });
   }
@@ -140,12 +147,17 @@ export class Messages {
 
   /**
    * Runs `reply` once every message queued so far is sent: a connection's answers (errors, pongs,
-   * pages) then come in the order of the frames they answer, behind the acks of earlier messages.
-   * On a shard, behind what `conn` is still owed (src/room/reply-order.ts).
+   * pages, acks) then come in the order of the frames they answer, behind the acks of earlier
+   * messages. In a sharded room, also behind what `conn` is still owed by another object
+   * (src/room/reply-order.ts): a `reply` that returns a promise holds `conn`'s later answers until
+   * it settles. (A shard queues no messages: there only the chain orders.)
    */
-  reply(reply: () => void, conn?: Connection): void {
-    if (this.order && conn) this.order.after(conn, reply);
-    else this.#queue.after(reply);
+  reply(reply: Step, conn: Connection): void {
+    this.#queue.after(() => {
+      const order = this.order();
+      if (order) order.after(conn, reply);
+      else void reply();
+    });
   }
 
   /**
@@ -252,8 +264,10 @@ export class Messages {
     config: Config,
     read: (query: PageQuery, maxBytes: number) => Promise<Page>,
   ): Promise<void> {
+    const order = this.order();
+    if (!order) throw new Error("sendHistoryFrom is a shard's: it needs the shard's reply order");
     // Its place among the connection's answers is taken now: later frames are answered after it.
-    const answer = this.order ? this.order.hold(conn) : (run: () => void) => this.reply(run, conn);
+    const answer = order.hold(conn);
     const maxBytes = pageBudget(conn, config);
     try {
       const page = maxBytes > 0 ? await read({ before, limit }, maxBytes) : undefined;
@@ -279,50 +293,5 @@ export class Messages {
       return;
     }
     this.#connections.send(conn, frame);
-  }
-
-  /** To the recipient's connections and the sender's others; not stored, no seq. */
-  #direct(conn: Connection, frame: ClientMessageFrame, to: string, now: number): Promise<void> | undefined {
-    const connections = this.#connections;
-    const recipients = connections.live(tagForUser(to));
-    const { room, user: from } = conn.attachment;
-    const out: MessageFrame = {
-      type: "message",
-      id: frame.id,
-      room,
-      from,
-      to,
-      text: frame.text,
-      data: frame.data,
-      ts: now,
-    };
-    const text = JSON.stringify(out);
-    // In a sharded room the recipient's connections may be in another object (src/room/room.ts).
-    const elsewhere = recipients.length === 0 ? this.relayDirect?.(to, text) : undefined;
-    if (elsewhere !== undefined) {
-      return elsewhere.then(
-        (delivered) => this.#directDone(conn, frame, to, text, delivered > 0),
-        () => this.#directDone(conn, frame, to, text, false),
-      );
-    }
-    connections.beforeOthers?.();
-    for (const target of recipients) if (target !== conn) connections.send(target, text);
-    this.#directDone(conn, frame, to, text, recipients.length > 0);
-    return undefined;
-  }
-
-  /** The sender's other connections and its ack, or `unknown_recipient` when nobody got it. */
-  #directDone(conn: Connection, frame: ClientMessageFrame, to: string, text: string, isDelivered: boolean): void {
-    const connections = this.#connections;
-    if (!isDelivered) {
-      connections.sendError(conn, "unknown_recipient", "that user has no connection in this room", frame.id);
-      return;
-    }
-    const recipients = new Set(connections.live(tagForUser(to)));
-    for (const target of connections.live(tagForUser(conn.attachment.user.id))) {
-      if (target !== conn && !recipients.has(target)) connections.send(target, text);
-    }
-    if (frame.id !== undefined)
-      connections.send(conn, JSON.stringify({ type: "ack", id: frame.id } satisfies AckFrame));
   }
 }

@@ -1,9 +1,12 @@
 /**
- * A shard's answers to each connection in the order of its frames (docs/scaling.md). In one object
- * the commit queue gives this order (`Messages.reply`); a shard's room messages go to the orderer
- * instead, so each connection here has its own chain: an answer not known yet (an ack, a history
- * page) holds a place in it, and whatever the connection is answered later waits behind that place.
- * Chains are per connection: one member waiting on the orderer holds up nobody else.
+ * Each connection's answers in the order of its frames, where another object answers some of them
+ * (docs/scaling.md). In one object the commit queue gives this order (`Messages.reply`); a shard's
+ * room messages go to the orderer instead, and on the orderer of a sharded room a DM or a signal to
+ * a user elsewhere is answered when that user's object answers. So each connection there has its own
+ * chain: an answer not known yet (an ack, a history page, `unknown_recipient`) holds a place in it,
+ * and whatever the connection is answered later waits behind that place. Chains are per connection:
+ * one member waiting on another object holds up nobody else. Nothing waits, and no promise is made,
+ * for a connection that is owed nothing.
  */
 import { describeError, log } from "../common/log";
 import type { Connection } from "./connection";

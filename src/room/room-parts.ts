@@ -131,7 +131,7 @@ export function assembleRoom(ctx: DurableObjectState, env: Env): RoomParts {
       signalRateBurst: config?.signalRateBurst ?? 1,
       presenceStateMaxBytes: config?.presenceStateMaxBytes ?? 0,
     },
-    (conn, code, text) => messages.reply(() => connections.sendError(conn, code, text), conn),
+    (conn, answer) => messages.reply(answer, conn),
   );
   presence.decorate = (entries) => ephemeral.states.decorate(entries);
   sharding.wireEphemeral(ephemeral);

@@ -14,11 +14,13 @@ import { Mover } from "./mover";
 import { objectName } from "./object-name";
 import { Orderer, type OrdererParts } from "./orderer";
 import { Relay, type RelayItem, type RelayPort } from "./relay";
+import { ReplyOrder } from "./reply-order";
 import { RosterReporter } from "./roster-sync";
 import { ShardLog } from "./shard-log";
 import { parseShardName, type ShardMap, shardName, shardOf, UNSHARDED } from "./shard-map";
 import { type OrdererPort, ShardRole } from "./shard-role";
 import type { Counts, ForwardItem, ForwardResult, HistoryRange, RosterReport } from "./shard-rpc";
+import { TestGate } from "./test-gate";
 
 export interface ShardingParts {
   connections: () => Connections;
@@ -51,6 +53,8 @@ export class Sharding {
   readonly shard: ShardRole | undefined;
   /** Signals, presence updates and binary frames to the room's other objects (src/room/relay.ts). */
   readonly relay: Relay;
+  /** Test hook: direct messages and signals from other objects wait here while a test holds it. */
+  readonly directGate = new TestGate();
   readonly #env: Env;
   readonly #parts: ShardingParts;
   readonly #shardMax: number;
@@ -124,12 +128,19 @@ export class Sharding {
     return { connections: this.#parts.connections().liveCount(), users: this.#parts.online() };
   }
 
-  /** Room messages from a shard go to the orderer; DMs to a user elsewhere, to its object. */
+  /**
+   * Room messages from a shard go to the orderer; DMs to a user elsewhere, to its object. Answers
+   * keep each connection's order with a chain per connection (src/room/reply-order.ts): always on a
+   * shard, and on the orderer while the room is sharded or a chain is still owed.
+   */
   wire(messages: Messages): void {
     const shard = this.shard;
     if (shard) {
       messages.forward = (conn, frame) => shard.forward(conn, frame);
-      messages.order = shard.order;
+      messages.order = () => shard.order;
+    } else {
+      const order = new ReplyOrder();
+      messages.order = () => (this.map.n > 1 || order.size > 0 ? order : undefined);
     }
     messages.relayDirect = (to, text) => {
       const n = this.map.n;
@@ -227,6 +238,7 @@ export class Sharding {
    * sender's object had delivered: the DM never overtakes a room message sent before it); how many got it.
    */
   async directIn(to: string, text: string, after = 0): Promise<number> {
+    await this.directGate.passed();
     await this.shard?.delivered(after);
     const connections = this.#parts.connections();
     const recipients = connections.live(tagForUser(to));

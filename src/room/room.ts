@@ -254,6 +254,15 @@ export class Room extends DurableObject<Env> {
     this.#sharding.requireShard().forwarder.loseAnswers = n;
   }
 
+  /** Test hook: direct messages and signals sent here from other objects wait until `releaseDirectIn`. */
+  async holdDirectIn(): Promise<void> {
+    this.#sharding.directGate.hold();
+  }
+
+  async releaseDirectIn(): Promise<void> {
+    this.#sharding.directGate.release();
+  }
+
   /** Test only (TEST_FAULTS=true, src/room/test-faults.ts): injects `fault` in this object. */
   async testFault(fault: TestFault): Promise<void> {
     if (!this.#requireConfig().testFaults) throw new Error("test faults are off");

@@ -2,6 +2,13 @@
  * A shard's view of the room's log (docs/scaling.md): its last delivered seq (stored, so a shard
  * that hibernates or resets continues where it was) and the most recent frames it delivered, which
  * resume replays read. Older frames come from the orderer and extend the buffer backwards.
+ *
+ * The last seq is written at most once per SAVE_EVERY_MS while deliveries flow, not once per
+ * delivery: a row write each was most of a sharded room's cost per message, and each held the
+ * delivery's answer for a commit. It is still written before the shard can lose its memory with its
+ * sockets kept (hibernation): a pending timer keeps an object from hibernating. An object that
+ * resets loses its sockets too, and one that comes back behind simply catches up from the orderer's
+ * history, as one whose clients saw more elsewhere does.
  */
 
 import * as v from "valibot";
@@ -11,6 +18,9 @@ import { type ShardMap, ShardMapSchema } from "./shard-map";
 
 export const RECENT_MAX_FRAMES = 2048;
 export const RECENT_MAX_BYTES = 4 * 1024 * 1024;
+
+/** The stored last seq lags the delivered one by at most this long. */
+export const SAVE_EVERY_MS = 1000;
 
 const SCHEMA = "CREATE TABLE IF NOT EXISTS shard_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
 
@@ -25,6 +35,9 @@ export class ShardLog implements ReadLog {
 
   /** Created on the first write: an orderer that never grew writes nothing. */
   #hasTable: boolean;
+  /** When the last seq was last written (ms), and the write waiting for its turn. */
+  #savedAt = 0;
+  #saveTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(sql: SqlStorage) {
     this.#sql = sql;
@@ -76,8 +89,22 @@ export class ShardLog implements ReadLog {
     }
   }
 
-  /** Stores the last delivered seq: once per delivery, not per frame. */
+  /** Stores the last delivered seq: now if it was not written within SAVE_EVERY_MS, else then. */
   save(): void {
+    if (this.#saveTimer !== undefined) return;
+    const wait = this.#savedAt + SAVE_EVERY_MS - Date.now();
+    if (wait <= 0) {
+      this.#saveNow();
+      return;
+    }
+    this.#saveTimer = setTimeout(() => {
+      this.#saveTimer = undefined;
+      this.#saveNow();
+    }, wait);
+  }
+
+  #saveNow(): void {
+    this.#savedAt = Date.now();
     this.#write("last", String(this.latestSeq));
   }
 

@@ -11,9 +11,13 @@ import { type Connection, tagForUser } from "./connection";
 import type { Connections } from "./connections";
 import { type RateLimits, take } from "./rate-limit";
 import type { RelayItem } from "./relay";
+import type { Step } from "./reply-order";
 
-/** How the room answers a connection (after its queued messages: src/room/messages.ts `reply`). */
-export type Reply = (conn: Connection, code: "forbidden" | "rate_limited" | "unknown_recipient", text: string) => void;
+/**
+ * How the room answers a connection: `answer` runs in its place among the connection's answers, after
+ * its queued messages (src/room/messages.ts `reply`); one that returns a promise holds the later ones.
+ */
+export type Reply = (conn: Connection, answer: Step) => void;
 
 export class Signals {
   readonly #connections: () => Connections;
@@ -48,7 +52,7 @@ export class Signals {
   take(conn: Connection, now: number): boolean {
     if (take(conn.owner.signals, now, this.#limits) === "ok") return true;
     if (conn.owner.signals.strikes === 1) {
-      this.#reply(conn, "rate_limited", "too many signals; some were dropped (SIGNAL_RATE_PER_SECOND)");
+      this.#error(conn, "rate_limited", "too many signals; some were dropped (SIGNAL_RATE_PER_SECOND)");
     }
     return false;
   }
@@ -61,7 +65,7 @@ export class Signals {
   onSignal(conn: Connection, frame: ClientSignalFrame, now: number): void {
     const { role, user } = conn.attachment;
     if (role === "readonly") {
-      this.#reply(conn, "forbidden", "this connection is read-only");
+      this.#error(conn, "forbidden", "this connection is read-only");
       return;
     }
     if (!this.take(conn, now)) return;
@@ -76,14 +80,25 @@ export class Signals {
     const recipients = connections.live(tagForUser(frame.to)).filter((c) => c !== conn);
     out.to = frame.to;
     const text = JSON.stringify(out);
-    const unknown = () => this.#reply(conn, "unknown_recipient", "that user has no other connection in this room");
+    const unknown = "that user has no other connection in this room";
     if (recipients.length === 0) {
-      // The user may be on another object of a sharded room: asked there (no answer unless nobody got it).
+      // The user may be on another object of a sharded room: asked there now, answered (only if nobody
+      // got it) in its place: the sender's later answers wait for that object's.
       const elsewhere = this.relayDirect?.(frame.to, text);
-      if (elsewhere === undefined) unknown();
-      else elsewhere.then((got) => got === 0 && !conn.isGone && unknown(), unknown);
+      if (elsewhere === undefined) {
+        this.#error(conn, "unknown_recipient", unknown);
+        return;
+      }
+      const answer = (got: number) => {
+        if (got === 0 && !conn.isGone) connections.sendError(conn, "unknown_recipient", unknown);
+      };
+      this.#reply(conn, () => elsewhere.then(answer, () => answer(0)));
       return;
     }
     for (const target of recipients) connections.send(target, text);
+  }
+
+  #error(conn: Connection, code: "forbidden" | "rate_limited" | "unknown_recipient", text: string): void {
+    this.#reply(conn, () => this.#connections().sendError(conn, code, text));
   }
 }

@@ -2,7 +2,8 @@
  * A room spread over several objects (docs/scaling.md), end to end: real `ws` clients against
  * `wrangler dev` with SHARD_GROW_AT=10, so 40 members grow the room to 4 objects while 8 of them send.
  * Members moved with 4307 reconnect at once with `?since`, as edge-rooms/client does. Every member,
- * over all its sockets, must see every message exactly once, in seq order.
+ * over all its sockets, must see every message exactly once, in seq order, and in the end hold every
+ * member as online.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { shardOf } from "../../src/room/shard-map";
@@ -57,6 +58,25 @@ async function open(s: WranglerServer, room: string, sub: string, since?: number
   const opened = await RawClient.open(s, room, await mintToken(s, sub), since === undefined ? {} : { since });
   if (isRefusal(opened)) throw new Error(`refused: ${opened.status} ${opened.code}`);
   return opened;
+}
+
+/** The users a socket holds as online, folding `welcome`, `roster` and `join`/`leave` as edge-rooms/client does. */
+function viewOf(socket: RawClient): string[] {
+  const users = new Set<string>();
+  for (const f of socket.frames as Array<{
+    type: string;
+    event?: string;
+    user?: { id: string };
+    roster?: boolean;
+    presence?: Array<{ id: string }>;
+  }>) {
+    if (f.type === "welcome" || (f.type === "roster" && f.roster === true)) {
+      users.clear();
+      for (const e of f.presence ?? []) users.add(e.id);
+    } else if (f.type === "presence" && f.event === "join" && f.user) users.add(f.user.id);
+    else if (f.type === "presence" && f.event === "leave" && f.user) users.delete(f.user.id);
+  }
+  return [...users].sort();
 }
 
 describe("a sharded room end to end", () => {
@@ -140,6 +160,15 @@ describe("a sharded room end to end", () => {
     // Jump hashing moves a member only to a new object: one that hashes to the orderer never moved.
     expect(members.filter((m) => shardOf(m.sub, 4) === 0 && m.moves > 0)).toEqual([]);
     expect(members.filter((m) => m.moves > 0).length).toBeGreaterThan(0);
+    // The roster over the socket is the room's on every object (a moved member is neither a leave
+    // nor a join): each member's last socket, from its welcome on, holds all 40.
+    const everyone = JSON.stringify(members.map((m) => m.sub).sort());
+    const wrong = () => members.filter((m) => JSON.stringify(viewOf(m.socket)) !== everyone);
+    await until(
+      () => wrong().length === 0,
+      () => `every member to hold all ${MEMBERS}: ${wrong().map((m) => `${m.sub} holds ${viewOf(m.socket).length}`)}`,
+      20_000,
+    );
     for (const m of members) m.socket.ws.close();
   });
 });

@@ -5,33 +5,8 @@
  * orderer holds up nobody else.
  */
 import { describe, expect, it } from "vitest";
-import type { ServerFrame } from "../../src/protocol";
-import { type Client, type Received, settle } from "../helpers";
-import { objectOf, twoShardRoom, waitForSeq } from "./support";
-
-/** What a client received, as short labels, heartbeats and occupancy left out. */
-function labels(client: Client): string[] {
-  return client.frames.flatMap((f: Received) => {
-    const frame = f as ServerFrame & Record<string, unknown>;
-    switch (frame.type) {
-      case "message":
-        return [frame.seq === undefined ? `dm:${frame.text}` : `msg:${frame.seq}`];
-      case "ack":
-        return [`ack:${frame.id}`];
-      case "error":
-        return [`error:${frame.code}`];
-      case "pong":
-        return ["pong"];
-      case "history":
-        return ["history"];
-      default:
-        return [];
-    }
-  });
-}
-
-/** A `ping` the runtime does not answer by itself (not byte for byte the auto-response's). */
-const SLOW_PING = '{ "type": "ping" }';
+import { type Client, settle } from "../helpers";
+import { labels, objectOf, SLOW_PING, twoShardRoom, waitForSeq } from "./support";
 
 describe("sharded rooms: per-sender order on a shard", () => {
   it("a pong and an error answer after the ack of the room message sent before them", async () => {

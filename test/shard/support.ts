@@ -1,9 +1,9 @@
 /** Helpers for sharded rooms (SHARD_GROW_AT=3, test/shard/vitest.config.ts): which users land where, each object's status, message bookkeeping. */
 import { env } from "cloudflare:test";
 import { expect } from "vitest";
-import type { MessageFrame } from "../../src/protocol";
+import type { MessageFrame, ServerFrame } from "../../src/protocol";
 import { shardName, shardOf } from "../../src/room/shard-map";
-import { type Client, join, uniqueRoom } from "../helpers";
+import { type Client, join, type Received, uniqueRoom } from "../helpers";
 
 /** The stub of object `k` of `room` (0: the orderer). */
 export function objectOf(room: string, k: number) {
@@ -50,3 +50,27 @@ export async function twoShardRoom() {
   const nc = await join(room, { sub: c, since: 0 });
   return { room, users: { a, b, c }, clients: [ca, nb.client, nc.client] as Client[], welcomes: [nb, nc] };
 }
+
+/** What a client received, as short labels, heartbeats, signals and occupancy left out. */
+export function labels(client: Client): string[] {
+  return client.frames.flatMap((f: Received) => {
+    const frame = f as ServerFrame & Record<string, unknown>;
+    switch (frame.type) {
+      case "message":
+        return [frame.seq === undefined ? `dm:${frame.text}` : `msg:${frame.seq}`];
+      case "ack":
+        return [`ack:${frame.id}`];
+      case "error":
+        return [`error:${frame.code}`];
+      case "pong":
+        return ["pong"];
+      case "history":
+        return ["history"];
+      default:
+        return [];
+    }
+  });
+}
+
+/** A `ping` the runtime does not answer by itself (not byte for byte the auto-response's). */
+export const SLOW_PING = '{ "type": "ping" }';

@@ -55,11 +55,24 @@ export function parseFaults(list: string): SoakFault[] {
 
 async function postFault(server: SoakServer, room: string, body: object): Promise<void> {
   const admin = await adminToken(server);
-  const response = await fetch(`${server.baseUrl}/api/test/rooms/${room}/faults`, {
-    method: "POST",
-    headers: { Authorization: `Bearer ${admin}`, "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  });
+  const post = () =>
+    fetch(`${server.baseUrl}/api/test/rooms/${room}/faults`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${admin}`, "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(10_000),
+    });
+  // A kept-alive connection the server closed meanwhile resets the request (ECONNRESET): try again,
+  // as roomInfo does. A fault that did land twice is only a larger fault.
+  let response: Response | undefined;
+  for (let attempt = 1; response === undefined; attempt++) {
+    try {
+      response = await post();
+    } catch (error) {
+      if (attempt >= 5) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
   if (response.status !== 200)
     throw new Error(`fault ${JSON.stringify(body)}: HTTP ${response.status} ${await response.text()}`);
 }
