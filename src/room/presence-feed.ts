@@ -1,12 +1,7 @@
 /**
  * The room's presence as its members see it: who is here (src/room/presence.ts) and the `join`/`leave`
  * frames, with the grace that keeps a quick reconnect from being a `leave` plus a `join` for all.
- *
- * Announcements made close together (a connect storm) go out together: each connection gets, in
- * order, the ones made while it was here, in one socket write when its client takes frames in
- * batches. A lone announcement goes out on the next macrotask; one within PRESENCE_UPDATE_INTERVAL_MS
- * of the last flush waits for that interval, like presence states. One at a time, each would be a
- * write to every member: a storm of n connects was n² writes.
+ * The frames go out through one queue, batched (src/room/presence-queue.ts).
  *
  * Above PRESENCE_ROSTER_MAX users (src/room/roster-mode.ts) nothing of that goes out: members are
  * told with a `roster` frame, then get `occupancy` frames; back at or below it, a `roster` frame
@@ -18,18 +13,11 @@
  */
 
 import { describeError, log } from "../common/log";
-import {
-  type OccupancyFrame,
-  PRESENCE_UPDATE_INTERVAL_MS,
-  type PresenceEntry,
-  type PresenceFrame,
-  type RosterFrame,
-  type User,
-} from "../protocol";
-import type { Connection } from "./connection";
+import type { OccupancyFrame, PresenceEntry, PresenceFrame, RosterFrame, User } from "../protocol";
 import type { Connections } from "./connections";
 import { Presence } from "./presence";
 import { mergeRosters, PresenceMirror } from "./presence-mirror";
+import { PresenceQueue } from "./presence-queue";
 import { OccupancyThrottle, RosterMode } from "./roster-mode";
 
 /**
@@ -51,22 +39,13 @@ export interface PresenceFeedOptions {
   store?: SyncKvStorage;
 }
 
-/** An announcement waiting to go out: to the connections accepted up to `mark`, but `except`. */
-interface Pending {
-  frame: string;
-  mark: number;
-  except: WebSocket | undefined;
-}
-
 export class PresenceFeed {
   readonly #presence = new Presence();
   /** Users whose last connection went, until the grace decides whether that was a leave. */
   readonly #leaveTimers = new Map<string, number>();
   readonly #graceMs: number;
   readonly #connections: () => Connections;
-  #pending: Pending[] = [];
-  /** When the last announcements went out (ms). */
-  #flushedAt = 0;
+  readonly #queue: PresenceQueue;
   /** Told of each announcement (webhook events, src/room/room-events.ts). */
   onAnnounced: ((event: PresenceFrame["event"], user: User, online: number) => void) | undefined;
   /** The room-wide counts when the room is spread over several objects (they decide the mode there). */
@@ -89,6 +68,7 @@ export class PresenceFeed {
   constructor(graceMs: number, connections: () => Connections, options: PresenceFeedOptions = {}) {
     this.#graceMs = graceMs;
     this.#connections = connections;
+    this.#queue = new PresenceQueue(connections);
     this.#mode = new RosterMode(options.rosterMax ?? Number.POSITIVE_INFINITY, options.store);
     this.mirror = new PresenceMirror(options.store);
     this.#occupancy = new OccupancyThrottle(OCCUPANCY_INTERVAL_MS, (frame) => this.#connections().broadcast(frame));
@@ -128,11 +108,11 @@ export class PresenceFeed {
     if (!this.#mode.update(this.wide?.()?.online ?? this.online)) return false;
     const isFull = this.#mode.isFull;
     // Switching to counts: what was queued is moot. Back to the roster: the list replaces it all.
-    if (!isFull) this.#pending = [];
+    if (!isFull) this.#queue.clear();
     else this.#occupancy.reset();
     const frame: RosterFrame = { type: "roster", roster: isFull, presence: isFull ? this.roomList() : [] };
     log("info", "presence_mode", { roster: isFull, online: this.wide?.()?.online ?? this.online });
-    this.#push(JSON.stringify(frame));
+    this.#queue.push(JSON.stringify(frame));
     return true;
   }
 
@@ -212,7 +192,8 @@ export class PresenceFeed {
     }
     if (change.wasUnknown) {
       if (this.#mode.isFull && this.#connections().liveCount() > 0) {
-        this.#push(JSON.stringify({ type: "roster", roster: true, presence: this.roomList() } satisfies RosterFrame));
+        const roster: RosterFrame = { type: "roster", roster: true, presence: this.roomList() };
+        this.#queue.push(JSON.stringify(roster));
       }
       return;
     }
@@ -284,16 +265,7 @@ export class PresenceFeed {
    * state updates (src/room/presence-states.ts), so that they keep their order.
    */
   queue(frame: string, except?: WebSocket): void {
-    if (this.#mode.isFull) this.#push(frame, except);
-  }
-
-  #push(frame: string, except?: WebSocket): void {
-    // A connection accepted later was welcomed with the presence as it is now: not for it.
-    const mark = this.#connections().accepted;
-    if (this.#pending.push({ frame, mark, except }) === 1) {
-      const wait = Math.max(0, this.#flushedAt + PRESENCE_UPDATE_INTERVAL_MS - Date.now());
-      setTimeout(() => this.#flush(), wait);
-    }
+    if (this.#mode.isFull) this.#queue.push(frame, except);
   }
 
   /** This object's own user came or went: the webhook event, and the frame unless another object has the user. */
@@ -311,24 +283,6 @@ export class PresenceFeed {
 
   /** Sends what is queued now, ahead of a frame from a member (`Connections.beforeOthers`). */
   flushPending(): void {
-    if (this.#pending.length > 0) this.#flush();
-  }
-
-  #flush(): void {
-    if (this.#pending.length === 0) return; // sent early (flushPending)
-    this.#flushedAt = Date.now();
-    const pending = this.#pending;
-    this.#pending = [];
-    try {
-      // Most connections get every one: the same list, so its batch frames are built once.
-      const every = pending.map((p) => p.frame);
-      this.#connections().broadcastEach((conn: Connection) => {
-        const order = conn.order ?? 0;
-        const mine = pending.filter((p) => order <= p.mark && conn.ws !== p.except);
-        return mine.length === pending.length ? every : mine.map((p) => p.frame);
-      });
-    } catch (error) {
-      log("error", "presence_failed", describeError(error));
-    }
+    this.#queue.flushPending();
   }
 }
