@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { shardOf } from "../../src/room/shard-map";
 import { isRefusal, mintToken, RawClient, sleep, until } from "../support/attack-kit";
+import { rosterView } from "../support/roster-view";
 import { WranglerServer } from "../support/wrangler-server";
 
 const MEMBERS = 40;
@@ -58,25 +59,6 @@ async function open(s: WranglerServer, room: string, sub: string, since?: number
   const opened = await RawClient.open(s, room, await mintToken(s, sub), since === undefined ? {} : { since });
   if (isRefusal(opened)) throw new Error(`refused: ${opened.status} ${opened.code}`);
   return opened;
-}
-
-/** The users a socket holds as online, folding `welcome`, `roster` and `join`/`leave` as edge-rooms/client does. */
-function viewOf(socket: RawClient): string[] {
-  const users = new Set<string>();
-  for (const f of socket.frames as Array<{
-    type: string;
-    event?: string;
-    user?: { id: string };
-    roster?: boolean;
-    presence?: Array<{ id: string }>;
-  }>) {
-    if (f.type === "welcome" || (f.type === "roster" && f.roster === true)) {
-      users.clear();
-      for (const e of f.presence ?? []) users.add(e.id);
-    } else if (f.type === "presence" && f.event === "join" && f.user) users.add(f.user.id);
-    else if (f.type === "presence" && f.event === "leave" && f.user) users.delete(f.user.id);
-  }
-  return [...users].sort();
 }
 
 describe("a sharded room end to end", () => {
@@ -163,10 +145,11 @@ describe("a sharded room end to end", () => {
     // The roster over the socket is the room's on every object (a moved member is neither a leave
     // nor a join): each member's last socket, from its welcome on, holds all 40.
     const everyone = JSON.stringify(members.map((m) => m.sub).sort());
-    const wrong = () => members.filter((m) => JSON.stringify(viewOf(m.socket)) !== everyone);
+    const wrong = () => members.filter((m) => JSON.stringify(rosterView(m.socket.frames)) !== everyone);
     await until(
       () => wrong().length === 0,
-      () => `every member to hold all ${MEMBERS}: ${wrong().map((m) => `${m.sub} holds ${viewOf(m.socket).length}`)}`,
+      () =>
+        `every member to hold all ${MEMBERS}: ${wrong().map((m) => `${m.sub} holds ${rosterView(m.socket.frames).length}`)}`,
       20_000,
     );
     for (const m of members) m.socket.ws.close();

@@ -9,21 +9,14 @@ import { describe, expect, it } from "vitest";
 import type { PresenceEntry } from "../../src/protocol";
 import { MOVED_GRACE_MS } from "../../src/room/presence-feed";
 import { type Client, join, settle } from "../helpers";
+import { rosterView } from "../support/roster-view";
 import { objectOf, twoShardRoom, usersIn } from "./support";
 
 type Frame = { type: string; event?: string; user?: { id: string }; presence?: PresenceEntry[]; roster?: boolean };
 
-/** The users a client holds as online, folding what it got as the bundled client does. */
+/** The users a client holds as online. */
 function viewOf(client: Client): string[] {
-  const users = new Set<string>();
-  for (const f of client.frames as unknown as Frame[]) {
-    if (f.type === "welcome" || (f.type === "roster" && f.roster === true)) {
-      users.clear();
-      for (const e of f.presence ?? []) users.add(e.id);
-    } else if (f.type === "presence" && f.event === "join" && f.user) users.add(f.user.id);
-    else if (f.type === "presence" && f.event === "leave" && f.user) users.delete(f.user.id);
-  }
-  return [...users].sort();
+  return rosterView(client.frames);
 }
 
 function events(client: Client, event: "join" | "leave"): string[] {
