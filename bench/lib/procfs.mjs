@@ -1,36 +1,11 @@
 /**
- * Processes and CPUs as Linux's /proc shows them, for the bench's view of the servers it starts: the
- * members of a process group, a process's CPU time, its RSS and the ports it listens on, each CPU's
+ * Processes and CPUs as Linux's /proc shows them, for the bench's view of the servers it starts (the
+ * members of a process group: scripts/lib/processes.mjs `groupProcesses`): a process's CPU time, its RSS and the ports it listens on, each CPU's
  * busy time; and pinning a process to CPUs with `taskset`. Every read tolerates a process that ends
  * while it is read.
  */
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-
-/**
- * The processes of a group, from /proc: pid, parent, command name and command line.
- * @param {number} pgid
- * @returns {{ pid: number, ppid: number, comm: string, cmdline: string }[]}
- */
-export function groupProcesses(pgid) {
-  const found = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const close = stat.lastIndexOf(")");
-      const comm = stat.slice(stat.indexOf("(") + 1, close);
-      const fields = stat.slice(close + 2).split(" ");
-      // fields[0] is the state, [1] the parent, [2] the process group.
-      if (Number(fields[2]) !== pgid) continue;
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").join(" ");
-      found.push({ pid: Number(entry), ppid: Number(fields[1]), comm, cmdline });
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  return found;
-}
 
 /** CPU time (user + system) of a process in seconds; 0 when it is gone. @param {number} pid */
 export function cpuSeconds(pid) {

@@ -15,6 +15,7 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   freePort,
+  groupProcesses,
   HOST,
   OutputTail,
   REPO_ROOT,
@@ -25,7 +26,7 @@ import {
   wranglerEnv,
 } from "../../scripts/lib/processes.mjs";
 import { liveGroups } from "./cleanup.mjs";
-import { cpuSeconds, groupProcesses, listeningPorts, pin, rssKiB } from "./procfs.mjs";
+import { cpuSeconds, listeningPorts, pin, rssKiB } from "./procfs.mjs";
 import { scratchDir } from "./snapshots.mjs";
 
 export { freePort, HOST, REPO_ROOT, signalGroup, sleep, stopGroup };

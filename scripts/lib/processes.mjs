@@ -1,8 +1,10 @@
 /**
  * Child-process chores shared by the Node test harness (test/support/wrangler-server.ts) and the
  * benchmark (bench/lib/wrangler.mjs): the repo's root and wrangler, a free loopback port, the
- * environment of a `wrangler dev` child, the tail of a child's output, and stopping a whole process group. Plain ESM with JSDoc types, so both can import it.
+ * environment of a `wrangler dev` child, the tail of a child's output, and a process group: its
+ * members (from /proc) and stopping it. Plain ESM with JSDoc types, so both can import it.
  */
+import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -155,4 +157,29 @@ export async function stopGroup(pgid, graceMs = 4_000) {
   if (await waitGroupGone(pgid, graceMs)) return;
   signalGroup(pgid, "SIGKILL");
   await waitGroupGone(pgid, 2_000);
+}
+
+/**
+ * The processes of a group, from /proc: pid, parent, command name and command line.
+ * @param {number} pgid
+ * @returns {{ pid: number, ppid: number, comm: string, cmdline: string }[]}
+ */
+export function groupProcesses(pgid) {
+  const found = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const close = stat.lastIndexOf(")");
+      const comm = stat.slice(stat.indexOf("(") + 1, close);
+      const fields = stat.slice(close + 2).split(" ");
+      // fields[0] is the state, [1] the parent, [2] the process group.
+      if (Number(fields[2]) !== pgid) continue;
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").join(" ");
+      found.push({ pid: Number(entry), ppid: Number(fields[1]), comm, cmdline });
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return found;
 }

@@ -90,11 +90,6 @@ export class RosterSync {
     this.#parts = parts;
   }
 
-  /** The version of the room's roster now. */
-  get version(): number {
-    return this.#v;
-  }
-
   /** The version of shard `k`'s report held here (0: none). */
   heldOf(k: number): number {
     return this.#reports.get(k)?.v ?? 0;

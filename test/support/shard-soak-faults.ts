@@ -4,8 +4,9 @@
  * test-only route `POST /api/test/rooms/:room/faults` (TEST_FAULTS=true, src/worker/test-faults.ts).
  * Growth under traffic and a stale Worker map need no injection: connecting the room makes them.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { SignJWT } from "jose";
+import { groupProcesses } from "../../scripts/lib/processes.mjs";
 import { shardOf } from "../../src/room/shard-map";
 
 /** What the soak needs of a server: `wrangler dev` (WranglerServer) or bare workerd (WorkerdServer). */
@@ -106,16 +107,10 @@ export async function injectFault(
 /** The most open file descriptors of any workerd process in process group `pgid` (Linux /proc). */
 export function workerdFds(pgid: number): number {
   let most = 0;
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
+  for (const p of groupProcesses(pgid)) {
+    if (!p.comm.includes("workerd")) continue;
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      // pid (comm) state ppid pgrp …: comm may hold spaces, so read after its closing parenthesis.
-      const close = stat.lastIndexOf(")");
-      const comm = stat.slice(stat.indexOf("(") + 1, close);
-      const pgrp = Number(stat.slice(close + 2).split(" ")[2]);
-      if (pgrp !== pgid || !comm.includes("workerd")) continue;
-      most = Math.max(most, readdirSync(`/proc/${entry}/fd`).length);
+      most = Math.max(most, readdirSync(`/proc/${p.pid}/fd`).length);
     } catch {
       // gone meanwhile
     }
