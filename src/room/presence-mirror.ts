@@ -2,8 +2,8 @@
  * The users of a sharded room's other objects, as the orderer last told this one (docs/scaling.md,
  * "Presence"): what turns an object's own roster into the room's. Keyed by user, not by object: a
  * user moving between objects is in some object's list all along, so it is neither a leave nor a
- * join. Unknown (`undefined`) in a room of one object. It is stored (one key, written when it
- * changed), so that an object that wakes goes on diffing what its members hold; without it (a new
+ * join. Unknown (`undefined`) in a room of one object. It is stored (one key, written when a user
+ * came or went), so that an object that wakes goes on diffing what its members hold; without it (a new
  * object, a failed write) the feed (src/room/presence-feed.ts) sends them the whole list in a
  * `roster` frame when the orderer tells it the users.
  */
@@ -35,10 +35,13 @@ export interface MirrorChange {
 
 const STORED_KEY = "rosterMirror";
 
+const idsOf = (users: Map<string, PresenceEntry>) => [...users.keys()].sort().join("\n");
+
 export class PresenceMirror {
   #users: Map<string, PresenceEntry> | undefined;
   readonly #store: SyncKvStorage | undefined;
-  #stored = "";
+  /** Who the stored list holds (its ids), to write only when that changes. */
+  #storedIds = "";
 
   constructor(store?: SyncKvStorage) {
     this.#store = store;
@@ -47,7 +50,7 @@ export class PresenceMirror {
     try {
       const users = JSON.parse(saved) as PresenceEntry[];
       this.#users = new Map(users.map((e) => [e.id, e]));
-      this.#stored = saved;
+      this.#storedIds = idsOf(this.#users);
     } catch {
       // Unreadable: unknown, as in a new object.
     }
@@ -86,15 +89,19 @@ export class PresenceMirror {
     return { joined, left, wasUnknown: false };
   }
 
-  /** Written when a push changed it (a relayed state alone does not make a write). */
+  /**
+   * Written when a push brought or took a user, not for connection counts or states (a member's
+   * reconnect churn would be a write in every object): what is stored is a wake's base for diffing
+   * joins and leaves, and the next push after a wake corrects the rest.
+   */
   #save(): void {
     const users = this.#users;
     if (this.#store === undefined || users === undefined) return;
-    const text = JSON.stringify([...users.values()]);
-    if (text === this.#stored) return;
+    const ids = idsOf(users);
+    if (ids === this.#storedIds) return;
     try {
-      this.#store.put(STORED_KEY, text);
-      this.#stored = text;
+      this.#store.put(STORED_KEY, JSON.stringify([...users.values()]));
+      this.#storedIds = ids;
     } catch {
       // Not stored: a wake then sends members the whole list instead of a diff.
     }

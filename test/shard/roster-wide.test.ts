@@ -130,4 +130,35 @@ describe("sharded rooms: the roster over the socket", () => {
     await expectView(cb, [users.a, users.b, users.c], "and sees d leave");
     await expectView(ca, [users.a, users.b, users.c], "as does a");
   });
+
+  it("stores an object's mirror when users come or go, not when a user's connection count changes", async () => {
+    const { room, users, clients } = await twoShardRoom();
+    const [ca] = clients as [Client, Client, Client];
+    await expectView(ca, [users.a, users.b, users.c], "a holds a, b and c");
+    await settle(400);
+    const stored = () =>
+      runInDurableObject(objectOf(room, 0), (_i, state) => state.storage.kv.get<string>("rosterMirror"));
+    const before = await stored();
+    expect(before).toContain(String(users.b));
+    // b opens a second socket on shard 1: the orderer is told (its newcomers see 2 connections)...
+    const second = await join(room, { sub: users.b });
+    const [d] = usersIn(0, 2, 1, "d");
+    await expectView(second.client, [users.a, users.b, users.c], "b's second socket holds everyone");
+    let seen = 0;
+    for (let i = 0; i < 20 && seen !== 2; i++) {
+      await settle(100);
+      const probe = await join(room, { sub: d });
+      seen = probe.welcome.presence.find((p) => p.id === users.b)?.connections ?? 0;
+      probe.client.close();
+    }
+    expect(seen).toBe(2);
+    // ...but that is no new user: the stored list is not written again.
+    expect(await stored()).toBe(before);
+    // A new user on shard 1 is.
+    const [e] = usersIn(1, 2, 1, "e");
+    await join(room, { sub: e });
+    await ca.waitFor(() => events(ca, "join").includes(String(e)), "a join for e");
+    await settle(200);
+    expect(await stored()).toContain(String(e));
+  });
 });
