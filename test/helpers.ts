@@ -260,6 +260,19 @@ export async function runHeartbeatRound(room: string, advanceMs = 0): Promise<bo
   return advanceMs === 0 ? runDurableObjectAlarm(roomStub(room)) : runAlarmAfter(room, advanceMs);
 }
 
+/**
+ * Waits until `check` holds (polled every 20 ms; it may ask an object over RPC), for a condition no
+ * client frame tells: a timer in an object, a stored row, a status. Fails saying what was awaited.
+ */
+export async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
+  // performance.now(), not Date.now(): tests may fake the Date clock.
+  const deadline = performance.now() + timeoutMs;
+  while (!(await check())) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await settle(20);
+  }
+}
+
 /** Lets queued frames and close events arrive. */
 export function settle(ms = 50): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

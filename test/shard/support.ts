@@ -1,5 +1,5 @@
 /** Helpers for sharded rooms (SHARD_GROW_AT=3, test/shard/vitest.config.ts): which users land where, each object's status, message bookkeeping. */
-import { env } from "cloudflare:test";
+import { env, runInDurableObject } from "cloudflare:test";
 import { expect } from "vitest";
 import type { MessageFrame, ServerFrame } from "../../src/protocol";
 import { shardName, shardOf } from "../../src/room/shard-map";
@@ -8,6 +8,21 @@ import { type Client, join, type Received, uniqueRoom } from "../helpers";
 /** The stub of object `k` of `room` (0: the orderer). */
 export function objectOf(room: string, k: number) {
   return env.ROOMS.get(env.ROOMS.idFromName(shardName(room, k)));
+}
+
+/** The last seq shard `k` stored (what it continues from after it loses its memory, src/room/shard-log.ts). */
+export function storedLast(room: string, k = 1): Promise<number> {
+  return runInDurableObject(objectOf(room, k), (_instance, state) => {
+    const rows = state.storage.sql
+      .exec<{ value: string }>("SELECT value FROM shard_state WHERE key = 'last'")
+      .toArray();
+    return Number(rows[0]?.value ?? "0");
+  });
+}
+
+/** The last seq object `k` of `room` delivered to its sockets. */
+export async function lastDelivered(room: string, k: number): Promise<number> {
+  return (await objectOf(room, k).shardStatus()).last;
 }
 
 /** `count` user ids that live in shard `k` of a room of `n` shards (and, with `alsoK`, in shard `alsoK` of `alsoN`). */
