@@ -50,6 +50,9 @@ describe("sharded rooms: per-sender order on a shard", () => {
     cb.send({ type: "message", text: "to c", to: users.c, id: "d1" });
     cb.send({ type: "message", text: "to a", to: users.a, id: "d2" });
     await cb.waitFor((f) => f.filter((x) => x.type === "ack").length === 3, "3 acks");
+    // Each DM was delivered before its ack was sent, but on another socket: its frame may come later.
+    await cc.waitFor(() => labels(cc).includes("dm:to c"), "c's DM");
+    await ca.waitFor(() => labels(ca).includes("dm:to a"), "a's DM");
     await settle(100);
     expect(labels(cc)).toEqual(["msg:1", "dm:to c"]);
     expect(labels(ca)).toEqual(["msg:1", "dm:to a"]);
@@ -64,6 +67,8 @@ describe("sharded rooms: per-sender order on a shard", () => {
     ca.send({ type: "message", text: "room", id: "o1" });
     ca.send({ type: "message", text: "to b", to: users.b, id: "o2" });
     await cb.waitFor((f) => f.some((x) => x.type === "message" && x.to !== undefined), "the DM");
+    // The DM's ack goes to a's socket after b's got the DM: it may arrive after it.
+    await ca.waitFor(() => labels(ca).includes("ack:o2"), "the DM's ack");
     await settle(100);
     expect(labels(cb)).toEqual(["msg:1", "dm:to b"]);
     expect(labels(ca)).toEqual(["msg:1", "ack:o1", "ack:o2"]);
