@@ -10,6 +10,7 @@ import {
   runHeartbeatRound,
   settle,
   uniqueRoom,
+  until,
 } from "./helpers";
 
 describe("the heartbeat alarm", () => {
@@ -113,6 +114,7 @@ describe("the heartbeat alarm", () => {
       c.client.send('{"type":"ping"}');
       await c.client.next("pong");
     }
+    await until(async () => (await awaitingOf(room)).reader === undefined, "the reader's echo taken");
     expect(await awaitingOf(room)).toMatchObject({ reader: undefined, stalled: { since: beat.timestamp } });
     await runAlarmAfter(room, beat.timestamp + 75_300 - Date.now());
     expect(await stalled.client.nextClose()).toEqual({ code: 4408, reason: "not reading" });
@@ -144,10 +146,11 @@ describe("the heartbeat alarm", () => {
     const newer = await b.client.next("heartbeat");
     expect((await awaitingOf(room)).b).toMatchObject({ since: beatB.timestamp, at: newer.timestamp });
     b.client.send(JSON.stringify(beatB));
-    await settle(100);
+    // Taken once the room has read it: wait for that, not for a fixed time.
+    await until(async () => (await awaitingOf(room)).b?.since === newer.timestamp, "b's older echo taken");
     expect((await awaitingOf(room)).b).toMatchObject({ since: newer.timestamp, at: newer.timestamp });
     b.client.send(JSON.stringify(newer));
-    await settle(100);
+    await until(async () => (await awaitingOf(room)).b === undefined, "b's newer echo taken");
     expect(await awaitingOf(room)).toMatchObject({ a: { since: beatA.timestamp }, b: undefined });
     a.client.close();
     b.client.close();
@@ -163,6 +166,8 @@ describe("the heartbeat alarm", () => {
     client.send(beat);
     const answered = (f: Received[]) => f.filter((x) => x.type === "message" || x.type === "error");
     await client.waitFor((f) => answered(f).length >= 60, "an answer to each message frame");
+    // Taken as the proof of reading (the room reads it right after the 60th frame): nothing awaited.
+    await until(async () => Object.values(await awaitingOf(room)).every((a) => a === undefined), "the echo taken");
     await settle(200);
     const answers = answered(client.frames);
     // One answer per message frame and none for the echo: it was not refused, though the frames
@@ -181,7 +186,7 @@ describe("the heartbeat alarm", () => {
       await runHeartbeatRound(room);
       client.send(await client.next("heartbeat"));
     }
-    await settle(100);
+    await until(async () => Object.values(await awaitingOf(room)).every((a) => a === undefined), "the last echo taken");
     await runAlarmAfter(room, 60_000);
     await client.next("heartbeat");
     expect(client.closed).toBeUndefined();

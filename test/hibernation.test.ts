@@ -1,6 +1,16 @@
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { awaitingOf, join, mintToken, roomStub, runAlarmAfter, runHeartbeatRound, settle, uniqueRoom } from "./helpers";
+import {
+  awaitingOf,
+  join,
+  mintToken,
+  roomStub,
+  runAlarmAfter,
+  runHeartbeatRound,
+  settle,
+  uniqueRoom,
+  until,
+} from "./helpers";
 
 describe("eviction and hibernation", () => {
   it("keeps every connection and its identity across an eviction, and seq continues", async () => {
@@ -79,7 +89,7 @@ describe("eviction and hibernation", () => {
     await evictDurableObject(roomStub(room));
     // The awaited heartbeat lives in the attachment: its echo is recognised by the new instance.
     reader.client.send(JSON.stringify(beat));
-    await settle(100);
+    await until(async () => (await awaitingOf(room)).reader === undefined, "the reader's echo taken");
     expect(await awaitingOf(room)).toMatchObject({ reader: undefined, stalled: { since: beat.timestamp } });
     await settle(500);
     for (const c of [reader, stalled]) {
