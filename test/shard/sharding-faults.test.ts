@@ -119,6 +119,8 @@ describe("sharded rooms: resets that drop sockets", () => {
     expect((await cc.nextClose()).code).toBe(1006);
     for (let i = 2; i <= 5; i++) ca.send({ type: "message", text: `m${i}`, id: `r${i}` });
     await waitForSeq(ca, 5);
+    // The shard's new instance gets 2..5 by the orderer's delivery, which may come after a's seq 5.
+    await until(async () => (await lastDelivered(room, 1)) === 5, "shard 1 to deliver seq 5");
     const nb = await join(room, { sub: users.b, since: 1 });
     const nc = await join(room, { sub: users.c, since: 1 });
     for (const r of [nb, nc]) {
