@@ -252,6 +252,20 @@ export async function runAlarmAfter(room: string, advanceMs: number): Promise<bo
 }
 
 /**
+ * Runs `fn` with the Date clock (which the rooms share) held still: rate buckets and allowances, which
+ * refill from it, do not refill however slowly a loaded machine works through what `fn` sends.
+ */
+export async function withClockStill<T>(fn: () => Promise<T>): Promise<T> {
+  vi.useFakeTimers({ toFake: ["Date"] });
+  try {
+    vi.setSystemTime(Date.now());
+    return await fn();
+  } finally {
+    vi.useRealTimers();
+  }
+}
+
+/**
  * Runs the room's alarm as a heartbeat round: marks the round due (as when its time has come), then
  * runs it, `advanceMs` on (see `runAlarmAfter`). A plain alarm run is a round only when one is due.
  */

@@ -1,5 +1,5 @@
-import { describe, expect, it, vi } from "vitest";
-import { type Client, connect, errorOf, join, mintToken, settle, uniqueRoom, upgrade } from "./helpers";
+import { describe, expect, it } from "vitest";
+import { type Client, connect, errorOf, join, mintToken, settle, uniqueRoom, upgrade, withClockStill } from "./helpers";
 
 // The workerd tests run with MAX_CONNECTIONS_PER_ROOM = 5, MAX_CONNECTIONS_PER_USER = 3,
 // MAX_UNREAD_BYTES = 1 MiB (history pages up to 128 KiB, replays up to 256 KiB),
@@ -120,9 +120,7 @@ describe("a user's unread bytes are bounded over all its connections", () => {
     // replays less than one message of it is left: on a slow run the time between the resumes refilled
     // enough for one more message (the sixth got 1). The room shares the test's Date clock: hold it
     // still, so that the six resumes fall within the same instant of the minute.
-    vi.useFakeTimers({ toFake: ["Date"] });
-    try {
-      vi.setSystemTime(Date.now());
+    await withClockStill(async () => {
       for (let i = 0; i < 6; i++) {
         const { client, welcome } = await join(room, { token, since: 0 });
         client.echoesHeartbeats = true;
@@ -134,9 +132,7 @@ describe("a user's unread bytes are bounded over all its connections", () => {
         client.close();
         await client.nextClose();
       }
-    } finally {
-      vi.useRealTimers();
-    }
+    });
     expect(replayed.slice(0, 4).every((n) => n > 0)).toBe(true);
     expect(replayed.at(-1)).toBe(0);
     expect(recovered.at(-1)).toBe(false);
