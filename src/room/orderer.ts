@@ -59,10 +59,8 @@ export class Orderer {
       map: () => this.map,
       latest: () => parts.latest(),
       occupancy: () => this.occupancy(),
-      reported: (k, result) => {
-        this.roster.reported(k, result.report);
-        this.reported(k, result.counts);
-      },
+      // The fanout keeps the version of the push the shard holds itself: no `rosterAt` here.
+      reported: (k, result) => this.heard(k, result.counts, result.report),
       rosterOf: (k) => this.roster.heldOf(k),
       rosterFor: (k, at) => this.roster.pushFor(k, at),
     });
