@@ -7,12 +7,12 @@
  */
 
 import type { Config } from "../common/config";
-import type { ClientPresenceFrame, ClientSignalFrame, FrameErrorCode } from "../protocol";
+import type { ClientPresenceFrame, ClientSignalFrame } from "../protocol";
 import { byteLength, utf8Length } from "./bytes";
 import type { Connection } from "./connection";
 import type { Connections } from "./connections";
 import { type PresenceOut, PresenceStates } from "./presence-states";
-import { type Reply, Signals } from "./signals";
+import { type ErrorReply, errorReply, type Reply, Signals } from "./signals";
 
 export type EphemeralFrame = ClientSignalFrame | ClientPresenceFrame;
 
@@ -31,11 +31,11 @@ export class Ephemeral {
   /** The largest valid signal or presence frame could be this long (a bound, not the exact caps). */
   readonly maxBytes: number;
   readonly #limits: Limits;
-  readonly #reply: (conn: Connection, code: FrameErrorCode, text: string) => void;
+  readonly #reply: ErrorReply;
 
   constructor(connections: () => Connections, presence: PresenceOut, limits: Limits, reply: Reply) {
     this.#limits = limits;
-    this.#reply = (conn, code, text) => reply(conn, () => connections().sendError(conn, code, text));
+    this.#reply = errorReply(connections, reply);
     // A presence frame's own fields and some whitespace around a state at its cap.
     this.maxBytes = Math.max(limits.signalMaxBytes, limits.presenceStateMaxBytes + 256);
     this.signals = new Signals(connections, limits, reply);

@@ -6,7 +6,7 @@
  */
 
 import type { Config } from "../common/config";
-import type { ClientSignalFrame, SignalFrame } from "../protocol";
+import type { ClientSignalFrame, FrameErrorCode, SignalFrame } from "../protocol";
 import { type Connection, tagForUser } from "./connection";
 import type { Connections } from "./connections";
 import { type RateLimits, take } from "./rate-limit";
@@ -19,10 +19,18 @@ import type { Step } from "./reply-order";
  */
 export type Reply = (conn: Connection, answer: Step) => void;
 
+/** An error frame to `conn`, in its place among the connection's answers. */
+export type ErrorReply = (conn: Connection, code: FrameErrorCode, text: string) => void;
+
+export function errorReply(connections: () => Connections, reply: Reply): ErrorReply {
+  return (conn, code, text) => reply(conn, () => connections().sendError(conn, code, text));
+}
+
 export class Signals {
   readonly #connections: () => Connections;
   readonly #limits: RateLimits;
   readonly #reply: Reply;
+  readonly #error: ErrorReply;
   /** In a sharded room: a signal to everyone goes on to the room's other objects (src/room/relay.ts). */
   relay: ((item: RelayItem) => void) | undefined;
   /** In a sharded room: a signal to a user with no connection here goes to that user's object. */
@@ -35,6 +43,7 @@ export class Signals {
   ) {
     this.#connections = connections;
     this.#reply = reply;
+    this.#error = errorReply(connections, reply);
     // Strikes never close for signals: a dropped one costs the room a parse of at most
     // SIGNAL_MAX_BYTES, and a cursor sent faster than allowed is a common mistake, not an attack.
     this.#limits = {
@@ -96,9 +105,5 @@ export class Signals {
       return;
     }
     for (const target of recipients) connections.send(target, text);
-  }
-
-  #error(conn: Connection, code: "forbidden" | "rate_limited" | "unknown_recipient", text: string): void {
-    this.#reply(conn, () => this.#connections().sendError(conn, code, text));
   }
 }
