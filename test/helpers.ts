@@ -4,6 +4,7 @@ import { SignJWT } from "jose";
 import { vi } from "vitest";
 import type { ServerFrame } from "../src/protocol";
 import { HEARTBEAT_DUE_KEY } from "../src/room/alarm-plan";
+import { until as untilHolds } from "./support/until";
 
 export const TEST_JWT_SECRET = "edge-rooms-test-secret-0123456789-abcdefghij";
 export const secretKey = new TextEncoder().encode(TEST_JWT_SECRET);
@@ -241,24 +242,23 @@ export function roomStub(room: string) {
 }
 
 /** Runs the room's alarm as if the clock read `Date.now() + advanceMs` (the object shares the test's clock). */
-export async function runAlarmAfter(room: string, advanceMs: number): Promise<boolean> {
-  vi.useFakeTimers({ toFake: ["Date"] });
-  try {
-    vi.setSystemTime(Date.now() + advanceMs);
-    return await runDurableObjectAlarm(roomStub(room));
-  } finally {
-    vi.useRealTimers();
-  }
+export function runAlarmAfter(room: string, advanceMs: number): Promise<boolean> {
+  return withClockAt(Date.now() + advanceMs, () => runDurableObjectAlarm(roomStub(room)));
 }
 
 /**
  * Runs `fn` with the Date clock (which the rooms share) held still: rate buckets and allowances, which
  * refill from it, do not refill however slowly a loaded machine works through what `fn` sends.
  */
-export async function withClockStill<T>(fn: () => Promise<T>): Promise<T> {
+export function withClockStill<T>(fn: () => Promise<T>): Promise<T> {
+  return withClockAt(Date.now(), fn);
+}
+
+/** Runs `fn` with the shared Date clock set to `ms` and held there. */
+async function withClockAt<T>(ms: number, fn: () => Promise<T>): Promise<T> {
   vi.useFakeTimers({ toFake: ["Date"] });
   try {
-    vi.setSystemTime(Date.now());
+    vi.setSystemTime(ms);
     return await fn();
   } finally {
     vi.useRealTimers();
@@ -274,17 +274,9 @@ export async function runHeartbeatRound(room: string, advanceMs = 0): Promise<bo
   return advanceMs === 0 ? runDurableObjectAlarm(roomStub(room)) : runAlarmAfter(room, advanceMs);
 }
 
-/**
- * Waits until `check` holds (polled every 20 ms; it may ask an object over RPC), for a condition no
- * client frame tells: a timer in an object, a stored row, a status. Fails saying what was awaited.
- */
-export async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
-  // performance.now(), not Date.now(): tests may fake the Date clock.
-  const deadline = performance.now() + timeoutMs;
-  while (!(await check())) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await settle(20);
-  }
+/** Waits until `check` holds (it may ask an object over RPC); fails saying what was awaited. */
+export function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
+  return untilHolds(check, what, timeoutMs);
 }
 
 /** Lets queued frames and close events arrive. */

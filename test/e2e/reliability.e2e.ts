@@ -11,6 +11,7 @@ import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import WebSocket from "ws";
 import type { MessageFrame, ServerFrame } from "../../src/protocol";
+import { sleep, until } from "../support/attack-kit";
 import { WranglerServer } from "../support/wrangler-server";
 
 const SOAK = process.env.SOAK === "1";
@@ -27,18 +28,6 @@ async function token(secret: string, sub: string, role = "member"): Promise<stri
     .setSubject(sub)
     .setExpirationTime(Math.floor(Date.now() / 1000) + 3600)
     .sign(new TextEncoder().encode(secret));
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(check: () => boolean, what: string | (() => string), timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === "string" ? what : what()}`);
-    }
-    await sleep(20);
-  }
 }
 
 /**

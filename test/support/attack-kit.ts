@@ -9,19 +9,14 @@ import { readdirSync, readFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import { SignJWT } from "jose";
 import WebSocket, { type RawData } from "ws";
+import { until as untilHolds } from "./until";
 import type { WranglerServer } from "./wrangler-server";
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Waits until `check()` holds; rejects naming what was awaited after `timeoutMs`. */
-export async function until(check: () => boolean, what: string | (() => string), timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === "string" ? what : what()}`);
-    }
-    await sleep(20);
-  }
+export function until(check: () => boolean, what: string | (() => string), timeoutMs = 30_000): Promise<void> {
+  return untilHolds(check, what, timeoutMs);
 }
 
 export function mintToken(server: WranglerServer, sub: string, role = "member"): Promise<string> {
